@@ -196,3 +196,15 @@ export function literalType(v: unknown): DataType {
   if (Array.isArray(v)) return new ArrayType(v.length ? literalType(v[0]) : NullType);
   throw new TypeError(`lit(): cannot make a literal of ${typeof v}; use struct() or a typed column instead.`);
 }
+
+/**
+ * Thrown by an evaluator that needs I/O first (a schema id not yet fetched from the registry, a schema
+ * not yet registered). The batch loop awaits `promise` and evaluates the same row again, so evaluation
+ * stays synchronous and fast on the common path, and I/O happens once per new schema, not per row.
+ */
+export class NeedsIO extends Error {
+  override name = 'NeedsIO';
+  constructor(readonly promise: Promise<unknown>) {
+    super('needs I/O before this row can be evaluated');
+  }
+}

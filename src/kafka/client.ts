@@ -1,0 +1,364 @@
+/**
+ * A thin promise-based layer over @confluentinc/kafka-javascript (librdkafka): the admin calls, exact
+ * offset-range reads and acknowledged writes that Sluice's source, sink and CLI need. Everything about
+ * the Kafka protocol itself is librdkafka's.
+ */
+import Kafka from '@confluentinc/kafka-javascript';
+import type {
+  GlobalConfig,
+  IAdminClient,
+  KafkaConsumer,
+  LibrdKafkaError,
+  Message,
+  MessageHeader,
+  Producer,
+} from '@confluentinc/kafka-javascript';
+
+export type KafkaConfig = Record<string, string | number | boolean>;
+
+export class KafkaError extends Error {
+  override name = 'KafkaError';
+}
+
+/** Partition → offset, per topic: the shape of Spark's Kafka offsets (`{"t":{"0":42}}`). */
+export type PartitionOffsets = Record<string, Record<string, number>>;
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface TopicDescription {
+  name: string;
+  partitions: Array<{ partition: number; leader: number; replicas: number[]; isr: number[] }>;
+}
+
+/**
+ * Builds librdkafka settings from options: `kafka.`-prefixed options pass through without the prefix
+ * (as in Spark). Java-only settings that librdkafka does not know get an explanation instead of a
+ * cryptic "No such configuration property".
+ */
+export function kafkaConfigFromOptions(options: Readonly<Record<string, string>>): KafkaConfig {
+  const conf: KafkaConfig = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (!k.startsWith('kafka.')) continue;
+    const key = k.slice('kafka.'.length);
+    if (key === 'sasl.jaas.config') {
+      // Spark users write the Java JAAS line; librdkafka wants the username and password themselves.
+      const user = /username\s*=\s*"([^"]*)"/.exec(v);
+      const pass = /password\s*=\s*"([^"]*)"/.exec(v);
+      if (!user || !pass) {
+        throw new KafkaError(
+          'kafka.sasl.jaas.config: only PlainLoginModule/ScramLoginModule lines with username="…" password="…" can be ' +
+            'translated for librdkafka. Set kafka.sasl.username and kafka.sasl.password instead.',
+        );
+      }
+      conf['sasl.username'] = user[1]!;
+      conf['sasl.password'] = pass[1]!;
+      continue;
+    }
+    if (/^ssl\.(truststore|keystore)\./.test(key)) {
+      throw new KafkaError(
+        `kafka.${key}: Java keystores (JKS/PKCS12 stores) are not read by librdkafka. Use PEM files: ` +
+          'kafka.ssl.ca.location (CA certificate), kafka.ssl.certificate.location and kafka.ssl.key.location.',
+      );
+    }
+    conf[key === 'sasl.mechanism' ? 'sasl.mechanisms' : key] = v;
+  }
+  if (!conf['bootstrap.servers']) {
+    throw new KafkaError(
+      'Option "kafka.bootstrap.servers" is required: the host:port list of your brokers, e.g. ' +
+        ".option('kafka.bootstrap.servers', '127.0.0.1:9092'). (`sluice status` prints the local stack's.)",
+    );
+  }
+  return conf;
+}
+
+function fail(what: string, err: LibrdKafkaError | Error): KafkaError {
+  const e = new KafkaError(`${what}: ${err.message}`);
+  (e as { cause?: unknown }).cause = err;
+  return e;
+}
+
+/** Admin operations (topics, offsets), with one connection reused. */
+export class KafkaAdmin {
+  private readonly client: IAdminClient;
+  constructor(
+    conf: KafkaConfig,
+    private readonly timeoutMs = 15_000,
+  ) {
+    this.client = Kafka.AdminClient.create({ 'client.id': 'sluice-admin', ...conf } as GlobalConfig);
+  }
+
+  createTopic(topic: string, partitions = 1, replicationFactor = 1, config: Record<string, string> = {}): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.createTopic(
+        { topic, num_partitions: partitions, replication_factor: replicationFactor, config } as Parameters<IAdminClient['createTopic']>[0],
+        this.timeoutMs,
+        (err) => (err ? reject(fail(`Cannot create topic "${topic}"`, err)) : resolve()),
+      ),
+    );
+  }
+
+  /** Creates the topic unless it exists; returns whether it was created. */
+  async ensureTopic(topic: string, partitions = 1, replicationFactor = 1): Promise<boolean> {
+    try {
+      await this.createTopic(topic, partitions, replicationFactor);
+      return true;
+    } catch (e) {
+      if (/already exists/i.test(String((e as Error).message))) return false;
+      throw e;
+    }
+  }
+
+  deleteTopic(topic: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.deleteTopic(topic, this.timeoutMs, (err) => (err ? reject(fail(`Cannot delete topic "${topic}"`, err)) : resolve())),
+    );
+  }
+
+  listTopics(): Promise<string[]> {
+    return new Promise((resolve, reject) =>
+      this.client.listTopics({ timeout: this.timeoutMs }, (err, topics) =>
+        err ? reject(fail('Cannot list topics', err)) : resolve(topics.filter((t) => !t.startsWith('__')).sort()),
+      ),
+    );
+  }
+
+  describeTopics(topics: string[]): Promise<TopicDescription[]> {
+    return new Promise((resolve, reject) =>
+      this.client.describeTopics(topics, { timeout: this.timeoutMs }, (err, result) => {
+        if (err) return reject(fail(`Cannot describe ${topics.join(', ')}`, err));
+        for (const t of result) {
+          const e = (t as { error?: LibrdKafkaError }).error;
+          if (e) return reject(fail(`Cannot describe topic "${t.name}"`, e));
+        }
+        resolve(
+          result.map((t) => ({
+            name: t.name,
+            partitions: t.partitions
+              .map((p) => ({
+                partition: p.partition,
+                leader: p.leader?.id ?? -1,
+                replicas: p.replicas.map((r) => r.id),
+                isr: p.isr.map((r) => r.id),
+              }))
+              .sort((a, b) => a.partition - b.partition),
+          })),
+        );
+      }),
+    );
+  }
+
+  /** Earliest or latest offsets of partitions (latest = the offset the next record will get). */
+  listOffsets(partitions: TopicPartition[], which: 'earliest' | 'latest'): Promise<PartitionOffsets> {
+    if (partitions.length === 0) return Promise.resolve({});
+    const spec = which === 'earliest' ? Kafka.OffsetSpec.EARLIEST : Kafka.OffsetSpec.LATEST;
+    return new Promise((resolve, reject) =>
+      this.client.listOffsets(
+        partitions.map((p) => ({ ...p, offset: spec })),
+        { timeout: this.timeoutMs },
+        (err, result) => {
+          if (err) return reject(fail('Cannot list offsets', err));
+          const out: PartitionOffsets = {};
+          for (const r of result) {
+            if (r.error) return reject(fail(`Cannot list offsets of ${r.topic}-${r.partition}`, r.error));
+            (out[r.topic] ??= {})[String(r.partition)] = r.offset;
+          }
+          resolve(out);
+        },
+      ),
+    );
+  }
+
+  disconnect(): void {
+    this.client.disconnect();
+  }
+}
+
+/** One record as read from Kafka. */
+export interface KafkaRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  headers?: MessageHeader[];
+}
+
+/**
+ * Reads exact offset ranges [start, end) per partition: what a micro-batch needs, so that a re-run of a
+ * batch reads exactly the same records. Consumer-group offsets are not used for progress (the
+ * checkpoint is the truth, as in Spark); nothing is committed to the group.
+ */
+export class RangeReader {
+  private consumer: KafkaConsumer | undefined;
+  constructor(
+    private readonly conf: KafkaConfig,
+    private readonly pollTimeoutMs = 120_000,
+  ) {}
+
+  private async connect(): Promise<KafkaConsumer> {
+    if (this.consumer) return this.consumer;
+    const c = new Kafka.KafkaConsumer(
+      {
+        'group.id': `sluice-reader-${process.pid}`,
+        'enable.auto.commit': false,
+        'enable.partition.eof': true,
+        'fetch.wait.max.ms': 50,
+        ...this.conf,
+      } as ConstructorParameters<typeof Kafka.KafkaConsumer>[0],
+      { 'auto.offset.reset': 'error' },
+    );
+    await new Promise<void>((resolve, reject) =>
+      c.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect to Kafka', err)) : resolve())),
+    );
+    c.setDefaultConsumeTimeout(100);
+    this.consumer = c;
+    return c;
+  }
+
+  /** Reads every record with start[p] <= offset < end[p]. */
+  async read(start: PartitionOffsets, end: PartitionOffsets): Promise<KafkaRecord[]> {
+    const wanted: Array<{ topic: string; partition: number; from: number; to: number }> = [];
+    for (const [topic, parts] of Object.entries(end)) {
+      for (const [p, to] of Object.entries(parts)) {
+        const from = start[topic]?.[p] ?? 0;
+        if (to > from) wanted.push({ topic, partition: Number(p), from, to });
+      }
+    }
+    if (wanted.length === 0) return [];
+    const c = await this.connect();
+    c.assign(wanted.map((w) => ({ topic: w.topic, partition: w.partition, offset: w.from })));
+    const key = (t: string, p: number): string => `${t}\u0000${p}`;
+    const remaining = new Map(wanted.map((w) => [key(w.topic, w.partition), w]));
+    const out: KafkaRecord[] = [];
+    const onEof = (e: { topic: string; partition: number; offset: number }): void => {
+      // Past the last record of a partition, e.g. when a transaction marker fills the last offset.
+      const w = remaining.get(key(e.topic, e.partition));
+      if (w && e.offset >= w.to) remaining.delete(key(e.topic, e.partition));
+    };
+    c.on('partition.eof', onEof);
+    let lastProgress = Date.now();
+    try {
+      while (remaining.size > 0) {
+        const msgs = await new Promise<Message[]>((resolve, reject) =>
+          c.consume(10_000, (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
+        );
+        if (msgs.length) lastProgress = Date.now();
+        for (const m of msgs) {
+          const k = key(m.topic, m.partition);
+          const w = remaining.get(k);
+          if (!w || m.offset >= w.to) continue;
+          out.push({
+            key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
+            value: m.value,
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
+            timestamp: m.timestamp ?? -1,
+            ...(m.headers ? { headers: m.headers } : {}),
+          });
+          if (m.offset + 1 >= w.to) remaining.delete(k);
+        }
+        if (remaining.size > 0 && Date.now() - lastProgress > this.pollTimeoutMs) {
+          const missing = [...remaining.values()].map((w) => `${w.topic}-${w.partition} [${w.from}, ${w.to})`).join(', ');
+          throw new KafkaError(
+            `Timed out after ${this.pollTimeoutMs} ms reading ${missing}: the broker did not return records that its ` +
+              'offsets say exist. Check that the broker is reachable (kafkaConsumer.pollTimeoutMs sets this limit).',
+          );
+        }
+      }
+    } finally {
+      c.removeListener('partition.eof', onEof);
+    }
+    out.sort((a, b) => (a.topic === b.topic ? a.partition - b.partition || a.offset - b.offset : a.topic < b.topic ? -1 : 1));
+    return out;
+  }
+
+  async close(): Promise<void> {
+    const c = this.consumer;
+    this.consumer = undefined;
+    if (c) await new Promise<void>((resolve) => c.disconnect(() => resolve()));
+  }
+}
+
+export interface OutgoingRecord {
+  topic: string;
+  value: Buffer | null;
+  key?: Buffer | null;
+  partition?: number | null;
+  timestamp?: number | null;
+  headers?: MessageHeader[];
+}
+
+/**
+ * A producer whose `flush()` resolves only when every record sent so far is acknowledged by the broker,
+ * and rejects if any failed: the sink calls it before a batch is committed (at-least-once).
+ */
+export class AckedProducer {
+  private producer: Producer | undefined;
+  private pending = 0;
+  private errors: string[] = [];
+  constructor(private readonly conf: KafkaConfig) {}
+
+  private async connect(): Promise<Producer> {
+    if (this.producer) return this.producer;
+    const p = new Kafka.Producer({
+      'client.id': 'sluice-producer',
+      dr_cb: true,
+      'linger.ms': 5,
+      'batch.num.messages': 10000,
+      'queue.buffering.max.messages': 500000,
+      ...this.conf,
+    } as ConstructorParameters<typeof Kafka.Producer>[0]);
+    p.on('delivery-report', (err) => {
+      this.pending--;
+      if (err && this.errors.length < 10) this.errors.push(err.message);
+    });
+    await new Promise<void>((resolve, reject) =>
+      p.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect the Kafka producer', err)) : resolve())),
+    );
+    p.setPollInterval(20);
+    this.producer = p;
+    return p;
+  }
+
+  async send(records: OutgoingRecord[]): Promise<void> {
+    const p = await this.connect();
+    for (const r of records) {
+      for (;;) {
+        try {
+          p.produce(r.topic, r.partition ?? null, r.value, r.key ?? null, r.timestamp ?? null, undefined, r.headers);
+          this.pending++;
+          break;
+        } catch (e) {
+          // The local queue is full: let deliveries drain, then retry this record.
+          if (/queue full/i.test(String((e as Error).message))) await new Promise((res) => setTimeout(res, 5));
+          else throw fail(`Cannot send to topic "${r.topic}"`, e as Error);
+        }
+      }
+    }
+  }
+
+  /** Waits until every record sent is acknowledged; throws with the broker's reason if any was not. */
+  async flush(timeoutMs = 60_000): Promise<void> {
+    const p = await this.connect();
+    await new Promise<void>((resolve, reject) => p.flush(timeoutMs, (err) => (err ? reject(fail('Kafka flush failed', err)) : resolve())));
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    if (this.errors.length) {
+      const errs = this.errors;
+      this.errors = [];
+      throw new KafkaError(`Kafka did not accept ${errs.length > 1 ? 'some records' : 'a record'}: ${errs.join('; ')}`);
+    }
+    if (this.pending > 0) throw new KafkaError(`${this.pending} records were not acknowledged within ${timeoutMs} ms.`);
+  }
+
+  async close(): Promise<void> {
+    const p = this.producer;
+    this.producer = undefined;
+    if (p) await new Promise<void>((resolve) => p.disconnect(() => resolve()));
+  }
+}

@@ -1,0 +1,66 @@
+/** The logical plan: what a DataFrame describes, before names and types are resolved. */
+import type { Expr } from '../expr/column.js';
+import { exprName } from '../expr/column.js';
+import type { Source } from '../sources/source.js';
+import type { Row, StructType } from '../types/index.js';
+
+/** A streaming source as the reader declared it; it is connected only when a query starts. */
+export interface SourceSpec {
+  readonly format: string;
+  readonly options: Readonly<Record<string, string>>;
+  readonly userSchema?: StructType;
+  /** For in-process sources (MemoryStream): the source object itself. */
+  readonly instance?: Source;
+}
+
+export type LogicalPlan =
+  | { kind: 'streamingSource'; spec: SourceSpec }
+  | { kind: 'local'; rows: Row[]; schema: StructType; name?: string }
+  | { kind: 'project'; child: LogicalPlan; exprs: Expr[] }
+  | { kind: 'filter'; child: LogicalPlan; condition: Expr }
+  | { kind: 'mapRows'; child: LogicalPlan; fn: (row: Row) => Row | null; schema: StructType; label: string }
+  | { kind: 'sort'; child: LogicalPlan; keys: Array<{ expr: Expr; ascending: boolean }> };
+
+export function children(p: LogicalPlan): LogicalPlan[] {
+  return 'child' in p ? [p.child] : [];
+}
+
+export function isStreaming(p: LogicalPlan): boolean {
+  return p.kind === 'streamingSource' || children(p).some(isStreaming);
+}
+
+/** Leaves of the plan that are streaming sources, in plan order (their index is their checkpoint id). */
+export function streamingSources(p: LogicalPlan): SourceSpec[] {
+  if (p.kind === 'streamingSource') return [p.spec];
+  return children(p).flatMap(streamingSources);
+}
+
+/** A tree rendering of the plan, for `explain()`. */
+export function planString(p: LogicalPlan, indent = 0): string {
+  const pad = indent === 0 ? '' : ' '.repeat((indent - 1) * 3) + '+- ';
+  let line: string;
+  switch (p.kind) {
+    case 'streamingSource':
+      line = `StreamingRelation ${p.spec.format}${Object.keys(p.spec.options).length ? ` [${Object.entries(p.spec.options)
+        .filter(([k]) => !/password|secret|sasl\.jaas|basic\.auth/i.test(k))
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}]` : ''}`;
+      break;
+    case 'local':
+      line = `LocalRelation ${p.name ?? ''}[${p.schema.fieldNames.join(', ')}] (${p.rows.length} rows)`;
+      break;
+    case 'project':
+      line = `Project [${p.exprs.map(exprName).join(', ')}]`;
+      break;
+    case 'filter':
+      line = `Filter ${exprName(p.condition)}`;
+      break;
+    case 'mapRows':
+      line = `MapRows ${p.label} -> [${p.schema.fieldNames.join(', ')}]`;
+      break;
+    case 'sort':
+      line = `Sort [${p.keys.map((k) => `${exprName(k.expr)} ${k.ascending ? 'ASC' : 'DESC'}`).join(', ')}]`;
+      break;
+  }
+  return [pad + line, ...children(p).map((c) => planString(c, indent + 1))].join('\n');
+}

@@ -1,0 +1,237 @@
+/**
+ * The Kafka source, with Spark's options and semantics: offsets live in the checkpoint (not in a
+ * consumer group), each batch reads an exact offset range, `startingOffsets` applies only to a new
+ * query, `maxOffsetsPerTrigger` is shared among partitions in proportion to their backlog, and data
+ * loss (offsets deleted by retention, a deleted topic) fails the query unless `failOnDataLoss=false`.
+ */
+import type { Offset } from '../checkpoint/checkpoint.js';
+import { KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, kafkaConfigFromOptions } from '../kafka/client.js';
+import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
+import type { ReadLimit, Source } from './source.js';
+
+export function kafkaSchema(includeHeaders: boolean): StructType {
+  let s = new StructType()
+    .add('key', BinaryType)
+    .add('value', BinaryType)
+    .add('topic', StringType)
+    .add('partition', IntegerType)
+    .add('offset', LongType)
+    .add('timestamp', TimestampType)
+    .add('timestampType', IntegerType);
+  if (includeHeaders) {
+    s = s.add('headers', new ArrayType(new StructType().add('key', StringType).add('value', BinaryType)));
+  }
+  return s;
+}
+
+type Strategy = { kind: 'subscribe'; topics: string[] } | { kind: 'pattern'; regex: RegExp } | { kind: 'assign'; parts: TopicPartition[] };
+
+function parseStrategy(options: Readonly<Record<string, string>>): Strategy {
+  const given = ['subscribe', 'subscribePattern', 'assign'].filter((k) => options[k] !== undefined);
+  if (given.length !== 1) {
+    throw new KafkaError(
+      `The Kafka source needs exactly one of the options "subscribe" (topic list), "subscribePattern" (regex) or "assign" ` +
+        `(JSON {"topic":[0,1]}); ${given.length ? `got ${given.join(' and ')}` : 'none was given'}.`,
+    );
+  }
+  if (options.subscribe !== undefined) {
+    const topics = options.subscribe.split(',').map((t) => t.trim()).filter(Boolean);
+    if (!topics.length) throw new KafkaError('Option "subscribe" is empty: give one or more topic names, comma-separated.');
+    return { kind: 'subscribe', topics };
+  }
+  if (options.subscribePattern !== undefined) return { kind: 'pattern', regex: new RegExp(`^(?:${options.subscribePattern})$`) };
+  let parsed: Record<string, number[]>;
+  try {
+    parsed = JSON.parse(options.assign!);
+  } catch {
+    throw new KafkaError(`Option "assign" must be JSON like {"topicA":[0,1]}, got ${options.assign}.`);
+  }
+  return { kind: 'assign', parts: Object.entries(parsed).flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition }))) };
+}
+
+export function describeKafka(options: Readonly<Record<string, string>>): string {
+  const s = parseStrategy(options);
+  const what =
+    s.kind === 'subscribe' ? `Subscribe[${s.topics.join(',')}]` : s.kind === 'pattern' ? `SubscribePattern[${options.subscribePattern}]` : `Assign[${options.assign}]`;
+  return `KafkaV2[${what}]`;
+}
+
+export class KafkaSource implements Source {
+  readonly schema: StructType;
+  private readonly conf: KafkaConfig;
+  private readonly strategy: Strategy;
+  private readonly admin: KafkaAdmin;
+  private readonly reader: RangeReader;
+  private readonly includeHeaders: boolean;
+  private readonly failOnDataLoss: boolean;
+  private readonly maxOffsetsPerTrigger: number | undefined;
+
+  constructor(
+    private readonly options: Readonly<Record<string, string>>,
+    private readonly log: (msg: string) => void = (m) => console.warn(m),
+  ) {
+    this.strategy = parseStrategy(options);
+    this.conf = kafkaConfigFromOptions(options);
+    this.includeHeaders = options.includeHeaders === 'true';
+    this.failOnDataLoss = options.failOnDataLoss !== 'false';
+    this.maxOffsetsPerTrigger = options.maxOffsetsPerTrigger ? Number(options.maxOffsetsPerTrigger) : undefined;
+    if (this.maxOffsetsPerTrigger !== undefined && !(this.maxOffsetsPerTrigger > 0)) {
+      throw new KafkaError(`maxOffsetsPerTrigger must be a positive number, got "${options.maxOffsetsPerTrigger}".`);
+    }
+    this.schema = kafkaSchema(this.includeHeaders);
+    this.admin = new KafkaAdmin(this.conf);
+    this.reader = new RangeReader(this.conf, options['kafkaConsumer.pollTimeoutMs'] ? Number(options['kafkaConsumer.pollTimeoutMs']) : 120_000);
+  }
+
+  describe(): string {
+    return describeKafka(this.options);
+  }
+
+  /** The partitions the strategy names now (topics and partitions can appear while a query runs). */
+  private async partitions(): Promise<TopicPartition[]> {
+    if (this.strategy.kind === 'assign') return this.strategy.parts;
+    let topics: string[];
+    if (this.strategy.kind === 'subscribe') {
+      topics = this.strategy.topics;
+      const existing = new Set(await this.admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t));
+      if (missing.length === topics.length) {
+        throw new KafkaError(
+          `Topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `"${t}"`).join(', ')} do${missing.length > 1 ? '' : 'es'} not exist ` +
+            `on ${this.conf['bootstrap.servers']}. Create it first (sluice topics create ${missing[0]}), or check the name.`,
+        );
+      }
+      topics = topics.filter((t) => existing.has(t));
+    } else {
+      const re = this.strategy.regex;
+      topics = (await this.admin.listTopics()).filter((t) => re.test(t));
+    }
+    if (!topics.length) return [];
+    const described = await this.admin.describeTopics(topics);
+    return described.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+  }
+
+  async initialOffset(): Promise<Offset> {
+    const parts = await this.partitions();
+    const spec = (this.options.startingOffsets ?? 'latest').trim();
+    if (spec === 'earliest' || spec === 'latest') return this.admin.listOffsets(parts, spec);
+    let wanted: PartitionOffsets;
+    try {
+      wanted = JSON.parse(spec);
+    } catch {
+      throw new KafkaError(
+        `startingOffsets must be "earliest", "latest" or JSON like {"topic":{"0":23,"1":-2}} (-2 = earliest, -1 = latest); got ${spec}.`,
+      );
+    }
+    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest')]);
+    const out: PartitionOffsets = {};
+    for (const { topic, partition } of parts) {
+      const p = String(partition);
+      const w = wanted[topic]?.[p];
+      // Partitions the JSON does not name start at earliest, as partitions discovered later do.
+      (out[topic] ??= {})[p] = w === undefined || w === -2 ? earliest[topic]![p]! : w === -1 ? latest[topic]![p]! : w;
+    }
+    return out;
+  }
+
+  async latestOffset(startOffset: Offset, limit: ReadLimit): Promise<Offset> {
+    const start = startOffset as PartitionOffsets;
+    const parts = await this.partitions();
+    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest')]);
+    const from: PartitionOffsets = {};
+    for (const { topic, partition } of parts) {
+      const p = String(partition);
+      const s = start[topic]?.[p];
+      // A partition new since the last batch starts at its earliest offset (Spark does the same).
+      (from[topic] ??= {})[p] = s ?? earliest[topic]![p]!;
+    }
+    this.checkDataLoss(start, from, earliest);
+    let end: PartitionOffsets = {};
+    for (const [topic, ps] of Object.entries(from)) {
+      for (const [p, s] of Object.entries(ps)) {
+        let e = Math.max(latest[topic]![p]!, s);
+        const cap = (limit.upTo as PartitionOffsets | undefined)?.[topic]?.[p];
+        if (cap !== undefined) e = Math.min(e, Math.max(cap, s));
+        (end[topic] ??= {})[p] = e;
+      }
+    }
+    const maxRows = limit.maxRows ?? this.maxOffsetsPerTrigger;
+    if (maxRows !== undefined) end = this.rateLimit(from, end, maxRows);
+    return end;
+  }
+
+  /** Spark's KafkaMicroBatchStream.rateLimit: each partition gets a share of the limit proportional to its backlog. */
+  private rateLimit(from: PartitionOffsets, until: PartitionOffsets, limit: number): PartitionOffsets {
+    let total = 0;
+    for (const [t, ps] of Object.entries(until)) for (const [p, e] of Object.entries(ps)) total += e - from[t]![p]!;
+    if (total <= limit) return until;
+    const out: PartitionOffsets = {};
+    for (const [t, ps] of Object.entries(until)) {
+      for (const [p, e] of Object.entries(ps)) {
+        const b = from[t]![p]!;
+        const prorate = limit * ((e - b) / total);
+        const off = b + (prorate < 1 ? Math.ceil(prorate) : Math.floor(prorate));
+        (out[t] ??= {})[p] = Math.min(off, e);
+      }
+    }
+    return out;
+  }
+
+  private checkDataLoss(start: PartitionOffsets, from: PartitionOffsets, earliest: PartitionOffsets): void {
+    const problems: string[] = [];
+    for (const [t, ps] of Object.entries(start)) {
+      for (const [p, s] of Object.entries(ps)) {
+        const first = earliest[t]?.[p];
+        if (first === undefined) problems.push(`partition ${t}-${p} no longer exists (topic deleted or recreated?)`);
+        else if (s < first) {
+          problems.push(`${t}-${p}: offsets ${s}..${first - 1} were deleted before they were read (retention or a topic recreated)`);
+          from[t]![p] = first;
+        }
+      }
+    }
+    if (!problems.length) return;
+    const msg = `Data loss in the Kafka source: ${problems.join('; ')}.`;
+    if (this.failOnDataLoss) {
+      throw new KafkaError(
+        `${msg} The query stops so the loss is not silent. If losing these records is acceptable, restart with ` +
+          `.option('failOnDataLoss', 'false'): reading then resumes at the earliest offset still available.`,
+      );
+    }
+    this.log(`WARN ${msg} Continuing because failOnDataLoss=false.`);
+  }
+
+  async getBatch(start: Offset, end: Offset): Promise<Row[]> {
+    const records = await this.reader.read(start as PartitionOffsets, end as PartitionOffsets);
+    const withHeaders = this.includeHeaders;
+    return records.map((m) => {
+      const row: Row = {
+        key: m.key,
+        value: m.value,
+        topic: m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        timestamp: new Date(m.timestamp),
+        timestampType: 0,
+      };
+      if (withHeaders) {
+        row.headers = (m.headers ?? []).flatMap((h) =>
+          Object.entries(h).map(([key, value]) => ({ key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) })),
+        );
+      }
+      return row;
+    });
+  }
+
+  rowsBetween(start: Offset, end: Offset): number {
+    const s = start as PartitionOffsets;
+    let n = 0;
+    for (const [t, ps] of Object.entries(end as PartitionOffsets)) for (const [p, e] of Object.entries(ps)) n += e - (s[t]?.[p] ?? 0);
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    await this.reader.close();
+    this.admin.disconnect();
+  }
+}
+

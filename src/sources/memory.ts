@@ -1,0 +1,43 @@
+/**
+ * MemoryStream: a streaming source fed by the program (`addData`), as Spark's MemoryStream. Offsets are
+ * row counts, so a re-run batch reads exactly the same rows. For tests and lessons.
+ */
+import type { Offset } from '../checkpoint/checkpoint.js';
+import type { Row, StructType } from '../types/index.js';
+import type { ReadLimit, Source } from './source.js';
+
+let nextId = 0;
+
+export class MemoryStream implements Source {
+  private readonly rows: Row[] = [];
+  readonly id = nextId++;
+  constructor(readonly schema: StructType) {}
+
+  /** Appends rows; they form the next batch(es). Returns the offset after them. */
+  addData(...rows: Array<Row | Row[]>): number {
+    for (const r of rows) {
+      if (Array.isArray(r)) this.rows.push(...r);
+      else this.rows.push(r);
+    }
+    return this.rows.length;
+  }
+  describe(): string {
+    return `MemoryStream[${this.schema.fieldNames.join(',')}]`;
+  }
+  async initialOffset(): Promise<Offset> {
+    return 0;
+  }
+  async latestOffset(start: Offset, limit: ReadLimit): Promise<Offset> {
+    let end = this.rows.length;
+    if (limit.maxRows !== undefined) end = Math.min(end, (start as number) + limit.maxRows);
+    if (limit.upTo !== undefined) end = Math.min(end, limit.upTo as number);
+    return Math.max(end, start as number);
+  }
+  async getBatch(start: Offset, end: Offset): Promise<Row[]> {
+    return this.rows.slice(start as number, end as number);
+  }
+  rowsBetween(start: Offset, end: Offset): number {
+    return (end as number) - (start as number);
+  }
+  async stop(): Promise<void> {}
+}

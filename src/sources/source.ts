@@ -1,0 +1,32 @@
+/** The contract between the micro-batch loop and a streaming source (Spark's MicroBatchStream). */
+import type { Offset } from '../checkpoint/checkpoint.js';
+import type { Row, StructType } from '../types/index.js';
+
+export interface ReadLimit {
+  /** At most this many rows in the batch (`maxOffsetsPerTrigger`); undefined = all available. */
+  maxRows?: number;
+  /** Never read past this offset (Trigger.AvailableNow's target, fixed when the query starts). */
+  upTo?: Offset;
+}
+
+export interface Source {
+  readonly schema: StructType;
+  /** Shown in progress as `sources[i].description`, e.g. `KafkaV2[Subscribe[user-events]]`. */
+  describe(): string;
+  /** The offset a new query starts from (`startingOffsets`); stored in `sources/<i>/0`. */
+  initialOffset(): Promise<Offset>;
+  /** The end offset of the next batch starting at `start`. Equal to `start` means no new data. */
+  latestOffset(start: Offset, limit: ReadLimit): Promise<Offset>;
+  /** The rows in (start, end]: exactly the same rows every time it is asked (re-runs depend on it). */
+  getBatch(start: Offset, end: Offset): Promise<Row[]>;
+  /** Number of rows between two offsets (for progress), when the source can tell cheaply. */
+  rowsBetween?(start: Offset, end: Offset): number;
+  /** Called after batch end is committed; sources may release data before it. */
+  commit?(end: Offset): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A source whose data is fed by the program (tests, lessons): `MemoryStream`. */
+export interface SourceProvider {
+  createSource(options: Record<string, string>, userSchema: StructType | undefined): Source | Promise<Source>;
+}
