@@ -25,7 +25,15 @@ export interface Analyzed {
 
 function allExprs(p: LogicalPlan): Expr[] {
   const own: Expr[] =
-    p.kind === 'project' ? p.exprs : p.kind === 'filter' ? [p.condition] : p.kind === 'sort' ? p.keys.map((k) => k.expr) : [];
+    p.kind === 'project'
+      ? p.exprs
+      : p.kind === 'filter'
+        ? [p.condition]
+        : p.kind === 'sort'
+          ? p.keys.map((k) => k.expr)
+          : p.kind === 'withColumns'
+            ? p.columns.map((c) => c.expr)
+            : [];
   return [...own, ...('child' in p ? allExprs(p.child) : [])];
 }
 
@@ -41,22 +49,27 @@ function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
       return { schema: sourceSchema(p.spec), leaf: { kind: 'source', spec: p.spec }, rowFn: (r) => r };
     case 'local':
       return { schema: p.schema, leaf: { kind: 'local', rows: p.rows }, rowFn: (r) => r };
-    case 'project': {
+    case 'withColumns':
+    case 'drop':
+    case 'rename': {
+      // These are projections whose column list depends on the child's schema.
       const c = resolve(p.child, ctx);
-      const bounds = expandProjection(p.exprs, c.schema, ctx);
-      const seen = new Set<string>();
-      for (const b of bounds) {
-        if (seen.has(b.name)) {
-          throw new AnalysisError(
-            `The output would have two columns named \`${b.name}\`. Rename one with .alias(), or drop one first.`,
-          );
-        }
-        seen.add(b.name);
+      const quote = (n: string): Expr => ({ kind: 'col', name: '`' + n + '`' });
+      const names = c.schema.fieldNames;
+      let exprs: Expr[];
+      if (p.kind === 'drop') exprs = names.filter((n) => !p.names.includes(n)).map(quote);
+      else if (p.kind === 'rename') exprs = names.map((n) => (n === p.existing ? { kind: 'alias', child: quote(n), name: p.newName } : quote(n)));
+      else {
+        const added = new Map(p.columns.map((col) => [col.name, col.expr]));
+        exprs = names.map((n) => (added.has(n) ? { kind: 'alias', child: added.get(n)!, name: n } : quote(n)));
+        for (const col of p.columns) if (!names.includes(col.name)) exprs.push({ kind: 'alias', child: col.expr, name: col.name });
       }
-      const project = projector(bounds);
-      return { ...c, schema: schemaOf(bounds), rowFn: chain(c.rowFn, project) };
+      return resolveProject(c, exprs, ctx);
     }
+    case 'project':
+      return resolveProject(resolve(p.child, ctx), p.exprs, ctx);
     case 'filter': {
+
       const c = resolve(p.child, ctx);
       const cond = compile(p.condition, c.schema, ctx);
       if (cond.type !== BooleanType && cond.type !== NullType) {
@@ -89,6 +102,18 @@ function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
       return { ...c, batchFn: prev ? (rows) => sortFn(prev(rows)) : sortFn };
     }
   }
+}
+
+function resolveProject(c: Analyzed, exprs: Expr[], ctx: EvalContext): Analyzed {
+  const bounds = expandProjection(exprs, c.schema, ctx);
+  const seen = new Set<string>();
+  for (const b of bounds) {
+    if (seen.has(b.name)) {
+      throw new AnalysisError(`The output would have two columns named \`${b.name}\`. Rename one with .alias(), or drop one first.`);
+    }
+    seen.add(b.name);
+  }
+  return { ...c, schema: schemaOf(bounds), rowFn: chain(c.rowFn, projector(bounds)) };
 }
 
 function chain(first: RowFn, next: RowFn): RowFn {

@@ -18,6 +18,9 @@ export type LogicalPlan =
   | { kind: 'local'; rows: Row[]; schema: StructType; name?: string }
   | { kind: 'project'; child: LogicalPlan; exprs: Expr[] }
   | { kind: 'filter'; child: LogicalPlan; condition: Expr }
+  | { kind: 'withColumns'; child: LogicalPlan; columns: Array<{ name: string; expr: Expr }> }
+  | { kind: 'drop'; child: LogicalPlan; names: string[] }
+  | { kind: 'rename'; child: LogicalPlan; existing: string; newName: string }
   | { kind: 'mapRows'; child: LogicalPlan; fn: (row: Row) => Row | null; schema: StructType; label: string }
   | { kind: 'sort'; child: LogicalPlan; keys: Array<{ expr: Expr; ascending: boolean }> };
 
@@ -54,6 +57,15 @@ export function planString(p: LogicalPlan, indent = 0): string {
       break;
     case 'filter':
       line = `Filter ${exprName(p.condition)}`;
+      break;
+    case 'withColumns':
+      line = `WithColumns [${p.columns.map((c) => `${exprName(c.expr)} AS ${c.name}`).join(', ')}]`;
+      break;
+    case 'drop':
+      line = `Drop [${p.names.join(', ')}]`;
+      break;
+    case 'rename':
+      line = `Rename ${p.existing} -> ${p.newName}`;
       break;
     case 'mapRows':
       line = `MapRows ${p.label} -> [${p.schema.fieldNames.join(', ')}]`;

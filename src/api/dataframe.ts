@@ -1,0 +1,183 @@
+/**
+ * DataFrame: an immutable, lazily evaluated description of a table or a stream (a logical plan). Every
+ * transformation returns a new DataFrame; nothing runs until `collect()`/`show()` (batch) or
+ * `writeStream.start()` (streaming). Methods that must resolve schemas are async because resolving may
+ * ask the Schema Registry.
+ */
+import { Column, ColumnLike, colExpr } from '../expr/column.js';
+import { AnalysisError, EvalContext, splitName } from '../expr/compile.js';
+import { applyRows } from '../exec/microBatch.js';
+import { analyze, Analyzed } from '../plan/analyzer.js';
+import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
+import { showString } from '../sinks/show.js';
+import { Row, StructType, parseDataType } from '../types/index.js';
+import type { SluiceSession } from './session.js';
+import { DataStreamWriter } from './writer.js';
+
+export class DataFrame {
+  constructor(
+    readonly session: SluiceSession,
+    readonly plan: LogicalPlan,
+  ) {}
+
+  private with(plan: LogicalPlan): DataFrame {
+    return new DataFrame(this.session, plan);
+  }
+
+  /** True when this DataFrame reads from a streaming source (then only writeStream can run it). */
+  get isStreaming(): boolean {
+    return isStreaming(this.plan);
+  }
+
+  /** Projects columns; `'*'` and `'struct.*'` expand. */
+  select(...cols: Array<ColumnLike | ColumnLike[]>): DataFrame {
+    const flat = cols.flat();
+    if (!flat.length) throw new AnalysisError('select() needs at least one column.');
+    return this.with({ kind: 'project', child: this.plan, exprs: flat.map(colExpr) });
+  }
+
+  /**
+   * Projects columns written as simple SQL: `name`, `name AS alias`, `struct.field`, `s.*`,
+   * `CAST(x AS type) [AS alias]`. Other SQL is not parsed yet: use select() with column functions.
+   */
+  selectExpr(...exprs: string[]): DataFrame {
+    return this.select(...exprs.map(parseSimpleExpr));
+  }
+
+  /** Adds or replaces a column. */
+  withColumn(name: string, c: Column): DataFrame {
+    return this.withColumns({ [name]: c });
+  }
+
+  /** Adds or replaces several columns at once; replaced columns keep their position, as in Spark. */
+  withColumns(cols: Record<string, Column>): DataFrame {
+    const columns = Object.entries(cols).map(([name, c]) => ({ name, expr: c.expr }));
+    return this.with({ kind: 'withColumns', child: this.plan, columns });
+  }
+
+  /** Renames a column; a name that does not exist is ignored, as in Spark. */
+  withColumnRenamed(existing: string, newName: string): DataFrame {
+    return this.with({ kind: 'rename', child: this.plan, existing, newName });
+  }
+
+  /** Keeps the rows where `condition` is true (null and false drop the row, as in SQL). */
+  filter(condition: Column): DataFrame {
+    if (!(condition instanceof Column)) {
+      throw new AnalysisError(
+        `filter() takes a Column condition such as col('country').eq('US'); SQL strings ("${String(condition)}") are not parsed yet.`,
+      );
+    }
+    return this.with({ kind: 'filter', child: this.plan, condition: condition.expr });
+  }
+
+  /** Same as {@link filter}. */
+  where(condition: Column): DataFrame {
+    return this.filter(condition);
+  }
+
+  /** Removes columns; names that do not exist are ignored, as in Spark. */
+  drop(...names: string[]): DataFrame {
+    return this.with({ kind: 'drop', child: this.plan, names });
+  }
+
+  /** Transforms each row with a JS function (the escape hatch); the function's output schema must be given. */
+  map(fn: (row: Row) => Row, schema: StructType | string): DataFrame {
+    const s = typeof schema === 'string' ? parseDataType(schema) : schema;
+    if (!(s instanceof StructType)) throw new AnalysisError('map(): the schema must be a struct (a list of fields).');
+    return this.with({ kind: 'mapRows', child: this.plan, fn, schema: s, label: fn.name || 'fn' });
+  }
+
+  /** Sorts rows (batch only, or after an aggregation in complete mode). */
+  orderBy(...cols: Array<ColumnLike | { col: ColumnLike; ascending: boolean }>): DataFrame {
+    return this.with({
+      kind: 'sort',
+      child: this.plan,
+      keys: cols.map((c) => (typeof c === 'object' && !(c instanceof Column) ? { expr: colExpr(c.col), ascending: c.ascending } : { expr: colExpr(c), ascending: true })),
+    });
+  }
+  sort(...cols: Array<ColumnLike | { col: ColumnLike; ascending: boolean }>): DataFrame {
+    return this.orderBy(...cols);
+  }
+
+  /** @internal Resolves the plan (asks the registry for schemas where needed). */
+  async analyze(ctx: EvalContext = { batchTimestampMs: Date.now() }): Promise<Analyzed> {
+    return analyze(this.plan, ctx);
+  }
+
+  /** The resolved schema. */
+  async schema(): Promise<StructType> {
+    return (await this.analyze()).schema;
+  }
+
+  /** Prints the schema tree, as Spark's printSchema(), and returns it. */
+  async printSchema(): Promise<string> {
+    const text = (await this.schema()).treeString();
+    this.session.out(text);
+    return text;
+  }
+
+  /** The plan, as text. */
+  explain(): string {
+    const text = planString(this.plan);
+    this.session.out(text + '\n');
+    return text;
+  }
+
+  private requireBatch(what: string): void {
+    if (this.isStreaming) {
+      throw new AnalysisError(
+        `${what}() cannot run on a streaming DataFrame: a stream never ends. Start it with writeStream ` +
+          '(format("console") to look at it, or format("memory") and session.table(name) to query it).',
+      );
+    }
+  }
+
+  /** Runs a batch DataFrame and returns its rows. */
+  async collect(): Promise<Row[]> {
+    this.requireBatch('collect');
+    const a = await this.analyze();
+    if (a.leaf.kind !== 'local') throw new AnalysisError('collect() needs a batch source.');
+    const out = await applyRows(a.leaf.rows, a.rowFn, (_row, e) => {
+      throw new AnalysisError(`A row could not be processed: ${e.message}`);
+    });
+    return a.batchFn ? a.batchFn(out) : out;
+  }
+
+  async count(): Promise<number> {
+    return (await this.collect()).length;
+  }
+
+  /** Prints the first rows as a table, as Spark's show(), and returns the text. */
+  async show(numRows = 20, truncate: boolean | number = true): Promise<string> {
+    const [rows, schema] = await Promise.all([this.collect(), this.schema()]);
+    const text = showString(rows, schema, numRows, truncate);
+    this.session.out(text);
+    return text;
+  }
+
+  /** The entry point for starting a streaming query. */
+  get writeStream(): DataStreamWriter {
+    if (!this.isStreaming) {
+      throw new AnalysisError("writeStream can only be used on a streaming DataFrame (one from session.readStream). Use collect() or show() for a batch one.");
+    }
+    return new DataStreamWriter(this);
+  }
+}
+
+function parseSimpleExpr(text: string): Column {
+  const t = text.trim();
+  let m = /^cast\s*\(\s*([`\w.]+)\s+as\s+([\w<>,:\s]+?)\s*\)(?:\s+as\s+([`\w]+))?$/i.exec(t);
+  if (m) {
+    const c = new Column(colExpr(m[1]!)).cast(m[2]!);
+    return m[3] ? c.alias(m[3].replace(/`/g, '')) : c.alias(splitName(m[1]!).pop()!);
+  }
+  m = /^([`\w.]+(?:\.\*)?|\*)(?:\s+as\s+([`\w]+))?$/i.exec(t);
+  if (m) {
+    const c = new Column(colExpr(m[1]!));
+    return m[2] ? c.alias(m[2].replace(/`/g, '')) : c;
+  }
+  throw new AnalysisError(
+    `selectExpr("${text}"): Sluice reads only simple expressions here (column, column AS alias, s.*, CAST(x AS type)). ` +
+      'Write this one with select() and column functions.',
+  );
+}

@@ -1,0 +1,173 @@
+/** `df.writeStream`: where and how a streaming query writes, as Spark's DataStreamWriter. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Checkpoint, CheckpointError } from '../checkpoint/checkpoint.js';
+import { AnalysisError, EvalContext } from '../expr/compile.js';
+import { DeadLetterWriter, FileDeadLetterWriter, KafkaDeadLetterWriter } from '../exec/deadLetter.js';
+import { StreamingQuery } from '../exec/microBatch.js';
+import { Trigger, TriggerOptions, parseTrigger } from '../exec/trigger.js';
+import { streamingSources } from '../plan/logical.js';
+import { checkStreamingPlan } from '../plan/unsupported.js';
+import { ConsoleSink } from '../sinks/console.js';
+import { KafkaSink } from '../sinks/kafka.js';
+import { MemorySink } from '../sinks/memory.js';
+import type { OutputMode, Sink } from '../sinks/sink.js';
+import type { Row, StructType } from '../types/index.js';
+import { DataFrame } from './dataframe.js';
+
+const SINKS = ['kafka', 'console', 'memory', 'foreachBatch'];
+
+export type ForeachBatchFn = (batch: DataFrame, batchId: number) => void | Promise<void>;
+
+export class DataStreamWriter {
+  private fmt: string | undefined;
+  private readonly opts: Record<string, string> = {};
+  private mode: OutputMode = 'append';
+  private trig: Trigger = { kind: 'processingTime', intervalMs: 0 };
+  private name: string | undefined;
+  private batchFn: ForeachBatchFn | undefined;
+
+  constructor(private readonly df: DataFrame) {}
+
+  /** `kafka`, `console` or `memory`. */
+  format(sink: string): this {
+    this.fmt = sink;
+    return this;
+  }
+  option(key: string, value: string | number | boolean): this {
+    this.opts[key] = String(value);
+    return this;
+  }
+  options(map: Record<string, string | number | boolean>): this {
+    for (const [k, v] of Object.entries(map)) this.option(k, v);
+    return this;
+  }
+  /** `append` (default): new rows only; `update`: changed rows; `complete`: the whole result (aggregations only). */
+  outputMode(mode: OutputMode | string): this {
+    const m = mode.toLowerCase();
+    if (m !== 'append' && m !== 'update' && m !== 'complete') {
+      throw new AnalysisError(`Unknown output mode "${mode}". Use "append", "update" or "complete".`);
+    }
+    this.mode = m;
+    return this;
+  }
+  /** When batches run: `{ processingTime: '5 seconds' }`, `{ availableNow: true }`, `{ once: true }`. Default: as fast as possible. */
+  trigger(t: TriggerOptions): this {
+    this.trig = parseTrigger(t);
+    return this;
+  }
+  /** The query's name: shown in progress; the memory sink's table name; the folder under a session checkpoint root. */
+  queryName(name: string): this {
+    this.name = name;
+    return this;
+  }
+  /** Calls `fn` with each micro-batch as a batch DataFrame (with its id, for idempotent writes). */
+  foreachBatch(fn: ForeachBatchFn): this {
+    this.batchFn = fn;
+    this.fmt = 'foreachBatch';
+    return this;
+  }
+
+  private checkpointRoot(): string {
+    const session = this.df.session;
+    if (this.opts.checkpointLocation) return resolve(this.opts.checkpointLocation);
+    const root = session.conf.get('sluice.sql.streaming.checkpointLocation');
+    if (root) {
+      // Spark's rule: the session root only supplies a default folder, named after the query.
+      if (!this.name) {
+        session.log(
+          'WARN No checkpointLocation and no queryName: using a random folder under the session checkpoint root. ' +
+            'It cannot be found again after a restart, so the query would start over. Set .queryName() or .option("checkpointLocation", …).',
+        );
+      }
+      return resolve(root, this.name ?? crypto.randomUUID());
+    }
+    if (this.fmt === 'console' || this.fmt === 'memory') return mkdtempSync(join(tmpdir(), 'sluice-temporary-checkpoint-'));
+    throw new CheckpointError(
+      `The ${this.fmt} sink needs a checkpoint: set .option("checkpointLocation", "./checkpoints/<query>") — one folder per query, ` +
+        'kept across restarts; it is how the query resumes where it stopped without losing or repeating data.',
+    );
+  }
+
+  private makeSink(schema: StructType): Sink {
+    switch (this.fmt) {
+      case 'kafka': {
+        const sink = new KafkaSink(this.opts);
+        sink.validate(schema);
+        return sink;
+      }
+      case 'console':
+        return new ConsoleSink(this.opts, (t) => this.df.session.out(t));
+      case 'memory': {
+        if (!this.name) throw new AnalysisError('The memory sink needs a table name: set .queryName("<table>").');
+        return new MemorySink(this.name, this.df.session.memoryTable(this.name, this.mode));
+      }
+      case 'foreachBatch': {
+        const fn = this.batchFn!;
+        const session = this.df.session;
+        return {
+          describe: () => 'ForeachBatchSink',
+          addBatch: async (batchId: number, rows: Row[], s: StructType) => {
+            await fn(session.createDataFrame(rows, s), batchId);
+          },
+          stop: async () => {},
+        };
+      }
+      default:
+        throw new AnalysisError(
+          this.fmt ? `Unknown sink format "${this.fmt}". Sluice writes: ${SINKS.join(', ')}.` : 'writeStream: call .format("kafka") (or console, memory) before start().',
+        );
+    }
+  }
+
+  private deadLetters(checkpoint: Checkpoint): (queryId: string) => DeadLetterWriter {
+    const topic = this.opts['deadLetter.topic'];
+    if (!topic) return () => new FileDeadLetterWriter(checkpoint.deadLetterDir());
+    // The dead-letter topic lives on the sink's cluster, or else the source's.
+    const kafkaOpts: Record<string, string> = {};
+    const sourceOpts = streamingSources(this.df.plan).find((s) => s.format === 'kafka')?.options ?? {};
+    for (const src of [sourceOpts, this.opts]) for (const [k, v] of Object.entries(src)) if (k.startsWith('kafka.')) kafkaOpts[k] = v;
+    for (const [k, v] of Object.entries(this.opts)) if (k.startsWith('deadLetter.kafka.')) kafkaOpts[k.slice('deadLetter.'.length)] = v;
+    return (queryId) => new KafkaDeadLetterWriter(topic, kafkaOpts, queryId);
+  }
+
+  /** Checks the query, then starts it; resolves to its handle once it is running. */
+  async start(): Promise<StreamingQuery> {
+    const session = this.df.session;
+    checkStreamingPlan(this.df.plan, this.mode);
+    const ctx: EvalContext = { batchTimestampMs: Date.now() };
+    const analyzed = await this.df.analyze(ctx);
+    const sink = this.makeSink(analyzed.schema);
+    if (this.name && session.streams.active.some((q) => q.name === this.name)) {
+      throw new AnalysisError(`Cannot start query with name ${this.name}: a query with that name is already active in this session.`);
+    }
+    const checkpoint = new Checkpoint(this.checkpointRoot());
+    const existing = session.streams.active.find((q) => q.id === checkpoint.queryId());
+    if (existing) {
+      throw new CheckpointError(
+        `Query ${existing.name ?? existing.id} is already running on checkpoint ${checkpoint.root}. Two queries must never share a checkpoint: stop it first.`,
+      );
+    }
+    const onBad = (this.opts.onBadRecord ?? 'deadLetter').toLowerCase();
+    if (onBad !== 'fail' && onBad !== 'deadletter') {
+      throw new AnalysisError(`onBadRecord must be "deadLetter" (default) or "fail", got "${this.opts.onBadRecord}".`);
+    }
+    const query = new StreamingQuery({
+      name: this.name ?? null,
+      plan: this.df.plan,
+      analyzed,
+      ctx,
+      checkpoint,
+      sink,
+      outputMode: this.mode,
+      trigger: this.trig,
+      deadLetters: this.deadLetters(checkpoint),
+      onBadRecord: onBad === 'fail' ? 'fail' : 'deadLetter',
+      listeners: () => session.streams.allListeners(),
+      log: (l) => session.log(l),
+    });
+    session.streams.register(query);
+    return query;
+  }
+}

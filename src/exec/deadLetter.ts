@@ -1,0 +1,97 @@
+/**
+ * Where records that cannot be processed go (a bad Avro frame, an unknown schema id, a value that does
+ * not fit the output schema): a Kafka topic with the reason in headers, or — when no topic is set — a
+ * JSON-lines file per batch in the checkpoint's `deadletter/` folder. Nothing is dropped silently.
+ */
+import { appendFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions } from '../kafka/client.js';
+import type { Row } from '../types/index.js';
+
+export interface DeadLetter {
+  /** The input row as the source produced it (for Kafka: key, value, topic, partition, offset, …). */
+  readonly row: Row;
+  /** A short reason code, e.g. `wire.bad-magic-byte`, `avro.unknown-schema-id`. */
+  readonly reason: string;
+  readonly message: string;
+}
+
+export interface DeadLetterWriter {
+  describe(): string;
+  write(batchId: number, letters: DeadLetter[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Header names on dead-letter records (all strings). */
+export const DLQ_HEADERS = {
+  reason: 'sluice.error.reason',
+  message: 'sluice.error.message',
+  topic: 'sluice.source.topic',
+  partition: 'sluice.source.partition',
+  offset: 'sluice.source.offset',
+  query: 'sluice.query.id',
+  batch: 'sluice.batch.id',
+} as const;
+
+const toBuffer = (v: unknown): Buffer | null =>
+  v == null ? null : Buffer.isBuffer(v) ? v : Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+
+export class KafkaDeadLetterWriter implements DeadLetterWriter {
+  private readonly producer: AckedProducer;
+  constructor(
+    private readonly topic: string,
+    options: Readonly<Record<string, string>>,
+    private readonly queryId: string,
+  ) {
+    this.producer = new AckedProducer(kafkaConfigFromOptions(options));
+  }
+  describe(): string {
+    return `kafka topic ${this.topic}`;
+  }
+  async write(batchId: number, letters: DeadLetter[]): Promise<void> {
+    if (!letters.length) return;
+    const records: OutgoingRecord[] = letters.map(({ row, reason, message }) => {
+      const h: Record<string, string> = {
+        [DLQ_HEADERS.reason]: reason,
+        [DLQ_HEADERS.message]: message,
+        [DLQ_HEADERS.query]: this.queryId,
+        [DLQ_HEADERS.batch]: String(batchId),
+      };
+      if (row.topic != null) h[DLQ_HEADERS.topic] = String(row.topic);
+      if (row.partition != null) h[DLQ_HEADERS.partition] = String(row.partition);
+      if (row.offset != null) h[DLQ_HEADERS.offset] = String(row.offset);
+      // A Kafka input row keeps its original key and value bytes; any other row is written as JSON.
+      const fromKafka = 'value' in row && 'offset' in row;
+      return {
+        topic: this.topic,
+        key: fromKafka ? toBuffer(row.key) : null,
+        value: fromKafka ? toBuffer(row.value) : toBuffer(row),
+        headers: Object.entries(h).map(([k, v]) => ({ [k]: v })),
+      };
+    });
+    await this.producer.send(records);
+    await this.producer.flush();
+  }
+  async stop(): Promise<void> {
+    await this.producer.close();
+  }
+}
+
+export class FileDeadLetterWriter implements DeadLetterWriter {
+  constructor(private readonly dir: string) {}
+  describe(): string {
+    return `files in ${this.dir}`;
+  }
+  async write(batchId: number, letters: DeadLetter[]): Promise<void> {
+    if (!letters.length) return;
+    const path = join(this.dir, `${batchId}.jsonl`);
+    rmSync(path, { force: true }); // a re-run batch rewrites its file
+    const lines = letters.map(({ row, reason, message }) =>
+      JSON.stringify({ reason, message, row }, (_k, v) =>
+        v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data) ? { base64: Buffer.from(v.data).toString('base64') } : v,
+      ),
+    );
+    appendFileSync(path, lines.join('\n') + '\n');
+  }
+  async stop(): Promise<void> {}
+}

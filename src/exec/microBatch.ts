@@ -1,0 +1,402 @@
+/**
+ * The micro-batch loop (Spark's MicroBatchExecution), exactly the protocol of DESIGN §3:
+ *  1. on start, read the checkpoint: a batch in offsets/ without its commits/ entry is re-run with the
+ *     logged offsets and batch timestamp; otherwise the next batch is planned;
+ *  2. plan: ask each source for its end offset; write offsets/N before reading any data (write-ahead);
+ *  3. read, transform (per-row errors go to the dead-letter destination), hand the rows to the sink;
+ *  4. write commits/N after the sink has accepted the batch.
+ */
+import { randomUUID } from 'node:crypto';
+import { Checkpoint, CheckpointError, Offset, OffsetSeq } from '../checkpoint/checkpoint.js';
+import type { EvalContext } from '../expr/compile.js';
+import { NeedsIO, RecordError } from '../expr/values.js';
+import type { Analyzed } from '../plan/analyzer.js';
+import { planString, type LogicalPlan } from '../plan/logical.js';
+import { createSource } from '../sources/index.js';
+import type { ReadLimit, Source } from '../sources/source.js';
+import type { OutputMode, Sink } from '../sinks/sink.js';
+import type { Row } from '../types/index.js';
+import type { DeadLetter, DeadLetterWriter } from './deadLetter.js';
+import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from './progress.js';
+import type { Trigger } from './trigger.js';
+
+export class StreamingQueryException extends Error {
+  override name = 'StreamingQueryException';
+}
+
+export interface QuerySpec {
+  name: string | null;
+  plan: LogicalPlan;
+  analyzed: Analyzed;
+  ctx: EvalContext;
+  checkpoint: Checkpoint;
+  sink: Sink;
+  outputMode: OutputMode;
+  trigger: Trigger;
+  deadLetters: (queryId: string) => DeadLetterWriter;
+  /** `fail`: a bad record stops the query; `deadLetter` (default): it goes to the dead-letter destination. */
+  onBadRecord: 'fail' | 'deadLetter';
+  listeners: () => StreamingQueryListener[];
+  log: (line: string) => void;
+}
+
+const PROGRESS_HISTORY = 100;
+
+/** A running streaming query: its handle for the user (Spark's StreamingQuery). */
+export class StreamingQuery {
+  readonly id: string;
+  readonly runId = randomUUID();
+  readonly name: string | null;
+  readonly recentProgress: StreamingQueryProgress[] = [];
+  /** The error that stopped the query, if one did. */
+  exception: Error | null = null;
+  status: StreamingQueryStatus = { message: 'Initializing sources', isDataAvailable: false, isTriggerActive: false };
+
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private readonly done: Promise<void>;
+  private readonly sources: Source[];
+  private readonly deadLetterWriter: DeadLetterWriter;
+  /** Resolvers of processAllAvailable() calls, with the time they were made. */
+  private readonly drainWaiters: Array<{ since: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  private lastTriggerStart = 0;
+  private onTerminated: Array<() => void> = [];
+
+  constructor(private readonly spec: QuerySpec) {
+    this.id = spec.checkpoint.queryId();
+    this.name = spec.name;
+    this.sources = [];
+    const leaf = spec.analyzed.leaf;
+    if (leaf.kind !== 'source') throw new CheckpointError('A streaming query needs a streaming source.');
+    this.sources.push(createSource(leaf.spec));
+    this.deadLetterWriter = spec.deadLetters(this.id);
+    for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: new Date().toISOString() });
+    this.done = this.run();
+  }
+
+  get lastProgress(): StreamingQueryProgress | null {
+    return this.recentProgress[this.recentProgress.length - 1] ?? null;
+  }
+  get isActive(): boolean {
+    return !this.terminated;
+  }
+  private terminated = false;
+
+  /** Resolves when the query stops; rejects with the query's error if it failed. With a timeout, resolves to whether it stopped. */
+  async awaitTermination(timeoutMs?: number): Promise<boolean> {
+    if (timeoutMs === undefined) {
+      await this.done;
+      if (this.exception) throw this.exception;
+      return true;
+    }
+    const stopped = await Promise.race([this.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
+    if (stopped && this.exception) throw this.exception;
+    return stopped;
+  }
+
+  /** Waits until every record available in the sources now has been processed and committed. For tests and lessons. */
+  processAllAvailable(): Promise<void> {
+    if (this.terminated) return this.exception ? Promise.reject(this.exception) : Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.drainWaiters.push({ since: Date.now(), resolve, reject });
+      this.wake?.();
+    });
+  }
+
+  /** Stops the query after the batch in progress (that batch completes and commits). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.done;
+  }
+
+  /** The logical plan and how it runs. */
+  explain(): string {
+    return [
+      '== Logical Plan ==',
+      planString(this.spec.plan),
+      '',
+      '== Execution ==',
+      `sources: ${this.sources.map((s) => s.describe()).join(', ')}`,
+      `sink: ${this.spec.sink.describe()} (outputMode ${this.spec.outputMode}, trigger ${JSON.stringify(this.spec.trigger)})`,
+      `checkpoint: ${this.spec.checkpoint.root}`,
+      `dead letters: ${this.deadLetterWriter.describe()}${this.spec.onBadRecord === 'fail' ? ' (onBadRecord=fail: the query stops instead)' : ''}`,
+    ].join('\n');
+  }
+
+  /** @internal Called by the manager to learn when this query ends. */
+  whenTerminated(cb: () => void): void {
+    if (this.terminated) cb();
+    else this.onTerminated.push(cb);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.loop();
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.exception = err instanceof StreamingQueryException ? err : Object.assign(new StreamingQueryException(
+        `Query ${this.name ?? this.id} [id = ${this.id}, runId = ${this.runId}] terminated with exception: ${err.message}`,
+      ), { cause: err });
+      this.spec.log(`ERROR ${this.exception.message}`);
+    } finally {
+      this.terminated = true;
+      this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
+      await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop()]);
+      for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
+      for (const l of this.spec.listeners()) {
+        l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
+      }
+      for (const cb of this.onTerminated) cb();
+    }
+  }
+
+  /** The end offsets of the last committed batch: where the next batch starts. */
+  private async startOffsets(batchId: number): Promise<Offset[]> {
+    const cp = this.spec.checkpoint;
+    if (batchId > 0) {
+      const prev = cp.offsets.get(batchId - 1);
+      if (!prev) throw new CheckpointError(`${cp.offsets.dir}/${batchId - 1} is missing: the checkpoint is incomplete.`);
+      return prev.offsets;
+    }
+    const out: Offset[] = [];
+    for (let i = 0; i < this.sources.length; i++) {
+      let o = cp.sourceStart(i);
+      if (o === undefined) {
+        // First run of this query: resolve startingOffsets once and keep them (they never apply again).
+        o = await this.sources[i]!.initialOffset();
+        cp.setSourceStart(i, o);
+      }
+      out.push(o);
+    }
+    return out;
+  }
+
+  /** Refuses a checkpoint written by a query with other sources: that query's offsets mean nothing here. */
+  private checkCompatible(logged: OffsetSeq, path: string): void {
+    const was = logged.metadata.conf['sluice.sources'];
+    const now = JSON.stringify(this.sources.map((s) => s.describe()));
+    if (logged.offsets.length !== this.sources.length || (was !== undefined && was !== now)) {
+      throw new CheckpointError(
+        `The checkpoint at ${this.spec.checkpoint.root} belongs to a query with different sources, so it cannot be resumed.\n` +
+          `  checkpoint (${path}): ${was ?? `${logged.offsets.length} source(s)`}\n` +
+          `  this query:          ${now}\n` +
+          'Its offsets name what the old query read; applying them to other sources would skip or repeat data, or make the ' +
+          'query wait forever for offsets that never come (Spark would start and output nothing). Use a new checkpointLocation ' +
+          'for the changed query, or restore the original sources.',
+      );
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const { checkpoint: cp, trigger } = this.spec;
+    const lastPlanned = cp.offsets.latestId();
+    const lastCommitted = cp.commits.latestId();
+    if (lastCommitted !== undefined && (lastPlanned === undefined || lastCommitted > lastPlanned)) {
+      throw new CheckpointError(`${cp.root}: commits/${lastCommitted} exists without offsets/${lastCommitted}; the checkpoint is damaged.`);
+    }
+    let nextBatch = lastCommitted === undefined ? 0 : lastCommitted + 1;
+    let rerun: OffsetSeq | undefined;
+    if (lastPlanned !== undefined) {
+      const logged = cp.offsets.get(lastPlanned)!;
+      this.checkCompatible(logged, `offsets/${lastPlanned}`);
+      if (lastPlanned >= nextBatch) {
+        // Planned but not committed: the previous run stopped mid-batch. Run it again, identically.
+        rerun = logged;
+        nextBatch = lastPlanned;
+        this.spec.log(`INFO Batch ${lastPlanned} was planned but not committed: re-running it with the logged offsets.`);
+      }
+    }
+    let watermarkMs = lastCommitted !== undefined ? (cp.commits.get(lastCommitted)?.nextBatchWatermarkMs ?? 0) : 0;
+    let availableNowTarget: Offset[] | undefined;
+    if (trigger.kind === 'availableNow') {
+      const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);
+      availableNowTarget = await Promise.all(this.sources.map((s, i) => s.latestOffset(starts[i], {})));
+    }
+
+    while (!this.stopping) {
+      const triggerStart = Date.now();
+      this.status = { message: 'Getting offsets from sources', isDataAvailable: false, isTriggerActive: true };
+      const start = await this.startOffsets(nextBatch);
+      let seq: OffsetSeq;
+      const timing = { latestOffset: 0, walCommit: 0 };
+      let latest: Offset[] = [];
+      if (rerun) {
+        seq = rerun;
+        rerun = undefined;
+        latest = seq.offsets;
+      } else {
+        const t0 = Date.now();
+        const limit = (i: number): ReadLimit =>
+          trigger.kind === 'once' ? {} : { ...(availableNowTarget ? { upTo: availableNowTarget[i] } : {}) };
+        latest = await Promise.all(this.sources.map((s, i) => s.latestOffset(start[i], limit(i))));
+        timing.latestOffset = Date.now() - t0;
+        const hasData = latest.some((o, i) => JSON.stringify(o) !== JSON.stringify(start[i]));
+        if (!hasData) {
+          this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
+          this.resolveDrainWaiters(triggerStart);
+          if (trigger.kind === 'once' || trigger.kind === 'availableNow') break;
+          await this.sleep(trigger.kind === 'processingTime' ? Math.max(trigger.intervalMs, 100) : 100);
+          continue;
+        }
+        seq = {
+          metadata: {
+            batchWatermarkMs: watermarkMs,
+            batchTimestampMs: triggerStart,
+            conf: { 'sluice.sources': JSON.stringify(this.sources.map((s) => s.describe())) },
+          },
+          offsets: latest,
+        };
+        const t1 = Date.now();
+        cp.offsets.add(nextBatch, seq); // write-ahead: the batch is fixed before any data is read
+        timing.walCommit = Date.now() - t1;
+      }
+      this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
+      const progress = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
+      watermarkMs = seq.metadata.batchWatermarkMs; // event-time watermarks arrive with stateful operators
+      const t2 = Date.now();
+      cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs });
+      progress.durationMs.commitOffsets = Date.now() - t2;
+      progress.durationMs.triggerExecution = Date.now() - triggerStart;
+      progress.batchDuration = progress.durationMs.triggerExecution;
+      progress.processedRowsPerSecond = rate(progress.numInputRows, progress.durationMs.triggerExecution);
+      for (const s of progress.sources) s.processedRowsPerSecond = rate(s.numInputRows, progress.durationMs.triggerExecution);
+      await Promise.all(this.sources.map((s, i) => s.commit?.(seq.offsets[i])));
+      this.report(progress);
+      nextBatch++;
+      if (trigger.kind === 'once') break;
+      if (trigger.kind === 'processingTime') {
+        // Spark's ProcessingTime: the next trigger starts at the next multiple of the interval.
+        const elapsed = Date.now() - triggerStart;
+        if (trigger.intervalMs > elapsed) await this.sleep(trigger.intervalMs - elapsed);
+      }
+    }
+  }
+
+  private resolveDrainWaiters(triggerStart: number): void {
+    for (let i = this.drainWaiters.length - 1; i >= 0; i--) {
+      const w = this.drainWaiters[i]!;
+      if (triggerStart >= w.since) {
+        this.drainWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  private async runBatch(
+    batchId: number,
+    start: Offset[],
+    seq: OffsetSeq,
+    triggerStart: number,
+    timing: { latestOffset: number; walCommit: number },
+  ): Promise<StreamingQueryProgress> {
+    const { analyzed, ctx, sink, outputMode } = this.spec;
+    ctx.batchTimestampMs = seq.metadata.batchTimestampMs;
+    const t0 = Date.now();
+    const inputs = await Promise.all(this.sources.map((s, i) => s.getBatch(start[i], seq.offsets[i])));
+    const getBatch = Date.now() - t0;
+    const input = inputs[0]!;
+
+    const t1 = Date.now();
+    const letters: DeadLetter[] = [];
+    let out = await applyRows(input, analyzed.rowFn, (row, e) => {
+      if (this.spec.onBadRecord === 'fail') {
+        const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
+        throw new StreamingQueryException(
+          `A bad record${where} stopped the query because onBadRecord=fail: ${e.message} ` +
+            'Remove that option to send such records to the dead-letter destination and keep going.',
+        );
+      }
+      letters.push({ row, reason: e.reason, message: e.message });
+    });
+    const filtered = input.length - out.length - letters.length;
+    if (analyzed.batchFn) out = analyzed.batchFn(out);
+    await this.deadLetterWriter.write(batchId, letters);
+    await sink.addBatch(batchId, out, analyzed.schema, outputMode);
+    const addBatch = Date.now() - t1;
+    if (letters.length) {
+      this.spec.log(`WARN Batch ${batchId}: ${letters.length} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${letters[0]!.reason}`);
+    }
+
+    const sinceLast = this.lastTriggerStart ? triggerStart - this.lastTriggerStart : 0;
+    this.lastTriggerStart = triggerStart;
+    return {
+      id: this.id,
+      runId: this.runId,
+      name: this.name,
+      timestamp: new Date(triggerStart).toISOString(),
+      batchId,
+      batchDuration: 0,
+      numInputRows: input.length,
+      inputRowsPerSecond: rate(input.length, sinceLast),
+      processedRowsPerSecond: 0,
+      durationMs: { ...timing, getBatch, queryPlanning: 0, addBatch, commitOffsets: 0, triggerExecution: 0 },
+      eventTime: {},
+      stateOperators: [],
+      sources: this.sources.map((s, i) => ({
+        description: s.describe(),
+        startOffset: start[i],
+        endOffset: seq.offsets[i],
+        latestOffset: seq.offsets[i],
+        numInputRows: inputs[i]!.length,
+        inputRowsPerSecond: rate(inputs[i]!.length, sinceLast),
+        processedRowsPerSecond: 0,
+      })),
+      sink: { description: sink.describe(), numOutputRows: out.length },
+      numDeadLetterRows: letters.length,
+      numFilteredRows: filtered,
+    };
+  }
+
+  private report(p: StreamingQueryProgress): void {
+    this.recentProgress.push(p);
+    if (this.recentProgress.length > PROGRESS_HISTORY) this.recentProgress.shift();
+    for (const l of this.spec.listeners()) l.onQueryProgress?.({ progress: p });
+  }
+}
+
+function rate(rows: number, ms: number): number {
+  return ms > 0 ? Math.round((rows * 1000 * 100) / ms) / 100 : 0;
+}
+
+/**
+ * Runs the per-row function over a batch. A RecordError sends that row to `onBad`; NeedsIO (a schema to
+ * fetch or register) is awaited and the same row evaluated again.
+ */
+export async function applyRows(rows: Row[], rowFn: (r: Row) => Row | null, onBad: (row: Row, e: RecordError) => void): Promise<Row[]> {
+  const out: Row[] = [];
+  let ioRetries = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    try {
+      const r = rowFn(row);
+      if (r !== null) out.push(r);
+      ioRetries = 0;
+    } catch (e) {
+      if (e instanceof NeedsIO) {
+        if (++ioRetries > 5) throw new Error('An expression asked for the same I/O five times in a row (internal error).');
+        await e.promise;
+        i--;
+      } else if (e instanceof RecordError) {
+        onBad(row, e);
+        ioRetries = 0;
+      } else throw e;
+    }
+  }
+  return out;
+}

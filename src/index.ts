@@ -1,0 +1,26 @@
+/**
+ * Sluice: Structured Streaming for TypeScript. The public API, named as PySpark's.
+ * @packageDocumentation
+ */
+export { SluiceSession, RuntimeConfig } from './api/session.js';
+export { DataFrame } from './api/dataframe.js';
+export { DataStreamReader } from './api/reader.js';
+export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
+export { StreamingQueryManager } from './api/manager.js';
+export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
+export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
+export type { TriggerOptions } from './exec/trigger.js';
+export { DLQ_HEADERS } from './exec/deadLetter.js';
+export { Column } from './expr/column.js';
+export * from './expr/functions.js';
+export { AnalysisError } from './expr/compile.js';
+export { RecordError } from './expr/values.js';
+export { UnsupportedOperationError } from './plan/unsupported.js';
+export { CheckpointError } from './checkpoint/checkpoint.js';
+export * from './types/index.js';
+export { fromAvro, toAvro, from_avro, to_avro, type FromAvroOptions, type ToAvroOptions } from './serde/avro.js';
+export { RegistryClient, registryClient, RegistryError, type RegistryConfig } from './serde/registry.js';
+export { frame, unframe } from './serde/wireformat.js';
+export { KafkaAdmin, KafkaError } from './kafka/client.js';
+export { MemoryStream } from './sources/memory.js';
+export type { OutputMode } from './sinks/sink.js';
