@@ -234,10 +234,13 @@ export class RangeReader {
     const key = (t: string, p: number): string => `${t}\u0000${p}`;
     const remaining = new Map(wanted.map((w) => [key(w.topic, w.partition), w]));
     const out: KafkaRecord[] = [];
+    // EOF means the fetcher reached the end, not that the records were handed to us yet: a partition
+    // whose EOF is past `to` is finished once a consume call comes back empty (the local queue drained).
+    // This matters when a transaction marker, not a record, fills the partition's last offset.
+    const eofSeen = new Set<string>();
     const onEof = (e: { topic: string; partition: number; offset: number }): void => {
-      // Past the last record of a partition, e.g. when a transaction marker fills the last offset.
       const w = remaining.get(key(e.topic, e.partition));
-      if (w && e.offset >= w.to) remaining.delete(key(e.topic, e.partition));
+      if (w && e.offset >= w.to) eofSeen.add(key(e.topic, e.partition));
     };
     c.on('partition.eof', onEof);
     let lastProgress = Date.now();
@@ -247,6 +250,7 @@ export class RangeReader {
           c.consume(10_000, (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
         );
         if (msgs.length) lastProgress = Date.now();
+        else for (const k of eofSeen) remaining.delete(k);
         for (const m of msgs) {
           const k = key(m.topic, m.partition);
           const w = remaining.get(k);
@@ -360,5 +364,25 @@ export class AckedProducer {
     const p = this.producer;
     this.producer = undefined;
     if (p) await new Promise<void>((resolve) => p.disconnect(() => resolve()));
+  }
+}
+
+/** Reads a whole topic as it is now (earliest to latest offset of every partition): for the CLI and tests. */
+export async function readTopic(conf: KafkaConfig, topic: string, maxMessages = Infinity): Promise<KafkaRecord[]> {
+  const admin = new KafkaAdmin(conf);
+  const reader = new RangeReader(conf, 30_000);
+  try {
+    const [desc] = await admin.describeTopics([topic]);
+    const parts = desc!.partitions.map((p) => ({ topic, partition: p.partition }));
+    const [earliest, latest] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest')]);
+    if (Number.isFinite(maxMessages)) {
+      // Take the first maxMessages of each partition at most; the caller trims to the total.
+      for (const [p, e] of Object.entries(latest[topic] ?? {})) latest[topic]![p] = Math.min(e, earliest[topic]![p]! + maxMessages);
+    }
+    const records = await reader.read(earliest, latest);
+    return records.slice(0, maxMessages);
+  } finally {
+    await reader.close();
+    admin.disconnect();
   }
 }
