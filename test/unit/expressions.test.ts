@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import {
+  SluiceSession, col, lit, when, coalesce, upper, lower, trim, length, substring, concat, concat_ws, regexp_replace,
+  regexp_extract, to_date, to_timestamp, unix_timestamp, hour, date_format, struct, to_json, from_json, current_timestamp,
+  AnalysisError, split,
+} from '../../src/index.js';
+
+const session = SluiceSession.builder().getOrCreate();
+session.out = () => {};
+const people = session.createDataFrame(
+  [
+    { name: ' Ada ', age: 36, city: 'London', ts: '2025-08-22 17:23:54' },
+    { name: 'Linus', age: null, city: null, ts: '2025-08-22T09:05:00Z' },
+    { name: 'Grace', age: 85, city: 'NYC', ts: 'not a time' },
+  ],
+  'name STRING, age INT, city STRING, ts STRING',
+);
+
+describe('column expressions', () => {
+  it('computes arithmetic, comparisons and SQL null logic', async () => {
+    const rows = await people
+      .select(
+        col('age').plus(1).alias('next'),
+        col('age').divide(2).alias('half'),
+        col('age').gt(50).alias('old'),
+        col('age').gt(50).and(lit(false)).alias('f'),
+        col('age').gt(50).or(lit(true)).alias('t'),
+        col('age').isNull().alias('unknown'),
+        col('city').isin('London', 'Paris').alias('in'),
+      )
+      .collect();
+    // null + 1 = null; null > 50 = null; null AND false = false; null OR true = true (three-valued logic)
+    expect(rows).toEqual([
+      { next: 37, half: 18, old: false, f: false, t: true, unknown: false, in: true },
+      { next: null, half: null, old: null, f: false, t: true, unknown: true, in: null },
+      { next: 86, half: 42.5, old: true, f: false, t: true, unknown: false, in: false },
+    ]);
+  });
+
+  it('evaluates when/otherwise and coalesce', async () => {
+    const rows = await people
+      .select(
+        when(col('age').lt(40), 'young').when(col('age').geq(40), 'senior').otherwise('unknown').alias('band'),
+        coalesce(col('city'), lit('nowhere')).alias('c'),
+      )
+      .collect();
+    expect(rows.map((r) => [r.band, r.c])).toEqual([
+      ['young', 'London'],
+      ['unknown', 'nowhere'],
+      ['senior', 'NYC'],
+    ]);
+  });
+
+  it('applies string functions', async () => {
+    const [r] = await people
+      .select(
+        trim(col('name')).alias('t'),
+        upper(trim('name')).alias('u'),
+        lower('city').alias('l'),
+        length('name').alias('len'),
+        substring(trim(col('name')), 2, 2).alias('sub'),
+        concat(trim(col('name')), lit('@'), col('city')).alias('cc'),
+        concat_ws('-', 'city', 'age').alias('ws'),
+        regexp_replace(col('city'), 'o', '0').alias('rr'),
+        regexp_extract(col('ts'), '(\\d{4})-(\\d{2})', 2).alias('month'),
+        split(col('ts'), ' ').alias('parts'),
+        col('city').like('Lon%').alias('like'),
+      )
+      .collect();
+    expect(r).toEqual({
+      t: 'Ada', u: 'ADA', l: 'london', len: 5, sub: 'da', cc: 'Ada@London', ws: 'London-36', rr: 'L0nd0n',
+      month: '08', parts: ['2025-08-22', '17:23:54'], like: true,
+    });
+  });
+
+  it('parses and formats time, null when a string does not parse (Spark non-ANSI)', async () => {
+    const rows = await people
+      .select(
+        to_timestamp(col('ts')).alias('t'),
+        to_date(col('ts')).alias('d'),
+        hour(to_timestamp(col('ts'))).alias('h'),
+        unix_timestamp(col('ts')).alias('u'),
+        date_format(to_timestamp(col('ts')), "yyyy/MM/dd'T'HH").alias('f'),
+        to_timestamp(lit('22.08.2025 17:23'), 'dd.MM.yyyy HH:mm').alias('p'),
+      )
+      .collect();
+    expect(rows[0]).toEqual({
+      t: new Date('2025-08-22T17:23:54Z'), d: '2025-08-22', h: 17, u: 1755883434, f: '2025/08/22T17',
+      p: new Date('2025-08-22T17:23:00Z'),
+    });
+    expect(rows[1]!.h).toBe(9);
+    expect(rows[2]).toMatchObject({ t: null, d: null, h: null, u: null, f: null });
+  });
+
+  it('casts with Spark rules', async () => {
+    const df = session.createDataFrame([{ s: '42', b: 'yes', x: 'abc', n: 3.9 }], 's STRING, b STRING, x STRING, n DOUBLE');
+    const [r] = await df
+      .select(col('s').cast('int').alias('i'), col('b').cast('boolean').alias('bb'), col('x').cast('int').alias('bad'), col('n').cast('int').alias('trunc'), col('n').cast('string').alias('str'))
+      .collect();
+    expect(r).toEqual({ i: 42, bb: true, bad: null, trunc: 3, str: '3.9' });
+  });
+
+  it('builds structs, expands stars and round-trips JSON', async () => {
+    const json = people.select(to_json(struct('name', 'age')).alias('j'));
+    expect((await json.collect()).map((r) => r.j)).toEqual(['{"name":" Ada ","age":36}', '{"name":"Linus"}', '{"name":"Grace","age":85}']);
+    const back = json.select(from_json(col('j'), 'name STRING, age INT').alias('p')).select('p.*');
+    expect(await back.collect()).toEqual([
+      { name: ' Ada ', age: 36 },
+      { name: 'Linus', age: null },
+      { name: 'Grace', age: 85 },
+    ]);
+    const bad = session.createDataFrame([{ j: '{oops' }], 'j STRING').select(from_json(col('j'), 'a INT').alias('p'));
+    expect(await bad.collect()).toEqual([{ p: null }]); // PERMISSIVE, as Spark
+  });
+
+  it('withColumn replaces in place, drop and rename keep order', async () => {
+    const df = people.withColumn('age', col('age').plus(100)).withColumn('z', lit(1)).drop('ts', 'nope').withColumnRenamed('city', 'town');
+    expect((await df.schema()).fieldNames).toEqual(['name', 'age', 'town', 'z']);
+    expect((await df.collect())[0]).toEqual({ name: ' Ada ', age: 136, town: 'London', z: 1 });
+  });
+
+  it('current_timestamp is the batch time', async () => {
+    const a = await people.analyze({ batchTimestampMs: 1_000_000 });
+    expect(a).toBeDefined();
+    const df = people.select(current_timestamp().alias('now'));
+    const analyzed = await df.analyze({ batchTimestampMs: 1_000_000 });
+    expect(analyzed.rowFn({})).toEqual({ now: new Date(1_000_000) });
+  });
+
+  it('explains unknown columns with the ones that exist', async () => {
+    await expect(people.select(col('nmae')).collect()).rejects.toThrow(/Column `nmae` does not exist. Available columns: `name`, `age`, `city`, `ts`/);
+    await expect(people.filter(col('age').plus(1)).collect()).rejects.toThrow(AnalysisError);
+    await expect(people.select(col('age'), col('age')).collect()).rejects.toThrow(/two columns named `age`/);
+  });
+
+  it('selectExpr reads simple SQL', async () => {
+    const rows = await people.selectExpr('name AS n', 'CAST(age AS string) AS a').collect();
+    expect(rows[0]).toEqual({ n: ' Ada ', a: '36' });
+    expect(() => people.selectExpr('age + 1')).toThrow(/simple expressions/);
+  });
+});
