@@ -226,7 +226,7 @@ export class StreamingQuery {
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);
-      availableNowTarget = await Promise.all(this.sources.map((s, i) => s.latestOffset(starts[i], {})));
+      availableNowTarget = await Promise.all(this.sources.map((s, i) => s.latestOffset(starts[i], { unlimited: true })));
     }
 
     while (!this.stopping) {
@@ -243,7 +243,7 @@ export class StreamingQuery {
       } else {
         const t0 = Date.now();
         const limit = (i: number): ReadLimit =>
-          trigger.kind === 'once' ? {} : { ...(availableNowTarget ? { upTo: availableNowTarget[i] } : {}) };
+          trigger.kind === 'once' ? { unlimited: true } : availableNowTarget ? { upTo: availableNowTarget[i] } : {};
         latest = await Promise.all(this.sources.map((s, i) => s.latestOffset(start[i], limit(i))));
         timing.latestOffset = Date.now() - t0;
         const hasData = latest.some((o, i) => JSON.stringify(o) !== JSON.stringify(start[i]));

@@ -155,7 +155,7 @@ export class KafkaSource implements Source {
         (end[topic] ??= {})[p] = e;
       }
     }
-    const maxRows = limit.maxRows ?? this.maxOffsetsPerTrigger;
+    const maxRows = limit.unlimited ? undefined : (limit.maxRows ?? this.maxOffsetsPerTrigger);
     if (maxRows !== undefined) end = this.rateLimit(from, end, maxRows);
     return end;
   }

@@ -5,6 +5,8 @@ import type { Row, StructType } from '../types/index.js';
 export interface ReadLimit {
   /** At most this many rows in the batch (`maxOffsetsPerTrigger`); undefined = all available. */
   maxRows?: number;
+  /** Ignore the source's own limit (maxOffsetsPerTrigger): Trigger.Once, and AvailableNow's target. */
+  unlimited?: boolean;
   /** Never read past this offset (Trigger.AvailableNow's target, fixed when the query starts). */
   upTo?: Offset;
 }

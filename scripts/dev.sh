@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One entry point that sets everything up, then runs what you asked for:
+#   bash scripts/dev.sh demo [demo options]   the demo on a local Kafka + Schema Registry
+#   bash scripts/dev.sh test                  the whole test suite (unit + integration on a real stack)
+# Set-up is idempotent: Debian libraries for the Kafka client, Java + Maven, npm ci, build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else echo "need root for: $*" >&2; exit 1; fi; }
+
+# librdkafka is built from source by @confluentinc/kafka-javascript: it needs these headers.
+debs=(libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libcurl4-openssl-dev)
+command -v java >/dev/null || debs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || debs+=(maven)
+missing=()
+for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install (building librdkafka takes ~2 minutes).
+stamp=node_modules/.sluice-installed
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  say "npm ci (builds librdkafka from source: the prebuilt download is not reachable here)"
+  CKJS_LINKING=dynamic npm ci --no-audit --no-fund
+  touch "$stamp"
+fi
+say "Building"
+npm run build --silent
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  demo) exec node bin/sluice.js demo "$@" ;;
+  test) exec npm test --silent -- "$@" ;;
+  "") say "Set-up done. Next: bash scripts/dev.sh demo | bash scripts/dev.sh test" ;;
+  *) exec node bin/sluice.js "$cmd" "$@" ;;
+esac
