@@ -1,0 +1,122 @@
+/**
+ * `npm run bench`: the demo pipeline's throughput against a raw consume→produce copy with the same Kafka
+ * client and no transform, in one run on one machine, on a private local stack (free ports, temp folder).
+ *
+ *   npm run bench [-- --records 1000000 --batch 100000 --json]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SluiceSession } from '../src/api/session.js';
+import { produceEvents } from '../src/demo/events.js';
+import { demoPipeline } from '../src/demo/pipeline.js';
+import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src/kafka/client.js';
+import { down, freePort, up } from '../src/stack/stack.js';
+
+const { values: args } = parseArgs({
+  options: {
+    records: { type: 'string', default: '1000000' },
+    batch: { type: 'string', default: '100000' },
+    partitions: { type: 'string', default: '3' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const N = Number(args.records);
+const BATCH = Number(args.batch);
+const PARTS = Number(args.partitions);
+const note = (l: string): void => void process.stderr.write(l + '\n');
+
+async function rawCopy(conf: { 'bootstrap.servers': string }, from: string, to: string): Promise<number> {
+  // The same work the pipeline does minus the transform: read exact offset ranges in batches of BATCH
+  // records, produce them, wait for acknowledgements.
+  const admin = new KafkaAdmin(conf);
+  const reader = new RangeReader(conf);
+  const producer = new AckedProducer(conf);
+  const [d] = await admin.describeTopics([from]);
+  const parts = d!.partitions.map((p) => ({ topic: from, partition: p.partition }));
+  let start: PartitionOffsets = await admin.listOffsets(parts, 'earliest');
+  const end = await admin.listOffsets(parts, 'latest');
+  let copied = 0;
+  const t0 = performance.now();
+  while (copied < N) {
+    const next: PartitionOffsets = { [from]: {} };
+    for (const [p, s] of Object.entries(start[from]!)) next[from]![p] = Math.min(end[from]![p]!, s + Math.ceil(BATCH / parts.length));
+    const recs = await reader.read(start, next);
+    if (!recs.length) break;
+    await producer.send(recs.map((r) => ({ topic: to, key: r.key, value: r.value })));
+    await producer.flush();
+    copied += recs.length;
+    start = next;
+  }
+  const secs = (performance.now() - t0) / 1000;
+  await reader.close();
+  await producer.close();
+  admin.disconnect();
+  return copied / secs;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const conf = { 'bootstrap.servers': info.bootstrapServers };
+  const registry = { url: info.registryUrl };
+  try {
+    const admin = new KafkaAdmin(conf);
+    for (const t of ['bench-in', 'bench-out', 'bench-copy', 'bench-dlq']) await admin.createTopic(t, PARTS);
+    admin.disconnect();
+    note(`Producing ${N} Avro events to bench-in (${PARTS} partitions)…`);
+    const tp = performance.now();
+    await produceEvents(N, { topic: 'bench-in', kafka: conf, format: 'avro', registry, seed: 1, onProgress: (n) => n % 200_000 === 0 && note(`  ${n}`) });
+    const produceRate = N / ((performance.now() - tp) / 1000);
+
+    note('Raw consume→produce copy (same client, no transform)…');
+    const raw = await rawCopy(conf, 'bench-in', 'bench-copy');
+
+    note('Demo pipeline (Avro decode via registry → derive → Avro encode → Kafka)…');
+    const session = new SluiceSession('bench');
+    session.log = () => {};
+    const t0 = performance.now();
+    const q = await demoPipeline(session, {
+      bootstrapServers: info.bootstrapServers,
+      registry,
+      inputTopic: 'bench-in',
+      outputTopic: 'bench-out',
+      deadLetterTopic: 'bench-dlq',
+      checkpointLocation: join(dir, 'checkpoint'),
+      trigger: { availableNow: true },
+      maxOffsetsPerTrigger: BATCH,
+    }).start();
+    await q.awaitTermination();
+    const secs = (performance.now() - t0) / 1000;
+    const processed = q.recentProgress.reduce((n, p) => n + p.numInputRows, 0);
+    const pipeline = processed / secs;
+    const result = {
+      records: N,
+      batchSize: BATCH,
+      partitions: PARTS,
+      produceRecordsPerSecond: Math.round(produceRate),
+      rawCopyRecordsPerSecond: Math.round(raw),
+      pipelineRecordsPerSecond: Math.round(pipeline),
+      pipelineToRawRatio: Math.round((pipeline / raw) * 100) / 100,
+      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      node: process.version,
+    };
+    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else {
+      process.stdout.write(
+        `records: ${N} (${PARTS} partitions, batches of ${BATCH})\n` +
+          `raw consume→produce copy: ${result.rawCopyRecordsPerSecond} records/s\n` +
+          `demo pipeline:            ${result.pipelineRecordsPerSecond} records/s\n` +
+          `pipeline / raw:           ${result.pipelineToRawRatio}\n` +
+          `peak RSS: ${result.peakRssMB} MB\n`,
+      );
+    }
+  } finally {
+    await down({ dir, log: () => {} });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
+process.exit(0);
