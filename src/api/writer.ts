@@ -101,7 +101,9 @@ export class DataStreamWriter {
         return new ConsoleSink(this.opts, (t) => this.df.session.out(t));
       case 'memory': {
         if (!this.name) throw new AnalysisError('The memory sink needs a table name: set .queryName("<table>").');
-        return new MemorySink(this.name, this.df.session.memoryTable(this.name, this.mode));
+        const table = this.df.session.memoryTable(this.name, this.mode);
+        table.schema = schema; // the table exists, empty, as soon as the query starts (as in Spark)
+        return new MemorySink(this.name, table);
       }
       case 'foreachBatch': {
         const fn = this.batchFn!;

@@ -171,6 +171,16 @@ export class KafkaAdmin {
     );
   }
 
+  /** Deletes records below `offset` (what retention does); used to show `failOnDataLoss`. */
+  deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.deleteRecords([{ topic, partition, offset }], { timeout: this.timeoutMs }, (err, result) => {
+        const e = err ?? result?.find((r) => r.error)?.error;
+        return e ? reject(fail(`Cannot delete records of ${topic}-${partition}`, e)) : resolve();
+      }),
+    );
+  }
+
   disconnect(): void {
     this.client.disconnect();
   }

@@ -201,7 +201,11 @@ export class KafkaSource implements Source {
   }
 
   async getBatch(start: Offset, end: Offset): Promise<Row[]> {
-    const records = await this.reader.read(start as PartitionOffsets, end as PartitionOffsets);
+    // Records may have been deleted since the batch was planned (or, for a re-run, since it first ran).
+    const from = structuredClone(start as PartitionOffsets);
+    const parts = Object.entries(end as PartitionOffsets).flatMap(([topic, ps]) => Object.keys(ps).map((p) => ({ topic, partition: Number(p) })));
+    this.checkDataLoss(start as PartitionOffsets, from, await this.admin.listOffsets(parts, 'earliest'));
+    const records = await this.reader.read(from, end as PartitionOffsets);
     const withHeaders = this.includeHeaders;
     return records.map((m) => {
       const row: Row = {

@@ -279,7 +279,9 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
   const cp = `${kafkaLibs}/*`;
   const jvm = ['-Xms256m', '-Xmx1g', `-Dlog4j2.configurationFile=${join(dir, 'log4j2.properties')}`, '-cp', cp];
   if (!existsSync(join(dataDir, 'meta.properties'))) {
-    const clusterId = randomBytes(16).toString('base64url');
+    // Kafka's own Uuid.randomUuid() avoids ids that start with '-': the tool would read one as an option.
+    let clusterId = randomBytes(16).toString('base64url');
+    while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
     const r = spawnSync(javaBin, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props], { encoding: 'utf8' });
     if (r.status !== 0) throw new StackError(`Formatting Kafka storage failed:\n${r.stdout}\n${r.stderr}`);
   }
