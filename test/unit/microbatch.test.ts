@@ -147,3 +147,19 @@ describe('micro-batch execution', () => {
     expect(q.isActive).toBe(false);
   });
 });
+
+describe('rate source', () => {
+  it('generates value 0, 1, 2, … with timestamps rowsPerSecond apart, the same rows on every read', async () => {
+    const { RateSource } = await import('../../src/sources/rate.js');
+    const src = new RateSource({ rowsPerSecond: '4' });
+    const start = { startMs: Date.parse('2025-01-01T00:00:00Z'), value: 0 };
+    const end = { startMs: start.startMs, value: 5 };
+    const rows = await src.getBatch(start, end);
+    expect(rows).toEqual([0, 250, 500, 750, 1000].map((ms, value) => ({ timestamp: new Date(start.startMs + ms), value })));
+    expect(await src.getBatch(start, end)).toEqual(rows);
+    // The offset only counts rows that are due; a cap (maxRows) limits a batch.
+    const latest = (await src.latestOffset(start, { maxRows: 3 })) as { value: number };
+    expect(latest.value).toBe(3);
+    expect(() => new RateSource({ rowsPerSecond: '0' })).toThrow(/positive/);
+  });
+});
