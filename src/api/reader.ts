@@ -2,27 +2,20 @@
 import { StructType, parseSchema } from '../types/index.js';
 import { sourceSchema } from '../sources/index.js';
 import { DataFrame } from './dataframe.js';
+import { WithOptions } from './options.js';
 import type { SluiceSession } from './session.js';
 
-export class DataStreamReader {
+export class DataStreamReader extends WithOptions {
   private fmt: string | undefined;
-  private readonly opts: Record<string, string> = {};
   private userSchema: StructType | undefined;
 
-  constructor(private readonly session: SluiceSession) {}
+  constructor(private readonly session: SluiceSession) {
+    super();
+  }
 
   /** `kafka`, `rate` (or `memory` through session.memoryStream). */
   format(source: string): this {
     this.fmt = source;
-    return this;
-  }
-  /** Sets a source option; values are strings, as in Spark (numbers and booleans are converted). */
-  option(key: string, value: string | number | boolean): this {
-    this.opts[key] = String(value);
-    return this;
-  }
-  options(map: Record<string, string | number | boolean>): this {
-    for (const [k, v] of Object.entries(map)) this.option(k, v);
     return this;
   }
   schema(schema: StructType | string): this {

@@ -1,7 +1,6 @@
 /** SluiceSession: the entry point, as Spark's SparkSession (builder, conf, readStream, streams). */
 import { MemoryTable } from '../sinks/memory.js';
 import { MemoryStream } from '../sources/memory.js';
-import type { OutputMode } from '../sinks/sink.js';
 import { Row, StructType, parseSchema } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
 import { StreamingQueryManager } from './manager.js';
@@ -90,8 +89,8 @@ export class SluiceSession {
     return new DataFrame(this, { kind: 'local', rows: t.rows, schema: t.schema, name });
   }
 
-  /** @internal The memory sink's table; a new query of the same name starts it afresh unless it appends. */
-  memoryTable(name: string, _mode: OutputMode): MemoryTable {
+  /** @internal The memory sink's table, created on first use. */
+  memoryTable(name: string): MemoryTable {
     let t = this.tables.get(name);
     if (!t) {
       t = new MemoryTable();

@@ -15,32 +15,26 @@ import { MemorySink } from '../sinks/memory.js';
 import type { OutputMode, Sink } from '../sinks/sink.js';
 import type { Row, StructType } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
+import { WithOptions } from './options.js';
 
 const SINKS = ['kafka', 'console', 'memory', 'foreachBatch'];
 
 export type ForeachBatchFn = (batch: DataFrame, batchId: number) => void | Promise<void>;
 
-export class DataStreamWriter {
+export class DataStreamWriter extends WithOptions {
   private fmt: string | undefined;
-  private readonly opts: Record<string, string> = {};
   private mode: OutputMode = 'append';
   private trig: Trigger = { kind: 'processingTime', intervalMs: 0 };
   private name: string | undefined;
   private batchFn: ForeachBatchFn | undefined;
 
-  constructor(private readonly df: DataFrame) {}
+  constructor(private readonly df: DataFrame) {
+    super();
+  }
 
   /** `kafka`, `console` or `memory`. */
   format(sink: string): this {
     this.fmt = sink;
-    return this;
-  }
-  option(key: string, value: string | number | boolean): this {
-    this.opts[key] = String(value);
-    return this;
-  }
-  options(map: Record<string, string | number | boolean>): this {
-    for (const [k, v] of Object.entries(map)) this.option(k, v);
     return this;
   }
   /** `append` (default): new rows only; `update`: changed rows; `complete`: the whole result (aggregations only). */
@@ -101,7 +95,7 @@ export class DataStreamWriter {
         return new ConsoleSink(this.opts, (t) => this.df.session.out(t));
       case 'memory': {
         if (!this.name) throw new AnalysisError('The memory sink needs a table name: set .queryName("<table>").');
-        const table = this.df.session.memoryTable(this.name, this.mode);
+        const table = this.df.session.memoryTable(this.name);
         table.schema = schema; // the table exists, empty, as soon as the query starts (as in Spark)
         return new MemorySink(this.name, table);
       }

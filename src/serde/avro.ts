@@ -180,29 +180,59 @@ type Conv = (v: unknown) => unknown;
 const identity: Conv = (v) => v;
 const DAY_MS = 86_400_000;
 
-/** Converts decoded Avro values to Sluice values (timestamps → Date, dates → 'YYYY-MM-DD', records → plain objects). */
-function decoderFor(schema: AvroSchema, named: Map<string, AvroSchema>): Conv {
+/** What differs between decoding and encoding: the conversion of logical types and of bytes. */
+interface LeafConversions {
+  logical(logicalType: string): Conv | undefined;
+  bytes: Conv;
+}
+
+/** Avro values → Sluice values: timestamps → Date, dates → 'YYYY-MM-DD'. */
+const DECODE: LeafConversions = {
+  logical: (lt) =>
+    lt === 'timestamp-millis' || lt === 'local-timestamp-millis'
+      ? (v) => new Date(Number(v))
+      : lt === 'timestamp-micros'
+        ? (v) => new Date(Math.floor(Number(v) / 1000))
+        : lt === 'date'
+          ? (v) => formatDate(new Date(Number(v) * DAY_MS))
+          : undefined,
+  bytes: identity,
+};
+
+/** Sluice values → Avro values: the reverse of DECODE; strings are accepted for bytes. */
+const ENCODE: LeafConversions = {
+  logical: (lt) =>
+    lt === 'timestamp-millis' || lt === 'local-timestamp-millis'
+      ? (v) => (v instanceof Date ? v.getTime() : v)
+      : lt === 'timestamp-micros'
+        ? (v) => (v instanceof Date ? v.getTime() * 1000 : v)
+        : lt === 'date'
+          ? (v) => (typeof v === 'string' ? Math.round(Date.parse(v + 'T00:00:00Z') / DAY_MS) : v)
+          : undefined,
+  bytes: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(String(v))),
+};
+
+/** A converter for values of `schema`: records become plain objects, nulls stay null, leaves per `leaf`. */
+function converterFor(schema: AvroSchema, named: Map<string, AvroSchema>, leaf: LeafConversions): Conv {
   if (typeof schema === 'string') {
     const ref = named.get(schema);
-    return ref ? (v) => decoderFor(ref, named)(v) : identity;
+    if (ref) return (v) => converterFor(ref, named, leaf)(v);
+    return schema === 'bytes' ? leaf.bytes : identity;
   }
   if (Array.isArray(schema)) {
     const nonNull = schema.filter((s) => s !== 'null');
-    if (nonNull.length === 1) {
-      const inner = decoderFor(nonNull[0]!, named);
-      return (v) => (v == null ? null : inner(v));
-    }
-    return identity;
+    if (nonNull.length !== 1) return identity;
+    const inner = converterFor(nonNull[0]!, named, leaf);
+    return (v) => (v == null ? null : inner(v));
   }
   const lt = logical(schema);
-  if (lt === 'timestamp-millis' || lt === 'local-timestamp-millis') return (v) => new Date(Number(v));
-  if (lt === 'timestamp-micros') return (v) => new Date(Math.floor(Number(v) / 1000));
-  if (lt === 'date') return (v) => formatDate(new Date(Number(v) * DAY_MS));
+  const byLogical = lt ? leaf.logical(lt) : undefined;
+  if (byLogical) return byLogical;
   switch (schema.type) {
     case 'record': {
       named.set(schema.name as string, schema);
       if (schema.namespace) named.set(`${schema.namespace}.${schema.name}`, schema);
-      const fields = (schema.fields as Array<{ name: string; type: AvroSchema }>).map((f) => [f.name, decoderFor(f.type, named)] as const);
+      const fields = (schema.fields as Array<{ name: string; type: AvroSchema }>).map((f) => [f.name, converterFor(f.type, named, leaf)] as const);
       return (v) => {
         const src = v as Row;
         const o: Row = {};
@@ -211,59 +241,17 @@ function decoderFor(schema: AvroSchema, named: Map<string, AvroSchema>): Conv {
       };
     }
     case 'array': {
-      const inner = decoderFor(schema.items as AvroSchema, named);
+      const inner = converterFor(schema.items as AvroSchema, named, leaf);
       return (v) => (v as unknown[]).map(inner);
     }
     case 'map': {
-      const inner = decoderFor(schema.values as AvroSchema, named);
+      const inner = converterFor(schema.values as AvroSchema, named, leaf);
       return (v) => Object.fromEntries(Object.entries(v as Row).map(([k, x]) => [k, inner(x)]));
     }
+    case 'bytes':
+      return leaf.bytes;
     default:
-      return typeof schema.type === 'object' ? decoderFor(schema.type as AvroSchema, named) : identity;
-  }
-}
-
-/** The reverse of decoderFor, for encoding rows. */
-function encoderFor(schema: AvroSchema, named: Map<string, AvroSchema>): Conv {
-  if (typeof schema === 'string') {
-    const ref = named.get(schema);
-    if (ref) return (v) => encoderFor(ref, named)(v);
-    if (schema === 'bytes') return (v) => (Buffer.isBuffer(v) ? v : v == null ? v : Buffer.from(String(v)));
-    return identity;
-  }
-  if (Array.isArray(schema)) {
-    const nonNull = schema.filter((s) => s !== 'null');
-    if (nonNull.length === 1) {
-      const inner = encoderFor(nonNull[0]!, named);
-      return (v) => (v == null ? null : inner(v));
-    }
-    return identity;
-  }
-  const lt = logical(schema);
-  if (lt === 'timestamp-millis' || lt === 'local-timestamp-millis') return (v) => (v instanceof Date ? v.getTime() : v);
-  if (lt === 'timestamp-micros') return (v) => (v instanceof Date ? v.getTime() * 1000 : v);
-  if (lt === 'date') return (v) => (typeof v === 'string' ? Math.round(Date.parse(v + 'T00:00:00Z') / DAY_MS) : v);
-  switch (schema.type) {
-    case 'record': {
-      named.set(schema.name as string, schema);
-      const fields = (schema.fields as Array<{ name: string; type: AvroSchema }>).map((f) => [f.name, encoderFor(f.type, named)] as const);
-      return (v) => {
-        const src = v as Row;
-        const o: Row = {};
-        for (const [k, conv] of fields) o[k] = src[k] === undefined ? null : conv(src[k]);
-        return o;
-      };
-    }
-    case 'array': {
-      const inner = encoderFor(schema.items as AvroSchema, named);
-      return (v) => (v as unknown[]).map(inner);
-    }
-    case 'map': {
-      const inner = encoderFor(schema.values as AvroSchema, named);
-      return (v) => Object.fromEntries(Object.entries(v as Row).map(([k, x]) => [k, inner(x)]));
-    }
-    default:
-      return typeof schema.type === 'object' ? encoderFor(schema.type as AvroSchema, named) : identity;
+      return typeof schema.type === 'object' ? converterFor(schema.type as AvroSchema, named, leaf) : identity;
   }
 }
 
@@ -330,7 +318,7 @@ registerFunction('from_avro', {
     }
     const type = avscType(schema, 'fromAvro reader schema');
     const sparkType = avroToSparkType(schema);
-    o[READER] = { schema, type, sparkType, decode: decoderFor(schema, new Map()) };
+    o[READER] = { schema, type, sparkType, decode: converterFor(schema, new Map(), DECODE) };
   },
   bind({ args, options }) {
     const o = options as FromAvroOptions & { [READER]?: ReaderState };
@@ -436,7 +424,7 @@ registerFunction('to_avro', {
       schema: o.schema !== undefined ? parseAvro(o.schema, 'toAvro schema') : sparkToAvroSchema(a.type, o.recordName, o.recordNamespace),
     };
     const type = avscType(state.schema, 'toAvro writer schema');
-    const encode = encoderFor(state.schema, new Map());
+    const encode = converterFor(state.schema, new Map(), ENCODE);
     const ev = a.eval;
     const toBuf = (v: unknown): Buffer => {
       try {
