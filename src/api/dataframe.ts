@@ -4,9 +4,11 @@
  * `writeStream.start()` (streaming). Methods that must resolve schemas are async because resolving may
  * ask the Schema Registry.
  */
-import { Column, ColumnLike, colExpr } from '../expr/column.js';
+import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
+import { avg, count, max, min, sum } from '../expr/aggregates.js';
 import { AnalysisError, EvalContext, splitName } from '../expr/compile.js';
-import { applyRows } from '../exec/microBatch.js';
+import { OperatorState, runStages } from '../exec/stages.js';
+import { parseDuration } from '../util/duration.js';
 import { analyze, Analyzed } from '../plan/analyzer.js';
 import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
 import { showString } from '../sinks/show.js';
@@ -99,6 +101,42 @@ export class DataFrame {
     return this.orderBy(...cols);
   }
 
+  /**
+   * Declares `column` the event time and `delay` how late data may arrive. After each batch the watermark
+   * becomes max(event time seen) − delay (never going back); the next batch drops rows older than it and
+   * closes windows that end before it. Place it before the aggregation or dedupe it should bound.
+   */
+  withWatermark(column: string, delay: string): DataFrame {
+    return this.with({ kind: 'watermark', child: this.plan, column, delay, delayMs: parseDuration(delay, 'watermark delay') });
+  }
+
+  /** Groups rows for aggregation: `groupBy(window(col('ts'), '5 minutes'), 'user_id').agg(count('*'))`. */
+  groupBy(...cols: Array<ColumnLike | ColumnLike[]>): GroupedData {
+    return new GroupedData(this, cols.flat().map(colExpr));
+  }
+  groupby(...cols: Array<ColumnLike | ColumnLike[]>): GroupedData {
+    return this.groupBy(...cols);
+  }
+
+  /**
+   * Drops rows whose `columns` (all columns by default) were seen before. On a stream the seen keys are
+   * state: with a watermark and the event-time column among the keys, keys older than the watermark are
+   * forgotten; otherwise they are kept forever.
+   */
+  dropDuplicates(columns?: string[]): DataFrame {
+    return this.with({ kind: 'dedupe', child: this.plan, ...(columns ? { columns } : {}), withinWatermark: false });
+  }
+  drop_duplicates(columns?: string[]): DataFrame {
+    return this.dropDuplicates(columns);
+  }
+  distinct(): DataFrame {
+    return this.dropDuplicates();
+  }
+  /** Drops rows whose `columns` were seen within the watermark delay (Spark 3.5+); state is bounded by the delay. */
+  dropDuplicatesWithinWatermark(columns?: string[]): DataFrame {
+    return this.with({ kind: 'dedupe', child: this.plan, ...(columns ? { columns } : {}), withinWatermark: true });
+  }
+
   /** @internal Resolves the plan (asks the registry for schemas where needed). */
   async analyze(ctx: EvalContext = { batchTimestampMs: Date.now() }): Promise<Analyzed> {
     return analyze(this.plan, ctx);
@@ -137,10 +175,26 @@ export class DataFrame {
     this.requireBatch('collect');
     const a = await this.analyze();
     if (a.leaf.kind !== 'local') throw new AnalysisError('collect() needs a batch source.');
-    const out = await applyRows(a.leaf.rows, a.rowFn, (_row, e) => {
-      throw new AnalysisError(`A row could not be processed: ${e.message}`);
+    // A batch is one pass: aggregations emit every group, state lives only for this call.
+    const states = new Map<number, OperatorState>();
+    return runStages(a.leaf.rows, a.stages, {
+      watermarkMs: -Infinity,
+      outputMode: 'complete',
+      state: (id) => {
+        let st = states.get(id);
+        if (!st) {
+          st = new OperatorState(() => undefined, 1);
+          st.load(0);
+          states.set(id, st);
+        }
+        return st;
+      },
+      onBad: (_row, e) => {
+        throw new AnalysisError(`A row could not be processed: ${e.message}`);
+      },
+      eventTime: new Map(),
+      operators: new Map(),
     });
-    return a.batchFn ? a.batchFn(out) : out;
   }
 
   async count(): Promise<number> {
@@ -180,4 +234,34 @@ function parseSimpleExpr(text: string): Column {
     `selectExpr("${text}"): Sluice reads only simple expressions here (column, column AS alias, s.*, CAST(x AS type)). ` +
       'Write this one with select() and column functions.',
   );
+}
+
+/** The result of groupBy(): aggregate it with agg() or a shortcut. */
+export class GroupedData {
+  constructor(
+    private readonly df: DataFrame,
+    private readonly keys: Expr[],
+  ) {}
+  /** One output row per group: the keys, then each aggregate (`count('*').alias('n')`, `avg('x')`, …). */
+  agg(...aggs: Array<Column | Column[]>): DataFrame {
+    const flat = aggs.flat();
+    if (!flat.length) throw new AnalysisError('agg() needs at least one aggregate, e.g. count("*").');
+    return new DataFrame(this.df.session, { kind: 'aggregate', child: this.df.plan, groupBy: this.keys, aggs: flat.map((c) => c.expr) });
+  }
+  /** Rows per group, in a column named `count`. */
+  count(): DataFrame {
+    return this.agg(count().alias('count'));
+  }
+  sum(...cols: string[]): DataFrame {
+    return this.agg(...cols.map((c) => sum(c)));
+  }
+  avg(...cols: string[]): DataFrame {
+    return this.agg(...cols.map((c) => avg(c)));
+  }
+  min(...cols: string[]): DataFrame {
+    return this.agg(...cols.map((c) => min(c)));
+  }
+  max(...cols: string[]): DataFrame {
+    return this.agg(...cols.map((c) => max(c)));
+  }
 }

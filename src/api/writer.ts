@@ -134,6 +134,7 @@ export class DataStreamWriter extends WithOptions {
     checkStreamingPlan(this.df.plan, this.mode);
     const ctx: EvalContext = { batchTimestampMs: Date.now() };
     const analyzed = await this.df.analyze(ctx);
+    checkStreamingPlan(this.df.plan, this.mode, analyzed);
     const sink = this.makeSink(analyzed.schema);
     if (this.name && session.streams.active.some((q) => q.name === this.name)) {
       throw new AnalysisError(`Cannot start query with name ${this.name}: a query with that name is already active in this session.`);
@@ -162,6 +163,7 @@ export class DataStreamWriter extends WithOptions {
       onBadRecord: onBad === 'fail' ? 'fail' : 'deadLetter',
       listeners: () => session.streams.allListeners(),
       log: (l) => session.log(l),
+      conf: session.conf.getAll(),
     });
     session.streams.register(query);
     return query;

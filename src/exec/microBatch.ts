@@ -9,8 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, Offset, OffsetSeq } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
-import { NeedsIO, RecordError } from '../expr/values.js';
-import type { Analyzed } from '../plan/analyzer.js';
+import { statefulStages, type Analyzed, type WatermarkStage } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
 import type { ReadLimit, Source } from '../sources/source.js';
@@ -19,6 +18,8 @@ import type { Row } from '../types/index.js';
 import type { DeadLetter, DeadLetterWriter } from './deadLetter.js';
 import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from './progress.js';
 import type { Trigger } from './trigger.js';
+import { join } from 'node:path';
+import { EventTimeStats, OperatorState, StateOperatorProgress, runStages } from './stages.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -38,7 +39,13 @@ export interface QuerySpec {
   onBadRecord: 'fail' | 'deadLetter';
   listeners: () => StreamingQueryListener[];
   log: (line: string) => void;
+  /** Session settings at start (`sluice.sql.shuffle.partitions`, `sluice.sql.streaming.multipleWatermarkPolicy`). */
+  conf: Record<string, string>;
 }
+
+const PARTITIONS_CONF = 'sluice.sql.shuffle.partitions';
+const WATERMARK_POLICY_CONF = 'sluice.sql.streaming.multipleWatermarkPolicy';
+const DEFAULT_PARTITIONS = '4';
 
 const PROGRESS_HISTORY = 100;
 
@@ -60,6 +67,10 @@ export class StreamingQuery {
   /** Resolvers of processAllAvailable() calls, with the time they were made. */
   private readonly drainWaiters: Array<{ since: number; resolve: () => void; reject: (e: Error) => void }> = [];
   private lastTriggerStart = 0;
+  /** State of each stateful operator, by operator id. */
+  private readonly states = new Map<number, OperatorState>();
+  /** Each watermark operator's own watermark; the global one is their min (or max, by policy). */
+  private readonly operatorWatermarks = new Map<number, number>();
   private onTerminated: Array<() => void> = [];
 
   constructor(private readonly spec: QuerySpec) {
@@ -223,6 +234,22 @@ export class StreamingQuery {
       }
     }
     let watermarkMs = lastCommitted !== undefined ? (cp.commits.get(lastCommitted)?.nextBatchWatermarkMs ?? 0) : 0;
+    // The watermark the last committed batch ran with: a no-data batch runs when the next one is newer.
+    let lastBatchWatermarkMs = lastCommitted !== undefined ? (cp.offsets.get(lastCommitted)?.metadata.batchWatermarkMs ?? 0) : 0;
+    // Settings that shape state are fixed by the checkpoint: a restart keeps them, whatever the session says.
+    const loggedConf = lastPlanned !== undefined ? cp.offsets.get(lastPlanned)!.metadata.conf : {};
+    const conf: Record<string, string> = {
+      'sluice.sources': JSON.stringify(this.sources.map((s) => s.describe())),
+      [PARTITIONS_CONF]: loggedConf[PARTITIONS_CONF] ?? this.spec.conf[PARTITIONS_CONF] ?? DEFAULT_PARTITIONS,
+      [WATERMARK_POLICY_CONF]: loggedConf[WATERMARK_POLICY_CONF] ?? this.spec.conf[WATERMARK_POLICY_CONF] ?? 'min',
+    };
+    const partitions = Number(conf[PARTITIONS_CONF]);
+    if (!(partitions >= 1)) throw new CheckpointError(`${PARTITIONS_CONF} must be a positive integer, got "${conf[PARTITIONS_CONF]}".`);
+    for (const st of statefulStages(this.spec.analyzed)) {
+      this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions));
+    }
+    const watermarked = this.spec.analyzed.stages.some((st) => st.kind === 'watermark');
+    const noDataBatches = watermarked && this.states.size > 0;
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);
@@ -247,7 +274,9 @@ export class StreamingQuery {
         latest = await Promise.all(this.sources.map((s, i) => s.latestOffset(start[i], limit(i))));
         timing.latestOffset = Date.now() - t0;
         const hasData = latest.some((o, i) => JSON.stringify(o) !== JSON.stringify(start[i]));
-        if (!hasData) {
+        // Spark's no-data batch: the watermark moved, so state may be emitted (append) or evicted.
+        const noDataBatch = !hasData && noDataBatches && watermarkMs > lastBatchWatermarkMs && trigger.kind !== 'once';
+        if (!hasData && !noDataBatch) {
           this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
           this.resolveDrainWaiters(triggerStart);
           if (trigger.kind === 'once' || trigger.kind === 'availableNow') break;
@@ -258,7 +287,7 @@ export class StreamingQuery {
           metadata: {
             batchWatermarkMs: watermarkMs,
             batchTimestampMs: triggerStart,
-            conf: { 'sluice.sources': JSON.stringify(this.sources.map((s) => s.describe())) },
+            conf,
           },
           offsets: latest,
         };
@@ -267,8 +296,9 @@ export class StreamingQuery {
         timing.walCommit = Date.now() - t1;
       }
       this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
-      const progress = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
-      watermarkMs = seq.metadata.batchWatermarkMs; // event-time watermarks arrive with stateful operators
+      const { progress, eventTime } = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
+      lastBatchWatermarkMs = seq.metadata.batchWatermarkMs;
+      watermarkMs = this.nextWatermark(seq.metadata.batchWatermarkMs, eventTime, conf[WATERMARK_POLICY_CONF]!);
       const t2 = Date.now();
       cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs });
       progress.durationMs.commitOffsets = Date.now() - t2;
@@ -298,13 +328,31 @@ export class StreamingQuery {
     }
   }
 
+  /**
+   * The watermark for the next batch: per watermark operator, max event time seen − delay (never going
+   * back); globally their minimum (or maximum with multipleWatermarkPolicy=max); never below the current.
+   * Computed at the end of batch N, used by batch N+1.
+   */
+  private nextWatermark(current: number, stats: Map<number, EventTimeStats>, policy: string): number {
+    for (const st of this.spec.analyzed.stages) {
+      if (st.kind !== 'watermark') continue;
+      const s = stats.get(st.id);
+      if (!s || s.count === 0) continue;
+      this.operatorWatermarks.set(st.id, Math.max(this.operatorWatermarks.get(st.id) ?? -Infinity, s.max - (st as WatermarkStage).delayMs));
+    }
+    if (this.operatorWatermarks.size === 0) return current;
+    const values = [...this.operatorWatermarks.values()];
+    const global = policy === 'max' ? Math.max(...values) : Math.min(...values);
+    return Math.max(current, global);
+  }
+
   private async runBatch(
     batchId: number,
     start: Offset[],
     seq: OffsetSeq,
     triggerStart: number,
     timing: { latestOffset: number; walCommit: number },
-  ): Promise<StreamingQueryProgress> {
+  ): Promise<{ progress: StreamingQueryProgress; eventTime: Map<number, EventTimeStats> }> {
     const { analyzed, ctx, sink, outputMode } = this.spec;
     ctx.batchTimestampMs = seq.metadata.batchTimestampMs;
     const t0 = Date.now();
@@ -314,20 +362,30 @@ export class StreamingQuery {
 
     const t1 = Date.now();
     const letters: DeadLetter[] = [];
-    let out = await applyRows(input, analyzed.rowFn, (row, e) => {
-      if (this.spec.onBadRecord === 'fail') {
-        const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
-        throw new StreamingQueryException(
-          `A bad record${where} stopped the query because onBadRecord=fail: ${e.message} ` +
-            'Remove that option to send such records to the dead-letter destination and keep going.',
-        );
-      }
-      letters.push({ row, reason: e.reason, message: e.message });
+    // State version N is the state after batch N-1: a re-run batch starts from the same state.
+    for (const st of this.states.values()) st.load(batchId);
+    const eventTime = new Map<number, EventTimeStats>();
+    const operators = new Map<number, StateOperatorProgress>();
+    const out = await runStages(input, analyzed.stages, {
+      watermarkMs: seq.metadata.batchWatermarkMs,
+      outputMode,
+      state: (id) => this.states.get(id)!,
+      eventTime,
+      operators,
+      onBad: (row, e) => {
+        if (this.spec.onBadRecord === 'fail') {
+          const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
+          throw new StreamingQueryException(
+            `A bad record${where} stopped the query because onBadRecord=fail: ${e.message} ` +
+              'Remove that option to send such records to the dead-letter destination and keep going.',
+          );
+        }
+        letters.push({ row, reason: e.reason, message: e.message });
+      },
     });
-    const filtered = input.length - out.length - letters.length;
-    if (analyzed.batchFn) out = analyzed.batchFn(out);
     await this.deadLetterWriter.write(batchId, letters);
     await sink.addBatch(batchId, out, analyzed.schema, outputMode);
+    for (const st of this.states.values()) st.commit();
     const addBatch = Date.now() - t1;
     if (letters.length) {
       this.spec.log(`WARN Batch ${batchId}: ${letters.length} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${letters[0]!.reason}`);
@@ -335,7 +393,7 @@ export class StreamingQuery {
 
     const sinceLast = this.lastTriggerStart ? triggerStart - this.lastTriggerStart : 0;
     this.lastTriggerStart = triggerStart;
-    return {
+    const progress: StreamingQueryProgress = {
       id: this.id,
       runId: this.runId,
       name: this.name,
@@ -346,8 +404,8 @@ export class StreamingQuery {
       inputRowsPerSecond: rate(input.length, sinceLast),
       processedRowsPerSecond: 0,
       durationMs: { ...timing, getBatch, queryPlanning: 0, addBatch, commitOffsets: 0, triggerExecution: 0 },
-      eventTime: {},
-      stateOperators: [],
+      eventTime: eventTimeProgress(eventTime, seq.metadata.batchWatermarkMs, analyzed.stages.some((s) => s.kind === 'watermark')),
+      stateOperators: [...operators.entries()].sort(([a], [b]) => a - b).map(([, m]) => m),
       sources: this.sources.map((s, i) => ({
         description: s.describe(),
         startOffset: start[i],
@@ -359,8 +417,10 @@ export class StreamingQuery {
       })),
       sink: { description: sink.describe(), numOutputRows: out.length },
       numDeadLetterRows: letters.length,
-      numFilteredRows: filtered,
+      // Only a stateless query's rows add up: input = output + dead letters + filtered.
+      numFilteredRows: this.states.size === 0 ? input.length - out.length - letters.length : 0,
     };
+    return { progress, eventTime };
   }
 
   private report(p: StreamingQueryProgress): void {
@@ -370,33 +430,22 @@ export class StreamingQuery {
   }
 }
 
+/** Spark's `eventTime` progress: min/max/avg event time of the batch and the watermark it ran with. */
+function eventTimeProgress(stats: Map<number, EventTimeStats>, watermarkMs: number, watermarked: boolean): Record<string, string> {
+  if (!watermarked) return {};
+  const all = [...stats.values()].filter((s) => s.count > 0);
+  const out: Record<string, string> = {};
+  if (all.length) {
+    const count = all.reduce((n, s) => n + s.count, 0);
+    out.avg = new Date(Math.round(all.reduce((n, s) => n + s.sum, 0) / count)).toISOString();
+    out.max = new Date(Math.max(...all.map((s) => s.max))).toISOString();
+    out.min = new Date(Math.min(...all.map((s) => s.min))).toISOString();
+  }
+  out.watermark = new Date(watermarkMs).toISOString();
+  return out;
+}
+
 function rate(rows: number, ms: number): number {
   return ms > 0 ? Math.round((rows * 1000 * 100) / ms) / 100 : 0;
 }
 
-/**
- * Runs the per-row function over a batch. A RecordError sends that row to `onBad`; NeedsIO (a schema to
- * fetch or register) is awaited and the same row evaluated again.
- */
-export async function applyRows(rows: Row[], rowFn: (r: Row) => Row | null, onBad: (row: Row, e: RecordError) => void): Promise<Row[]> {
-  const out: Row[] = [];
-  let ioRetries = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    try {
-      const r = rowFn(row);
-      if (r !== null) out.push(r);
-      ioRetries = 0;
-    } catch (e) {
-      if (e instanceof NeedsIO) {
-        if (++ioRetries > 5) throw new Error('An expression asked for the same I/O five times in a row (internal error).');
-        await e.promise;
-        i--;
-      } else if (e instanceof RecordError) {
-        onBad(row, e);
-        ioRetries = 0;
-      } else throw e;
-    }
-  }
-  return out;
-}

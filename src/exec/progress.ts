@@ -1,3 +1,5 @@
+import type { StateOperatorProgress } from './stages.js';
+
 /** Progress reports, with Spark's StreamingQueryProgress field names (so Spark's docs read across). */
 export interface SourceProgress {
   description: string;
@@ -30,7 +32,7 @@ export interface StreamingQueryProgress {
     triggerExecution: number;
   };
   eventTime: Record<string, string>;
-  stateOperators: unknown[];
+  stateOperators: StateOperatorProgress[];
   sources: SourceProgress[];
   sink: { description: string; numOutputRows: number };
   /** Sluice: records of this batch sent to the dead-letter destination instead of the sink. */

@@ -38,6 +38,8 @@ export interface Bound {
   readonly nullable: boolean;
   readonly eval: Evaluator;
   readonly name: string;
+  /** The column is the watermarked event time (or a window of it): stateful operators evict by it. */
+  readonly watermarkDelayMs?: number;
 }
 
 /** What a function definition receives: its arguments already resolved. */
@@ -52,7 +54,7 @@ export interface FunctionCall {
 
 export interface FunctionDef {
   /** Checks argument types and returns the result type and evaluator. Throw AnalysisError on misuse. */
-  bind(call: FunctionCall): { type: DataType; nullable?: boolean; eval: Evaluator };
+  bind(call: FunctionCall): { type: DataType; nullable?: boolean; eval: Evaluator; watermarkDelayMs?: number };
   /** Work that needs I/O before binding (e.g. fetching a schema from the registry). */
   prepare?(options: Record<string, unknown>): Promise<void>;
 }
@@ -142,7 +144,8 @@ function resolveColumn(name: string, schema: StructType): Bound {
     type = sub.dataType;
     nullable = nullable || sub.nullable;
   }
-  return { type, nullable, eval: ev, name: parts[parts.length - 1]! };
+  const out: Bound = { type, nullable, eval: ev, name: parts[parts.length - 1]! };
+  return parts.length === 1 && field.watermarkDelayMs !== undefined ? { ...out, watermarkDelayMs: field.watermarkDelayMs } : out;
 }
 
 /** The common type two operands are converted to before comparing or adding (Spark's type coercion, simplified). */
@@ -288,7 +291,8 @@ export function compile(e: Expr, schema: StructType, ctx: EvalContext): Bound {
         ? expandProjection(e.args, schema, ctx)
         : e.args.map((a) => compile(a, schema, ctx));
       const r = def.bind({ name: e.name, args, options: e.options ?? {}, ctx, argExprs: e.args });
-      return { type: r.type, nullable: r.nullable ?? true, eval: r.eval, name };
+      const out: Bound = { type: r.type, nullable: r.nullable ?? true, eval: r.eval, name };
+      return r.watermarkDelayMs !== undefined ? { ...out, watermarkDelayMs: r.watermarkDelayMs } : out;
     }
   }
 }
@@ -411,7 +415,12 @@ export function expandProjection(exprs: Expr[], schema: StructType, ctx: EvalCon
 }
 
 export function schemaOf(bounds: Bound[]): StructType {
-  const fields: StructField[] = bounds.map((b) => ({ name: b.name, dataType: b.type, nullable: b.nullable }));
+  const fields: StructField[] = bounds.map((b) => ({
+    name: b.name,
+    dataType: b.type,
+    nullable: b.nullable,
+    ...(b.watermarkDelayMs !== undefined ? { watermarkDelayMs: b.watermarkDelayMs } : {}),
+  }));
   return new StructType(fields);
 }
 

@@ -1,60 +1,115 @@
 /**
- * The analyzer: resolves names and types of a logical plan against its sources' schemas and compiles
- * the stateless part into one fused per-row function (project and filter steps run back to back on each
- * row, without intermediate arrays). Errors here stop a query before it starts, with the reason.
+ * The analyzer: resolves names and types of a logical plan against its sources' schemas and compiles it
+ * into stages. Adjacent stateless steps (project, filter, …) are fused into one per-row function; the
+ * stateful operators (aggregation, deduplication) and the watermark are stages of their own, run by
+ * `exec/stages.ts`. Errors here stop a query before it starts, with the reason.
  */
+import { AggregateImpl, bindAggregate } from '../expr/aggregates.js';
 import type { Expr } from '../expr/column.js';
-import { AnalysisError, EvalContext, compile, expandProjection, prepareExpr, projector, schemaOf } from '../expr/compile.js';
+import { AnalysisError, Bound, EvalContext, Evaluator, compile, expandProjection, prepareExpr, projector, schemaOf } from '../expr/compile.js';
 import '../expr/functions.js';
 import { compareValues } from '../expr/values.js';
+import { WINDOW_TYPE, WindowSpec, asWindow } from '../expr/window.js';
+import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
-import { BooleanType, NullType, Row, StructType } from '../types/index.js';
+import { BooleanType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec } from './logical.js';
 
 export type RowFn = (row: Row) => Row | null;
+
+/** Observes event times (for the next watermark); rows pass through unchanged. */
+export interface WatermarkStage {
+  kind: 'watermark';
+  id: number;
+  column: string;
+  delayMs: number;
+  eventTime: Evaluator;
+}
+
+/** A grouping key part: a column, or the windows of an event-time column. */
+export type KeyPart = { name: string; eval: Evaluator } | { name: string; window: { time: Evaluator; spec: WindowSpec } };
+
+export interface AggregateStage {
+  kind: 'aggregate';
+  /** Stateful operator id: its state lives in `state/<id>/`. */
+  id: number;
+  keys: KeyPart[];
+  aggs: AggregateImpl[];
+  /** Which key part is the watermarked event time (or its window): what late rows and eviction are judged by. */
+  eventTimeKey?: { index: number; isWindow: boolean };
+}
+
+export interface DedupeStage {
+  kind: 'dedupe';
+  id: number;
+  key: (row: Row) => string;
+  /** The watermarked event-time column, when the dedupe can use it to expire state. */
+  eventTime?: { eval: Evaluator; delayMs: number };
+  withinWatermark: boolean;
+}
+
+export type StatefulStage = AggregateStage | DedupeStage;
+
+export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | StatefulStage;
 
 export interface Analyzed {
   readonly schema: StructType;
   /** The leaf: a streaming source, or the rows of a local relation. */
   readonly leaf: { kind: 'source'; spec: SourceSpec } | { kind: 'local'; rows: Row[] };
-  /** From a leaf row to an output row, or null when a filter drops it. Throws RecordError for a bad record. */
-  readonly rowFn: RowFn;
-  /** Whole-batch steps after the per-row ones (sort). */
-  readonly batchFn?: (rows: Row[]) => Row[];
+  readonly stages: Stage[];
+}
+
+function ownExprs(p: LogicalPlan): Expr[] {
+  switch (p.kind) {
+    case 'project':
+      return p.exprs;
+    case 'filter':
+      return [p.condition];
+    case 'sort':
+      return p.keys.map((k) => k.expr);
+    case 'withColumns':
+      return p.columns.map((c) => c.expr);
+    case 'aggregate':
+      return [...p.groupBy, ...p.aggs];
+    default:
+      return [];
+  }
 }
 
 function allExprs(p: LogicalPlan): Expr[] {
-  const own: Expr[] =
-    p.kind === 'project'
-      ? p.exprs
-      : p.kind === 'filter'
-        ? [p.condition]
-        : p.kind === 'sort'
-          ? p.keys.map((k) => k.expr)
-          : p.kind === 'withColumns'
-            ? p.columns.map((c) => c.expr)
-            : [];
-  return [...own, ...('child' in p ? allExprs(p.child) : [])];
+  return [...ownExprs(p), ...('child' in p ? allExprs(p.child) : [])];
 }
 
 /** Resolves the plan; `ctx` is read by time functions at run time (the batch timestamp). */
 export async function analyze(plan: LogicalPlan, ctx: EvalContext): Promise<Analyzed> {
   for (const e of allExprs(plan)) await prepareExpr(e);
-  return resolve(plan, ctx);
+  const ids = { watermark: 0, stateful: 0 };
+  return resolve(plan, ctx, ids);
 }
 
-function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
+/** Appends a per-row step, fusing it with a preceding one. */
+function withMap(stages: Stage[], fn: RowFn): Stage[] {
+  const last = stages[stages.length - 1];
+  if (last?.kind === 'map') {
+    const first = last.fn;
+    return [...stages.slice(0, -1), { kind: 'map', fn: (row) => { const r = first(row); return r === null ? null : fn(r); } }];
+  }
+  return [...stages, { kind: 'map', fn }];
+}
+
+const quote = (n: string): Expr => ({ kind: 'col', name: '`' + n + '`' });
+
+function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; stateful: number }): Analyzed {
   switch (p.kind) {
     case 'streamingSource':
-      return { schema: sourceSchema(p.spec), leaf: { kind: 'source', spec: p.spec }, rowFn: (r) => r };
+      return { schema: sourceSchema(p.spec), leaf: { kind: 'source', spec: p.spec }, stages: [] };
     case 'local':
-      return { schema: p.schema, leaf: { kind: 'local', rows: p.rows }, rowFn: (r) => r };
+      return { schema: p.schema, leaf: { kind: 'local', rows: p.rows }, stages: [] };
     case 'withColumns':
     case 'drop':
     case 'rename': {
       // These are projections whose column list depends on the child's schema.
-      const c = resolve(p.child, ctx);
-      const quote = (n: string): Expr => ({ kind: 'col', name: '`' + n + '`' });
+      const c = resolve(p.child, ctx, ids);
       const names = c.schema.fieldNames;
       let exprs: Expr[];
       if (p.kind === 'drop') exprs = names.filter((n) => !p.names.includes(n)).map(quote);
@@ -67,10 +122,9 @@ function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
       return resolveProject(c, exprs, ctx);
     }
     case 'project':
-      return resolveProject(resolve(p.child, ctx), p.exprs, ctx);
+      return resolveProject(resolve(p.child, ctx, ids), p.exprs, ctx);
     case 'filter': {
-
-      const c = resolve(p.child, ctx);
+      const c = resolve(p.child, ctx, ids);
       const cond = compile(p.condition, c.schema, ctx);
       if (cond.type !== BooleanType && cond.type !== NullType) {
         throw new AnalysisError(
@@ -78,14 +132,14 @@ function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
         );
       }
       const test = cond.eval;
-      return { ...c, rowFn: chain(c.rowFn, (r) => (test(r) === true ? r : null)) };
+      return { ...c, stages: withMap(c.stages, (r) => (test(r) === true ? r : null)) };
     }
     case 'mapRows': {
-      const c = resolve(p.child, ctx);
-      return { ...c, schema: p.schema, rowFn: chain(c.rowFn, p.fn) };
+      const c = resolve(p.child, ctx, ids);
+      return { ...c, schema: p.schema, stages: withMap(c.stages, p.fn) };
     }
     case 'sort': {
-      const c = resolve(p.child, ctx);
+      const c = resolve(p.child, ctx, ids);
       const keys = p.keys.map((k) => ({ ev: compile(k.expr, c.schema, ctx).eval, dir: k.ascending ? 1 : -1 }));
       const sortFn = (rows: Row[]): Row[] =>
         [...rows].sort((a, b) => {
@@ -98,27 +152,87 @@ function resolve(p: LogicalPlan, ctx: EvalContext): Analyzed {
           }
           return 0;
         });
-      const prev = c.batchFn;
-      return { ...c, batchFn: prev ? (rows) => sortFn(prev(rows)) : sortFn };
+      return { ...c, stages: [...c.stages, { kind: 'batch', fn: sortFn }] };
     }
+    case 'watermark': {
+      const c = resolve(p.child, ctx, ids);
+      const f = c.schema.field(p.column);
+      if (!f) throw new AnalysisError(`withWatermark('${p.column}', …): no such column. Available columns: ${c.schema.fieldNames.join(', ')}.`);
+      if (f.dataType !== TimestampType) {
+        throw new AnalysisError(
+          `withWatermark('${p.column}', …) needs a timestamp column, but it is ${f.dataType.simpleString()}. ` +
+            `Convert it first: withColumn('${p.column}', to_timestamp(col('${p.column}'))).`,
+        );
+      }
+      const fields: StructField[] = c.schema.fields.map((x) => (x.name === p.column ? { ...x, watermarkDelayMs: p.delayMs } : x));
+      const eventTime = compile(quote(p.column), c.schema, ctx).eval;
+      return { ...c, schema: new StructType(fields), stages: [...c.stages, { kind: 'watermark', id: ids.watermark++, column: p.column, delayMs: p.delayMs, eventTime }] };
+    }
+    case 'aggregate': {
+      const c = resolve(p.child, ctx, ids);
+      const keys: KeyPart[] = [];
+      const keyFields: StructField[] = [];
+      let eventTimeKey: AggregateStage['eventTimeKey'];
+      p.groupBy.forEach((e, index) => {
+        const w = asWindow(e, c.schema, ctx);
+        if (w) {
+          keys.push({ name: w.name, window: { time: w.time.eval, spec: w.spec } });
+          keyFields.push({ name: w.name, dataType: WINDOW_TYPE, nullable: true, ...(w.time.watermarkDelayMs !== undefined ? { watermarkDelayMs: w.time.watermarkDelayMs } : {}) });
+          if (w.time.watermarkDelayMs !== undefined) eventTimeKey ??= { index, isWindow: true };
+          return;
+        }
+        const b: Bound = compile(e, c.schema, ctx);
+        keys.push({ name: b.name, eval: b.eval });
+        keyFields.push({ name: b.name, dataType: b.type, nullable: b.nullable, ...(b.watermarkDelayMs !== undefined ? { watermarkDelayMs: b.watermarkDelayMs } : {}) });
+        if (b.watermarkDelayMs !== undefined) eventTimeKey ??= { index, isWindow: false };
+      });
+      const aggs = p.aggs.map((e) => bindAggregate(e, c.schema, ctx));
+      const fields = [...keyFields, ...aggs.map((a) => ({ name: a.name, dataType: a.type, nullable: true }))];
+      checkUnique(fields.map((f) => f.name));
+      const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, aggs, ...(eventTimeKey ? { eventTimeKey } : {}) };
+      return { ...c, schema: new StructType(fields), stages: [...c.stages, stage] };
+    }
+    case 'dedupe': {
+      const c = resolve(p.child, ctx, ids);
+      const cols = p.columns ?? c.schema.fieldNames;
+      const evs = cols.map((n) => compile(quote(n), c.schema, ctx).eval);
+      const wm = c.schema.fields.find((f) => f.watermarkDelayMs !== undefined);
+      if (p.withinWatermark && !wm) {
+        throw new AnalysisError(
+          'dropDuplicatesWithinWatermark needs a watermark: call withWatermark(eventTimeColumn, delay) before it. ' +
+            'Duplicates are then only looked for within the delay, which bounds the state.',
+        );
+      }
+      // dropDuplicates can expire state only when the event time is one of the keys (Spark's rule);
+      // dropDuplicatesWithinWatermark always can.
+      const useEventTime = wm && (p.withinWatermark || cols.includes(wm.name));
+      const stage: DedupeStage = {
+        kind: 'dedupe',
+        id: ids.stateful++,
+        key: (row) => encodeState(evs.map((ev) => ev(row))),
+        withinWatermark: p.withinWatermark,
+        ...(useEventTime ? { eventTime: { eval: compile(quote(wm.name), c.schema, ctx).eval, delayMs: wm.watermarkDelayMs! } } : {}),
+      };
+      return { ...c, stages: [...c.stages, stage] };
+    }
+  }
+}
+
+function checkUnique(names: string[]): void {
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (seen.has(n)) throw new AnalysisError(`The output would have two columns named \`${n}\`. Rename one with .alias(), or drop one first.`);
+    seen.add(n);
   }
 }
 
 function resolveProject(c: Analyzed, exprs: Expr[], ctx: EvalContext): Analyzed {
   const bounds = expandProjection(exprs, c.schema, ctx);
-  const seen = new Set<string>();
-  for (const b of bounds) {
-    if (seen.has(b.name)) {
-      throw new AnalysisError(`The output would have two columns named \`${b.name}\`. Rename one with .alias(), or drop one first.`);
-    }
-    seen.add(b.name);
-  }
-  return { ...c, schema: schemaOf(bounds), rowFn: chain(c.rowFn, projector(bounds)) };
+  checkUnique(bounds.map((b) => b.name));
+  return { ...c, schema: schemaOf(bounds), stages: withMap(c.stages, projector(bounds)) };
 }
 
-function chain(first: RowFn, next: RowFn): RowFn {
-  return (row) => {
-    const r = first(row);
-    return r === null ? null : next(r);
-  };
+/** The stateful stages of an analyzed plan. */
+export function statefulStages(a: Analyzed): StatefulStage[] {
+  return a.stages.filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe');
 }

@@ -22,7 +22,10 @@ export type LogicalPlan =
   | { kind: 'drop'; child: LogicalPlan; names: string[] }
   | { kind: 'rename'; child: LogicalPlan; existing: string; newName: string }
   | { kind: 'mapRows'; child: LogicalPlan; fn: (row: Row) => Row | null; schema: StructType; label: string }
-  | { kind: 'sort'; child: LogicalPlan; keys: Array<{ expr: Expr; ascending: boolean }> };
+  | { kind: 'sort'; child: LogicalPlan; keys: Array<{ expr: Expr; ascending: boolean }> }
+  | { kind: 'watermark'; child: LogicalPlan; column: string; delay: string; delayMs: number }
+  | { kind: 'aggregate'; child: LogicalPlan; groupBy: Expr[]; aggs: Expr[] }
+  | { kind: 'dedupe'; child: LogicalPlan; columns?: string[]; withinWatermark: boolean };
 
 export function children(p: LogicalPlan): LogicalPlan[] {
   return 'child' in p ? [p.child] : [];
@@ -69,6 +72,15 @@ export function planString(p: LogicalPlan, indent = 0): string {
       break;
     case 'mapRows':
       line = `MapRows ${p.label} -> [${p.schema.fieldNames.join(', ')}]`;
+      break;
+    case 'watermark':
+      line = `EventTimeWatermark ${p.column}, ${p.delay}`;
+      break;
+    case 'aggregate':
+      line = `Aggregate [${p.groupBy.map(exprName).join(', ')}], [${p.aggs.map(exprName).join(', ')}]`;
+      break;
+    case 'dedupe':
+      line = `${p.withinWatermark ? 'DeduplicateWithinWatermark' : 'Deduplicate'} [${p.columns?.join(', ') ?? '*'}]`;
       break;
     case 'sort':
       line = `Sort [${p.keys.map((k) => `${exprName(k.expr)} ${k.ascending ? 'ASC' : 'DESC'}`).join(', ')}]`;

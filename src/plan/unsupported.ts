@@ -2,21 +2,43 @@
  * Checks a streaming plan against what streaming can do, before the query starts (Spark's
  * UnsupportedOperationChecker). Every refusal says why, and what to write instead.
  */
-import type { OutputMode } from '../sinks/sink.js';
 import { AnalysisError } from '../expr/compile.js';
+import { isDistinctAggregate } from '../expr/aggregates.js';
+import { exprName } from '../expr/column.js';
+import type { OutputMode } from '../sinks/sink.js';
+import type { Analyzed } from './analyzer.js';
 import { LogicalPlan, children } from './logical.js';
 
 export class UnsupportedOperationError extends AnalysisError {
   override name = 'UnsupportedOperationError';
 }
 
-function hasAggregation(p: LogicalPlan): boolean {
-  // Aggregations arrive with the stateful operators; until then no plan has one.
-  return children(p).some(hasAggregation);
+function nodes(p: LogicalPlan): LogicalPlan[] {
+  return [p, ...children(p).flatMap(nodes)];
 }
 
-export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode): void {
-  const aggregated = hasAggregation(plan);
+export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed?: Analyzed): void {
+  const all = nodes(plan);
+  const aggregates = all.filter((n): n is Extract<LogicalPlan, { kind: 'aggregate' }> => n.kind === 'aggregate');
+  if (aggregates.length > 1) {
+    throw new UnsupportedOperationError(
+      'Multiple streaming aggregations in one query are not supported: the second would need the first one\'s ' +
+        'results to be final, which only append mode with a watermark gives, one batch late. Write the first ' +
+        'aggregation to a topic and aggregate that topic in a second query, or compute both levels in one groupBy.',
+    );
+  }
+  for (const agg of aggregates) {
+    const distinct = agg.aggs.find(isDistinctAggregate);
+    if (distinct) {
+      throw new UnsupportedOperationError(
+        `${exprName(distinct)}: exact distinct aggregations are not supported on streams. To count distinct values ` +
+          'exactly, every value ever seen must be kept per group, forever — a watermark does not help, because a ' +
+          'value seen long ago still decides whether a new one is distinct. Use approx_count_distinct(col) (a ' +
+          'fixed-size HyperLogLog sketch per group), or dropDuplicates([key, value]) then count().',
+      );
+    }
+  }
+  const aggregated = aggregates.length > 0;
   if (mode === 'complete' && !aggregated) {
     throw new UnsupportedOperationError(
       'Complete output mode is not supported when there are no streaming aggregations. ' +
@@ -25,15 +47,27 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode): void {
         '"update" — for a query without aggregation both write each new row once.',
     );
   }
-  const walk = (p: LogicalPlan): void => {
-    if (p.kind === 'sort' && !(mode === 'complete' && aggregated)) {
+  const aggStage = analyzed?.stages.find((s) => s.kind === 'aggregate');
+  if (mode === 'append' && aggStage && aggStage.kind === 'aggregate' && !aggStage.eventTimeKey) {
+    const hasWatermark = all.some((n) => n.kind === 'watermark');
+    throw new UnsupportedOperationError(
+      'Append output mode is not supported for a streaming aggregation without a watermark on a grouping key. ' +
+        'Append writes each group once, when it is final; a group is final only when the watermark has passed ' +
+        'its event time (or its window end). ' +
+        (hasWatermark
+          ? 'This query has withWatermark(), but no groupBy key is that column or a window() of it, so no group ever becomes final. '
+          : 'This query has no withWatermark(), so no group ever becomes final. ') +
+        'Group by window(col(eventTime), …) after withWatermark(eventTime, delay), or use outputMode("update") ' +
+        '(changed groups every batch) or "complete" (all groups every batch).',
+    );
+  }
+  for (const n of all) {
+    if (n.kind === 'sort' && !(mode === 'complete' && aggregated)) {
       throw new UnsupportedOperationError(
         'Sorting is not supported on streaming DataFrames unless it follows an aggregation in complete mode. ' +
           'A stream has no end, so a global order is never final. Sort inside foreachBatch (each batch on its ' +
           'own), or aggregate and use outputMode("complete").',
       );
     }
-    children(p).forEach(walk);
-  };
-  walk(plan);
+  }
 }

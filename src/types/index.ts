@@ -80,6 +80,8 @@ export interface StructField {
   readonly name: string;
   readonly dataType: DataType;
   readonly nullable: boolean;
+  /** Set on the event-time column of `withWatermark` (and columns derived from it, like its window). */
+  readonly watermarkDelayMs?: number;
 }
 
 export class StructType extends DataType {

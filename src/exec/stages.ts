@@ -1,0 +1,242 @@
+/**
+ * Runs the stages of an analyzed plan over one batch: per-row steps (with dead letters and I/O retries),
+ * the watermark observer, and the stateful operators — aggregation and deduplication — with Spark's
+ * output-mode semantics:
+ *  - rows whose event time (or window end) is at or below the batch's watermark are late: dropped and
+ *    counted (`numRowsDroppedByWatermark`), or handed to `onLate`;
+ *  - append: a group is emitted once, when the watermark passes its event time / window end, then removed;
+ *  - update: groups changed by this batch are emitted; groups behind the watermark are removed silently;
+ *  - complete: every group is emitted, every batch; nothing is removed.
+ */
+import { decodeState, encodeState } from '../state/codec.js';
+import { StateStore, StateStoreProvider } from '../state/store.js';
+import { windowsOf } from '../expr/window.js';
+import { RecordError } from '../expr/values.js';
+import { compareValues } from '../expr/values.js';
+import type { AggregateStage, DedupeStage, Stage, StatefulStage } from '../plan/analyzer.js';
+import type { OutputMode } from '../sinks/sink.js';
+import type { Row } from '../types/index.js';
+import { applyRows } from './rows.js';
+
+export interface EventTimeStats {
+  min: number;
+  max: number;
+  sum: number;
+  count: number;
+}
+
+export interface StateOperatorProgress {
+  operatorName: string;
+  numRowsTotal: number;
+  numRowsUpdated: number;
+  numRowsRemoved: number;
+  numRowsDroppedByWatermark: number;
+  memoryUsedBytes: number;
+  commitTimeMs: number;
+  numShufflePartitions: number;
+  numStateStoreInstances: number;
+}
+
+/** The state stores of one stateful operator: one per shuffle partition, keys spread by hash. */
+export class OperatorState {
+  private readonly providers: StateStoreProvider[];
+  private stores: StateStore[] = [];
+  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number) {
+    this.providers = Array.from({ length: partitions }, (_, p) => new StateStoreProvider(dirOf(p)));
+  }
+  load(version: number): void {
+    this.stores = this.providers.map((p) => p.load(version));
+  }
+  store(key: string): StateStore {
+    let h = 0;
+    for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
+    return this.stores[(h >>> 0) % this.partitions]!;
+  }
+  *entries(): Generator<[string, unknown, StateStore]> {
+    for (const s of this.stores) for (const [k, v] of s.entries()) yield [k, v, s];
+  }
+  commit(): void {
+    for (const s of this.stores) s.commit();
+  }
+  metrics(): Omit<StateOperatorProgress, 'operatorName' | 'numRowsDroppedByWatermark'> {
+    const ms = this.stores.map((s) => s.metrics());
+    const total = (f: (m: (typeof ms)[0]) => number): number => ms.reduce((n, m) => n + f(m), 0);
+    return {
+      numRowsTotal: total((m) => m.numRowsTotal),
+      numRowsUpdated: total((m) => m.numRowsUpdated),
+      numRowsRemoved: total((m) => m.numRowsRemoved),
+      memoryUsedBytes: total((m) => m.memoryUsedBytes),
+      commitTimeMs: total((m) => m.commitTimeMs),
+      numShufflePartitions: this.partitions,
+      numStateStoreInstances: this.partitions,
+    };
+  }
+}
+
+export interface LateRow {
+  row: Row;
+  operator: string;
+  watermarkMs: number;
+}
+
+export interface BatchContext {
+  /** The watermark this batch runs with (computed at the end of the previous batch). */
+  watermarkMs: number;
+  outputMode: OutputMode;
+  /** Stateful operator id → its state, loaded at this batch's version. */
+  state: (id: number) => OperatorState;
+  onBad: (row: Row, e: RecordError) => void;
+  /** Rows dropped as late, for a late-events destination. */
+  onLate?: (late: LateRow) => void;
+  /** Filled in: event-time statistics per watermark id, and metrics per stateful operator. */
+  eventTime: Map<number, EventTimeStats>;
+  operators: Map<number, StateOperatorProgress>;
+}
+
+export async function runStages(input: Row[], stages: Stage[], ctx: BatchContext): Promise<Row[]> {
+  let rows = input;
+  for (const stage of stages) {
+    switch (stage.kind) {
+      case 'map':
+        rows = await applyRows(rows, stage.fn, ctx.onBad);
+        break;
+      case 'batch':
+        rows = stage.fn(rows);
+        break;
+      case 'watermark': {
+        const s = ctx.eventTime.get(stage.id) ?? { min: Infinity, max: -Infinity, sum: 0, count: 0 };
+        for (const r of rows) {
+          const t = stage.eventTime(r) as Date | null;
+          if (t == null) continue;
+          const ms = t.getTime();
+          if (ms < s.min) s.min = ms;
+          if (ms > s.max) s.max = ms;
+          s.sum += ms;
+          s.count++;
+        }
+        ctx.eventTime.set(stage.id, s);
+        break;
+      }
+      case 'aggregate':
+        rows = aggregate(stage, rows, ctx);
+        break;
+      case 'dedupe':
+        rows = dedupe(stage, rows, ctx);
+        break;
+    }
+  }
+  return rows;
+}
+
+export function operatorName(s: StatefulStage): string {
+  return s.kind === 'aggregate' ? 'stateStoreSave' : s.withinWatermark ? 'dedupeWithinWatermark' : 'dedupe';
+}
+
+function keyTime(stage: AggregateStage, keyValues: unknown[]): number | undefined {
+  const k = stage.eventTimeKey;
+  if (!k) return undefined;
+  const v = keyValues[k.index];
+  if (v == null) return undefined;
+  return k.isWindow ? (v as { end: Date }).end.getTime() : (v as Date).getTime();
+}
+
+function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[] {
+  const state = ctx.state(stage.id);
+  const W = ctx.watermarkMs;
+  let dropped = 0;
+  const updated = new Set<string>();
+  const n = stage.keys.length;
+  for (const row of rows) {
+    // A row's key combinations: several when a sliding window puts it in several windows.
+    let combos: unknown[][] = [[]];
+    for (const part of stage.keys) {
+      if ('window' in part) {
+        const t = part.window.time(row) as Date | null;
+        const ws = t == null ? [null] : windowsOf(t.getTime(), part.window.spec);
+        combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
+      } else {
+        const v = part.eval(row);
+        for (const c of combos) c.push(v);
+      }
+    }
+    for (const keyValues of combos) {
+      const t = keyTime(stage, keyValues);
+      if (t !== undefined && t <= W) {
+        dropped++;
+        ctx.onLate?.({ row, operator: `${operatorName(stage)} ${stage.id}`, watermarkMs: W });
+        continue;
+      }
+      const key = encodeState(keyValues);
+      const store = state.store(key);
+      const buffers = (store.get(key) as unknown[] | undefined) ?? stage.aggs.map((a) => a.init());
+      for (let i = 0; i < stage.aggs.length; i++) buffers[i] = stage.aggs[i]!.update(buffers[i], row);
+      store.put(key, buffers);
+      updated.add(key);
+    }
+  }
+  const emit = (key: string, buffers: unknown[]): Row => {
+    const keyValues = decodeState(key) as unknown[];
+    const out: Row = {};
+    for (let i = 0; i < n; i++) out[stage.keys[i]!.name] = keyValues[i];
+    stage.aggs.forEach((a, i) => (out[a.name] = a.finish(buffers[i])));
+    return out;
+  };
+  const out: Array<[string, Row]> = [];
+  for (const [key, buffers, store] of [...state.entries()]) {
+    const t = stage.eventTimeKey ? keyTime(stage, decodeState(key) as unknown[]) : undefined;
+    const expired = t !== undefined && t <= W;
+    if (ctx.outputMode === 'complete') out.push([key, emit(key, buffers as unknown[])]);
+    else if (ctx.outputMode === 'update' && updated.has(key)) out.push([key, emit(key, buffers as unknown[])]);
+    else if (ctx.outputMode === 'append' && expired) out.push([key, emit(key, buffers as unknown[])]);
+    if (expired && ctx.outputMode !== 'complete') store.remove(key);
+  }
+  ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
+  return sortByKey(out);
+}
+
+/** Groups come out ordered by key (window start first), so outputs read and compare easily. */
+function sortByKey(out: Array<[string, Row]>): Row[] {
+  const decoded = out.map(([k, r]) => [decodeState(k) as unknown[], r] as const);
+  decoded.sort(([a], [b]) => {
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i];
+      const y = b[i];
+      if (x == null || y == null) {
+        if (x != y) return x == null ? -1 : 1;
+        continue;
+      }
+      const c = x instanceof Date || typeof x !== 'object' ? compareValues(x, y) : compareValues((x as { start: Date }).start, (y as { start: Date }).start);
+      if (c !== 0) return c;
+    }
+    return 0;
+  });
+  return decoded.map(([, r]) => r);
+}
+
+function dedupe(stage: DedupeStage, rows: Row[], ctx: BatchContext): Row[] {
+  const state = ctx.state(stage.id);
+  const W = ctx.watermarkMs;
+  let dropped = 0;
+  const out: Row[] = [];
+  for (const row of rows) {
+    const t = stage.eventTime ? ((stage.eventTime.eval(row) as Date | null)?.getTime() ?? undefined) : undefined;
+    if (t !== undefined && t <= W) {
+      dropped++;
+      ctx.onLate?.({ row, operator: `${operatorName(stage)} ${stage.id}`, watermarkMs: W });
+      continue;
+    }
+    const key = stage.key(row);
+    const store = state.store(key);
+    if (store.has(key)) continue;
+    // State value: when the key may be forgotten (event time, or event time + delay within the watermark).
+    store.put(key, t === undefined ? null : stage.withinWatermark ? t + stage.eventTime!.delayMs : t);
+    out.push(row);
+  }
+  if (stage.eventTime && ctx.outputMode !== 'complete') {
+    for (const [key, expiresAt, store] of [...state.entries()]) {
+      if (expiresAt != null && (expiresAt as number) <= W) store.remove(key);
+    }
+  }
+  ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
+  return out;
+}

@@ -1,0 +1,82 @@
+/**
+ * Event-time windows, as Spark's `window(timeColumn, windowDuration, slideDuration, startTime)`: a row
+ * with event time t belongs to every window [start, end) with start <= t < end, where starts are
+ * startTime + k·slide. Tumbling windows (slide = size) give one window per row, sliding windows several.
+ */
+import { StructType, TimestampType } from '../types/index.js';
+import { Column, ColumnLike, Expr, colExpr } from './column.js';
+import { AnalysisError, Bound, EvalContext, compile, registerFunction } from './compile.js';
+import { parseDuration } from '../util/duration.js';
+
+export interface WindowSpec {
+  sizeMs: number;
+  slideMs: number;
+  startMs: number;
+}
+
+export const WINDOW_TYPE = new StructType().add('start', TimestampType).add('end', TimestampType);
+
+/** Groups by event-time windows: `groupBy(window(col('timestamp'), '10 minutes', '5 minutes'))`. */
+export function window(timeColumn: ColumnLike, windowDuration: string, slideDuration?: string, startTime?: string): Column {
+  return new Column({
+    kind: 'fn',
+    name: 'window',
+    args: [colExpr(timeColumn)],
+    options: { windowDuration, slideDuration: slideDuration ?? windowDuration, startTime: startTime ?? '0 seconds' },
+  });
+}
+
+export function windowSpec(options: Record<string, unknown>): WindowSpec {
+  const sizeMs = parseDuration(String(options.windowDuration), 'windowDuration');
+  const slideMs = parseDuration(String(options.slideDuration), 'slideDuration');
+  const startMs = parseDuration(String(options.startTime), 'startTime');
+  if (sizeMs <= 0 || slideMs <= 0) throw new AnalysisError('window(): durations must be positive.');
+  if (slideMs > sizeMs) {
+    throw new AnalysisError(`window(): the slide (${options.slideDuration}) must not be longer than the window (${options.windowDuration}); rows would fall between windows.`);
+  }
+  if (startMs >= slideMs) throw new AnalysisError(`window(): startTime (${options.startTime}) must be less than the slide (${options.slideDuration}).`);
+  return { sizeMs, slideMs, startMs };
+}
+
+/** The windows containing event time `t` (ms), earliest first. */
+export function windowsOf(t: number, w: WindowSpec): Array<{ start: Date; end: Date }> {
+  const mod = (((t - w.startMs) % w.slideMs) + w.slideMs) % w.slideMs;
+  const lastStart = t - mod;
+  const out: Array<{ start: Date; end: Date }> = [];
+  for (let s = lastStart - Math.floor((w.sizeMs - 1) / w.slideMs) * w.slideMs; s <= lastStart; s += w.slideMs) {
+    if (s + w.sizeMs > t) out.push({ start: new Date(s), end: new Date(s + w.sizeMs) });
+  }
+  return out;
+}
+
+/** If `e` is a window() call (maybe aliased), its time column and spec. */
+export function asWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; spec: WindowSpec; name: string } | undefined {
+  const inner = e.kind === 'alias' ? e.child : e;
+  if (inner.kind !== 'fn' || inner.name !== 'window') return undefined;
+  const time = compile(inner.args[0]!, schema, ctx);
+  if (time.type !== TimestampType) {
+    throw new AnalysisError(`window() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
+  }
+  return { time, spec: windowSpec(inner.options ?? {}), name: e.kind === 'alias' ? e.name : 'window' };
+}
+
+// Outside groupBy, a tumbling window is a plain struct column; a sliding one would multiply rows.
+registerFunction('window', {
+  bind({ args, options }) {
+    const spec = windowSpec(options);
+    if (spec.slideMs !== spec.sizeMs) {
+      throw new AnalysisError('A sliding window() gives several windows per row: use it in groupBy(), where each window is a group.');
+    }
+    const time = args[0]!;
+    if (time.type !== TimestampType) throw new AnalysisError(`window() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}.`);
+    const ev = time.eval;
+    return {
+      type: WINDOW_TYPE,
+      eval: (row) => {
+        const t = ev(row) as Date | null;
+        return t == null ? null : windowsOf(t.getTime(), spec)[0];
+      },
+      ...(time.watermarkDelayMs !== undefined ? { watermarkDelayMs: time.watermarkDelayMs } : {}),
+    };
+  },
+});
