@@ -3,16 +3,22 @@
  * @packageDocumentation
  */
 export { SluiceSession, RuntimeConfig } from './api/session.js';
-export { DataFrame } from './api/dataframe.js';
+export { DataFrame, GroupedData } from './api/dataframe.js';
 export { DataStreamReader } from './api/reader.js';
 export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
 export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
+export type { StateOperatorProgress } from './exec/stages.js';
 export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
 export type { TriggerOptions } from './exec/trigger.js';
 export { DLQ_HEADERS } from './exec/deadLetter.js';
 export { Column } from './expr/column.js';
 export * from './expr/functions.js';
+export {
+  count, sum, avg, mean, min, max, first, last, collect_list, collectList, collect_set, collectSet,
+  approx_count_distinct, approxCountDistinct, count_distinct, countDistinct,
+} from './expr/aggregates.js';
+export { window } from './expr/window.js';
 export { AnalysisError } from './expr/compile.js';
 export { RecordError } from './expr/values.js';
 export { UnsupportedOperationError } from './plan/unsupported.js';

@@ -249,7 +249,8 @@ export class StreamingQuery {
       this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions));
     }
     const watermarked = this.spec.analyzed.stages.some((st) => st.kind === 'watermark');
-    const noDataBatches = watermarked && this.states.size > 0;
+    // Complete mode never evicts, so a moved watermark alone gives it nothing to do (Spark's rule too).
+    const noDataBatches = watermarked && this.states.size > 0 && this.spec.outputMode !== 'complete';
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);

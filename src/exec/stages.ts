@@ -161,7 +161,8 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
     }
     for (const keyValues of combos) {
       const t = keyTime(stage, keyValues);
-      if (t !== undefined && t <= W) {
+      // Complete mode keeps every group forever, so the watermark drops nothing there (as in Spark).
+      if (t !== undefined && t <= W && ctx.outputMode !== 'complete') {
         dropped++;
         ctx.onLate?.({ row, operator: `${operatorName(stage)} ${stage.id}`, watermarkMs: W });
         continue;

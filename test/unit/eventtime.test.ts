@@ -1,0 +1,287 @@
+/**
+ * Event-time semantics, batch by batch, on memory sources. Every expected output below is worked out by
+ * hand from Spark's documented rules (Structured Streaming guide, "Handling Late Data and Watermarking"):
+ *  - watermark after batch N = max(previous, max event time seen − delay); batch N+1 uses it;
+ *  - a window is late/evictable when window.end <= watermark; append emits a window in the batch whose
+ *    watermark passes its end, and that batch is often a no-data batch Spark runs because the watermark moved;
+ *  - update emits changed groups each batch; complete emits all groups and never evicts.
+ * Times are 2025-01-01 UTC; `t('12:07')` is 12:07:00.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  SluiceSession, UnsupportedOperationError, col, count, sum, approx_count_distinct, countDistinct, window, collect_list, max, avg, first, last, min,
+  collect_set,
+} from '../../src/index.js';
+import type { DataFrame, OutputMode, StreamingQuery } from '../../src/index.js';
+
+const t = (hhmm: string): Date => new Date(`2025-01-01T${hhmm}:00Z`);
+const hm = (d: unknown): string => (d as Date).toISOString().slice(11, 16);
+/** A window row as `12:00-12:10`, for compact expectations. */
+const w = (r: Record<string, unknown>): string => {
+  const win = r.window as { start: Date; end: Date };
+  return `${hm(win.start)}-${hm(win.end)}`;
+};
+
+function newSession(): SluiceSession {
+  const s = new SluiceSession('et');
+  s.out = () => {};
+  s.log = () => {};
+  return s;
+}
+
+interface Trace {
+  batch: number;
+  input: number;
+  watermark: string;
+  out: string[];
+  dropped: number;
+}
+
+/**
+ * Runs `build(stream)` as a memory-sink query; each step adds rows and waits until every batch they cause
+ * (including no-data batches) has run. Returns one line per batch.
+ */
+async function trace(
+  build: (df: DataFrame) => DataFrame,
+  mode: OutputMode,
+  steps: Array<Array<Record<string, unknown>>>,
+  show: (r: Record<string, unknown>) => string,
+  checkpoint = mkdtempSync(join(tmpdir(), 'sluice-et-')),
+  schema = 'id STRING, ts TIMESTAMP',
+): Promise<{ traces: Trace[]; query: StreamingQuery }> {
+  const s = newSession();
+  const input = s.memoryStream(schema);
+  const q = await build(input.toDF()).writeStream.format('memory').queryName('out').outputMode(mode).option('checkpointLocation', checkpoint).start();
+  for (const rows of steps) {
+    input.addData(rows);
+    await q.processAllAvailable();
+  }
+  await q.stop();
+  const table = s.memoryTable('out');
+  const traces = q.recentProgress.map((p) => ({
+    batch: p.batchId,
+    input: p.numInputRows,
+    watermark: p.eventTime.watermark ? hm(new Date(p.eventTime.watermark)) : '',
+    out: (table.batches.get(p.batchId) ?? []).map(show),
+    dropped: p.stateOperators[0]?.numRowsDroppedByWatermark ?? 0,
+  }));
+  return { traces, query: q };
+}
+
+const tumbling = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'));
+const steps = [
+  [{ id: 'a', ts: t('12:07') }, { id: 'b', ts: t('12:08') }],
+  [{ id: 'c', ts: t('12:14') }],
+  [{ id: 'd', ts: t('12:21') }, { id: 'e', ts: t('12:01') }],
+  [{ id: 'f', ts: t('11:55') }, { id: 'g', ts: t('12:05') }],
+];
+const countLine = (r: Record<string, unknown>): string => `${w(r)}:${String(r.n)}`;
+
+describe('watermark and append mode (tumbling windows)', () => {
+  it('emits a window once, in the batch whose watermark passes its end; late rows are dropped and counted', async () => {
+    const { traces } = await trace(tumbling, 'append', steps, countLine);
+    expect(traces).toEqual([
+      // 12:07, 12:08 → window 12:00-12:10 = 2. Batch 0 runs with watermark 0 (epoch); after it: 12:08 − 10 min = 11:58.
+      { batch: 0, input: 2, watermark: '00:00', out: [], dropped: 0 },
+      // The watermark moved, so Spark runs a no-data batch with 11:58: no window ends by then.
+      { batch: 1, input: 0, watermark: '11:58', out: [], dropped: 0 },
+      // 12:14 → 12:10-12:20 = 1. Next watermark 12:04.
+      { batch: 2, input: 1, watermark: '11:58', out: [], dropped: 0 },
+      { batch: 3, input: 0, watermark: '12:04', out: [], dropped: 0 },
+      // 12:21 → 12:20-12:30; 12:01 is out of order but not late: its window ends 12:10 > 12:04, so 12:00-12:10 = 3.
+      // Next watermark 12:21 − 10 = 12:11.
+      { batch: 4, input: 2, watermark: '12:04', out: [], dropped: 0 },
+      // No-data batch with 12:11 ≥ 12:10: 12:00-12:10 is final, emitted once, and its state removed.
+      { batch: 5, input: 0, watermark: '12:11', out: ['12:00-12:10:3'], dropped: 0 },
+      // 11:55 (window ends 12:00) and 12:05 (ends 12:10) are behind 12:11: dropped. The watermark stays, so no
+      // no-data batch follows.
+      { batch: 6, input: 2, watermark: '12:11', out: [], dropped: 2 },
+    ]);
+  });
+
+  it('reports eventTime min/max/avg/watermark and state operator metrics as Spark does', async () => {
+    const { query } = await trace(tumbling, 'append', steps.slice(0, 1), countLine);
+    const p0 = query.recentProgress[0]!;
+    expect(p0.eventTime).toEqual({ min: '2025-01-01T12:07:00.000Z', max: '2025-01-01T12:08:00.000Z', avg: '2025-01-01T12:07:30.000Z', watermark: '1970-01-01T00:00:00.000Z' });
+    expect(p0.stateOperators).toEqual([
+      expect.objectContaining({ operatorName: 'stateStoreSave', numRowsTotal: 1, numRowsUpdated: 1, numRowsRemoved: 0, numRowsDroppedByWatermark: 0, numShufflePartitions: 4 }),
+    ]);
+    expect(query.recentProgress[1]!.eventTime).toEqual({ watermark: '2025-01-01T11:58:00.000Z' });
+  });
+
+  it('sliding windows: each row counts in every window that contains it; each window is emitted when final', async () => {
+    const sliding = (df: DataFrame): DataFrame => df.withWatermark('ts', '5 minutes').groupBy(window(col('ts'), '10 minutes', '5 minutes')).agg(count('*').alias('n'));
+    const { traces } = await trace(sliding, 'append', [[{ id: 'a', ts: t('12:07') }], [{ id: 'b', ts: t('12:13') }], [{ id: 'c', ts: t('12:16') }], [{ id: 'd', ts: t('12:26') }]], countLine);
+    expect(traces.map((x) => [x.batch, x.watermark, x.out])).toEqual([
+      [0, '00:00', []], // 12:07 ∈ 12:00-12:10, 12:05-12:15. Next watermark 12:02.
+      [1, '12:02', []],
+      [2, '12:02', []], // 12:13 ∈ 12:05-12:15, 12:10-12:20. Next 12:08.
+      [3, '12:08', []],
+      [4, '12:08', []], // 12:16 ∈ 12:10-12:20, 12:15-12:25. Next 12:11.
+      [5, '12:11', ['12:00-12:10:1']], // 12:10 <= 12:11
+      [6, '12:11', []], // 12:26 ∈ 12:20-12:30, 12:25-12:35. Next 12:21.
+      [7, '12:21', ['12:05-12:15:2', '12:10-12:20:2']], // both end by 12:21; 12:15-12:25 does not
+    ]);
+  });
+});
+
+describe('update and complete modes on the same input', () => {
+  it('update emits changed windows every batch and evicts final ones silently; it does not wait for the watermark', async () => {
+    const { traces } = await trace(tumbling, 'update', steps.slice(0, 3), countLine);
+    expect(traces.map((x) => [x.batch, x.out])).toEqual([
+      [0, ['12:00-12:10:2']], // output at once: update does not wait 10 minutes
+      [1, []], // no-data batch (watermark 11:58): nothing changed
+      [2, ['12:10-12:20:1']],
+      [3, []],
+      [4, ['12:00-12:10:3', '12:20-12:30:1']], // 12:01 updates the first window again: a later output revises it
+      [5, []], // watermark 12:11 evicts 12:00-12:10 without output
+    ]);
+  });
+
+  it('complete emits every window every batch, keeps all state, and drops nothing as late', async () => {
+    const { traces, query } = await trace(tumbling, 'complete', steps, countLine);
+    expect(traces.map((x) => [x.batch, x.out])).toEqual([
+      [0, ['12:00-12:10:2']],
+      [1, ['12:00-12:10:2', '12:10-12:20:1']],
+      [2, ['12:00-12:10:3', '12:10-12:20:1', '12:20-12:30:1']],
+      // 11:55 and 12:05 still count: complete mode never finalises a window (no no-data batches either).
+      [3, ['11:50-12:00:1', '12:00-12:10:4', '12:10-12:20:1', '12:20-12:30:1']],
+    ]);
+    expect(query.lastProgress!.stateOperators[0]!.numRowsTotal).toBe(4);
+  });
+
+  it('a watermark on a column that is not a grouping key bounds nothing: update mode keeps every key', async () => {
+    const byId = (df: DataFrame): DataFrame => df.withWatermark('ts', '1 minute').groupBy('id').agg(count('*').alias('n'));
+    const { traces, query } = await trace(byId, 'update', [[{ id: 'a', ts: t('12:00') }], [{ id: 'a', ts: t('13:00') }, { id: 'b', ts: t('13:00') }]], (r) => `${String(r.id)}:${String(r.n)}`);
+    expect(traces.map((x) => x.out)).toEqual([['a:1'], [], ['a:2', 'b:1'], []]);
+    expect(query.lastProgress!.stateOperators[0]!.numRowsTotal).toBe(2); // nothing evicted, whatever the watermark
+  });
+});
+
+describe('deduplication', () => {
+  it('without a watermark keeps every key forever', async () => {
+    const { traces, query } = await trace((df) => df.dropDuplicates(['id']), 'append', [[{ id: 'a', ts: t('12:00') }, { id: 'b', ts: t('12:00') }, { id: 'a', ts: t('12:01') }], [{ id: 'a', ts: t('13:00') }, { id: 'c', ts: t('13:00') }]], (r) => String(r.id));
+    expect(traces.map((x) => x.out)).toEqual([['a', 'b'], ['c']]);
+    expect(query.lastProgress!.stateOperators[0]).toMatchObject({ operatorName: 'dedupe', numRowsTotal: 3 });
+  });
+
+  it('with a watermark and the event time among the keys, forgets keys behind the watermark and drops late rows', async () => {
+    const dedupe = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').dropDuplicates(['id', 'ts']);
+    const line = (r: Record<string, unknown>): string => `${String(r.id)}@${hm(r.ts)}`;
+    const { traces, query } = await trace(dedupe, 'append', [
+      [{ id: 'a', ts: t('12:00') }, { id: 'a', ts: t('12:00') }, { id: 'b', ts: t('12:05') }],
+      [{ id: 'a', ts: t('12:00') }, { id: 'c', ts: t('12:20') }],
+      [{ id: 'a', ts: t('12:00') }],
+    ], line);
+    expect(traces.map((x) => [x.batch, x.watermark, x.out, x.dropped])).toEqual([
+      [0, '00:00', ['a@12:00', 'b@12:05'], 0], // next watermark 11:55
+      [1, '11:55', [], 0],
+      [2, '11:55', ['c@12:20'], 0], // a@12:00 is a duplicate. Next watermark 12:10
+      [3, '12:10', [], 0], // evicts a@12:00 and b@12:05 (<= 12:10)
+      [4, '12:10', [], 1], // a@12:00 again: late (12:00 <= 12:10), dropped — not re-emitted though its key was forgotten
+    ]);
+    expect(query.lastProgress!.stateOperators[0]!.numRowsTotal).toBe(1);
+  });
+
+  it('dropDuplicatesWithinWatermark: a key is a duplicate while its first event time + delay is ahead of the watermark', async () => {
+    const dedupe = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').dropDuplicatesWithinWatermark(['id']);
+    const line = (r: Record<string, unknown>): string => `${String(r.id)}@${hm(r.ts)}`;
+    const { traces } = await trace(dedupe, 'append', [
+      [{ id: 'a', ts: t('12:00') }, { id: 'b', ts: t('12:05') }],
+      [{ id: 'a', ts: t('12:08') }, { id: 'c', ts: t('12:30') }],
+      [{ id: 'a', ts: t('12:25') }],
+    ], line);
+    expect(traces.map((x) => [x.batch, x.watermark, x.out])).toEqual([
+      [0, '00:00', ['a@12:00', 'b@12:05']], // a kept until 12:10, b until 12:15. Next watermark 11:55
+      [1, '11:55', []],
+      [2, '11:55', ['c@12:30']], // a@12:08 is a duplicate of a@12:00 (12:00 + 10 min > 11:55). Next 12:20
+      [3, '12:20', []], // a (12:10) and b (12:15) expire
+      [4, '12:20', ['a@12:25']], // a again, not late (12:25 > 12:20): a new first occurrence
+    ]);
+  });
+});
+
+describe('restart in the middle of a windowed query', () => {
+  it('gives the same output as a run without restart (state restored from delta files)', async () => {
+    const line = countLine;
+    const whole = (await trace(tumbling, 'append', steps, line)).traces;
+    const cp = mkdtempSync(join(tmpdir(), 'sluice-et-restart-'));
+    // Same input, but the "process" stops after each step; every run sees all data added so far.
+    const outs: Trace[] = [];
+    for (let i = 1; i <= steps.length; i++) {
+      const s = newSession();
+      const input = s.memoryStream('id STRING, ts TIMESTAMP');
+      input.addData(steps.slice(0, i).flat());
+      const q = await tumbling(input.toDF()).writeStream.format('memory').queryName('out').outputMode('append').option('checkpointLocation', cp).start();
+      await q.processAllAvailable();
+      await q.stop();
+      const table = s.memoryTable('out');
+      outs.push(...q.recentProgress.map((p) => ({ batch: p.batchId, input: p.numInputRows, watermark: hm(new Date(p.eventTime.watermark!)), out: (table.batches.get(p.batchId) ?? []).map(line), dropped: p.stateOperators[0]?.numRowsDroppedByWatermark ?? 0 })));
+    }
+    expect(outs).toEqual(whole);
+  });
+});
+
+describe('aggregate functions', () => {
+  it('compute per group, in batch and in streaming', async () => {
+    const s = newSession();
+    const df = s.createDataFrame(
+      [
+        { k: 'x', v: 3 },
+        { k: 'x', v: 1 },
+        { k: 'y', v: 5 },
+        { k: 'x', v: null },
+        { k: 'x', v: 3 },
+      ],
+      'k STRING, v INT',
+    );
+    const rows = await df
+      .groupBy('k')
+      .agg(count('*').alias('n'), count('v').alias('nv'), sum('v').alias('s'), avg('v').alias('a'), min('v').alias('lo'), max('v').alias('hi'), first('v').alias('f'), last('v').alias('l'), collect_list('v').alias('list'), collect_set('v').alias('set'), countDistinct('v').alias('d'))
+      .collect();
+    expect(rows).toEqual([
+      { k: 'x', n: 4, nv: 3, s: 7, a: 7 / 3, lo: 1, hi: 3, f: 3, l: 3, list: [3, 1, 3], set: [3, 1], d: 2 },
+      { k: 'y', n: 1, nv: 1, s: 5, a: 5, lo: 5, hi: 5, f: 5, l: 5, list: [5], set: [5], d: 1 },
+    ]);
+    expect(await df.groupBy('k').count().collect()).toEqual([{ k: 'x', count: 4 }, { k: 'y', count: 1 }]);
+  });
+
+  it('approx_count_distinct stays within its stated error of the exact count', async () => {
+    const s = newSession();
+    for (const n of [100, 20_000]) {
+      const rows = Array.from({ length: n * 2 }, (_, i) => ({ u: `user-${i % n}` }));
+      const [r] = await s.createDataFrame(rows, 'u STRING').groupBy().agg(approx_count_distinct('u').alias('approx'), countDistinct('u').alias('exact')).collect();
+      expect(r!.exact).toBe(n);
+      // rsd 0.05 → 2^9 registers, standard error 1.04/√512 = 4.6%; allow two standard errors.
+      expect(Math.abs((r!.approx as number) - n) / n).toBeLessThan(0.092);
+    }
+  });
+});
+
+describe('what streaming aggregation refuses, with the reason', () => {
+  const stream = (): DataFrame => newSession().memoryStream('id STRING, ts TIMESTAMP').toDF();
+  const start = (df: DataFrame, mode: OutputMode) => df.writeStream.format('memory').queryName('r').outputMode(mode).start();
+
+  it('countDistinct on a stream', async () => {
+    await expect(start(stream().groupBy('id').agg(countDistinct('ts')), 'update')).rejects.toThrow(/exact distinct aggregations are not supported on streams[\s\S]*approx_count_distinct/);
+  });
+  it('append with an aggregation and no watermark', async () => {
+    await expect(start(stream().groupBy(window(col('ts'), '5 minutes')).count(), 'append')).rejects.toThrow(/no withWatermark\(\), so no group ever becomes final/);
+  });
+  it('append with a watermark that is not on a grouping key', async () => {
+    await expect(start(stream().withWatermark('ts', '1 minute').groupBy('id').count(), 'append')).rejects.toThrow(UnsupportedOperationError);
+    await expect(start(stream().withWatermark('ts', '1 minute').groupBy('id').count(), 'append')).rejects.toThrow(/no groupBy key is that column or a window\(\) of it/);
+  });
+  it('two aggregations, and sorting outside complete mode', async () => {
+    await expect(start(stream().groupBy('id').count().groupBy('count').count(), 'complete')).rejects.toThrow(/Multiple streaming aggregations/);
+    await expect(start(stream().groupBy('id').count().orderBy('count'), 'update')).rejects.toThrow(/Sorting is not supported/);
+    const q = await start(stream().groupBy('id').count().orderBy('count'), 'complete');
+    await q.stop();
+  });
+  it('a watermark on a column that is not a timestamp', async () => {
+    await expect(start(stream().withWatermark('id', '1 minute').groupBy('id').count(), 'update')).rejects.toThrow(/needs a timestamp column, but it is string/);
+  });
+});
