@@ -7,6 +7,7 @@ import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { DeadLetterWriter, FileDeadLetterWriter, KafkaDeadLetterWriter } from '../exec/deadLetter.js';
 import { StreamingQuery } from '../exec/microBatch.js';
 import { Trigger, TriggerOptions, parseTrigger } from '../exec/trigger.js';
+import { KafkaLateEventsWriter } from '../exec/lateEvents.js';
 import { streamingSources } from '../plan/logical.js';
 import { checkStreamingPlan } from '../plan/unsupported.js';
 import { ConsoleSink } from '../sinks/console.js';
@@ -117,14 +118,19 @@ export class DataStreamWriter extends WithOptions {
     }
   }
 
-  private deadLetters(checkpoint: Checkpoint): (queryId: string) => DeadLetterWriter {
-    const topic = this.opts['deadLetter.topic'];
-    if (!topic) return () => new FileDeadLetterWriter(checkpoint.deadLetterDir());
-    // The dead-letter topic lives on the sink's cluster, or else the source's.
+  /** Kafka options for side topics (dead letters, late events): the sink's cluster, or else the source's. */
+  private sideTopicOptions(prefix: string): Record<string, string> {
     const kafkaOpts: Record<string, string> = {};
     const sourceOpts = streamingSources(this.df.plan).find((s) => s.format === 'kafka')?.options ?? {};
     for (const src of [sourceOpts, this.opts]) for (const [k, v] of Object.entries(src)) if (k.startsWith('kafka.')) kafkaOpts[k] = v;
-    for (const [k, v] of Object.entries(this.opts)) if (k.startsWith('deadLetter.kafka.')) kafkaOpts[k.slice('deadLetter.'.length)] = v;
+    for (const [k, v] of Object.entries(this.opts)) if (k.startsWith(`${prefix}.kafka.`)) kafkaOpts[k.slice(prefix.length + 1)] = v;
+    return kafkaOpts;
+  }
+
+  private deadLetters(checkpoint: Checkpoint): (queryId: string) => DeadLetterWriter {
+    const topic = this.opts['deadLetter.topic'];
+    if (!topic) return () => new FileDeadLetterWriter(checkpoint.deadLetterDir());
+    const kafkaOpts = this.sideTopicOptions('deadLetter');
     return (queryId) => new KafkaDeadLetterWriter(topic, kafkaOpts, queryId);
   }
 
@@ -164,6 +170,9 @@ export class DataStreamWriter extends WithOptions {
       listeners: () => session.streams.allListeners(),
       log: (l) => session.log(l),
       conf: session.conf.getAll(),
+      ...(this.opts['lateEvents.topic']
+        ? { lateEvents: (id: string) => new KafkaLateEventsWriter(this.opts['lateEvents.topic']!, this.sideTopicOptions('lateEvents'), id) }
+        : {}),
     });
     session.streams.register(query);
     return query;

@@ -19,7 +19,8 @@ import type { DeadLetter, DeadLetterWriter } from './deadLetter.js';
 import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from './progress.js';
 import type { Trigger } from './trigger.js';
 import { join } from 'node:path';
-import { EventTimeStats, OperatorState, StateOperatorProgress, runStages } from './stages.js';
+import { KafkaLateEventsWriter } from './lateEvents.js';
+import { EventTimeStats, LateRow, OperatorState, StateOperatorProgress, runStages } from './stages.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -41,6 +42,8 @@ export interface QuerySpec {
   log: (line: string) => void;
   /** Session settings at start (`sluice.sql.shuffle.partitions`, `sluice.sql.streaming.multipleWatermarkPolicy`). */
   conf: Record<string, string>;
+  /** Where rows dropped by the watermark go, if anywhere (`lateEvents.topic`). */
+  lateEvents?: (queryId: string) => KafkaLateEventsWriter;
 }
 
 const PARTITIONS_CONF = 'sluice.sql.shuffle.partitions';
@@ -64,6 +67,7 @@ export class StreamingQuery {
   private readonly done: Promise<void>;
   private readonly sources: Source[];
   private readonly deadLetterWriter: DeadLetterWriter;
+  private readonly lateWriter: KafkaLateEventsWriter | undefined;
   /** Resolvers of processAllAvailable() calls, with the time they were made. */
   private readonly drainWaiters: Array<{ since: number; resolve: () => void; reject: (e: Error) => void }> = [];
   private lastTriggerStart = 0;
@@ -81,6 +85,7 @@ export class StreamingQuery {
     if (leaf.kind !== 'source') throw new CheckpointError('A streaming query needs a streaming source.');
     this.sources.push(createSource(leaf.spec));
     this.deadLetterWriter = spec.deadLetters(this.id);
+    this.lateWriter = spec.lateEvents?.(this.id);
     for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: new Date().toISOString() });
     this.done = this.run();
   }
@@ -131,6 +136,7 @@ export class StreamingQuery {
       `sources: ${this.sources.map((s) => s.describe()).join(', ')}`,
       `sink: ${this.spec.sink.describe()} (outputMode ${this.spec.outputMode}, trigger ${JSON.stringify(this.spec.trigger)})`,
       `checkpoint: ${this.spec.checkpoint.root}`,
+      `late events: ${this.lateWriter?.describe() ?? 'dropped (counted as numRowsDroppedByWatermark)'}`,
       `dead letters: ${this.deadLetterWriter.describe()}${this.spec.onBadRecord === 'fail' ? ' (onBadRecord=fail: the query stops instead)' : ''}`,
     ].join('\n');
   }
@@ -168,7 +174,7 @@ export class StreamingQuery {
     } finally {
       this.terminated = true;
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
-      await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop()]);
+      await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
       for (const l of this.spec.listeners()) {
         l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
@@ -367,12 +373,14 @@ export class StreamingQuery {
     for (const st of this.states.values()) st.load(batchId);
     const eventTime = new Map<number, EventTimeStats>();
     const operators = new Map<number, StateOperatorProgress>();
+    const late: LateRow[] = [];
     const out = await runStages(input, analyzed.stages, {
       watermarkMs: seq.metadata.batchWatermarkMs,
       outputMode,
       state: (id) => this.states.get(id)!,
       eventTime,
       operators,
+      ...(this.lateWriter ? { onLate: (l: LateRow) => void late.push(l) } : {}),
       onBad: (row, e) => {
         if (this.spec.onBadRecord === 'fail') {
           const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
@@ -385,6 +393,7 @@ export class StreamingQuery {
       },
     });
     await this.deadLetterWriter.write(batchId, letters);
+    await this.lateWriter?.write(batchId, late);
     await sink.addBatch(batchId, out, analyzed.schema, outputMode);
     for (const st of this.states.values()) st.commit();
     const addBatch = Date.now() - t1;
