@@ -49,6 +49,8 @@ export interface QuerySpec {
 const PARTITIONS_CONF = 'sluice.sql.shuffle.partitions';
 const WATERMARK_POLICY_CONF = 'sluice.sql.streaming.multipleWatermarkPolicy';
 const DEFAULT_PARTITIONS = '4';
+/** `memory` (default) or `lmdb` (disk-backed, for state larger than memory); both read the same state files. */
+const PROVIDER_CONF = 'sluice.sql.streaming.stateStore.provider';
 
 const PROGRESS_HISTORY = 100;
 
@@ -173,6 +175,7 @@ export class StreamingQuery {
       this.spec.log(`ERROR ${this.exception.message}`);
     } finally {
       this.terminated = true;
+      for (const st of this.states.values()) st.close();
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
@@ -251,8 +254,12 @@ export class StreamingQuery {
     };
     const partitions = Number(conf[PARTITIONS_CONF]);
     if (!(partitions >= 1)) throw new CheckpointError(`${PARTITIONS_CONF} must be a positive integer, got "${conf[PARTITIONS_CONF]}".`);
+    const provider = this.spec.conf[PROVIDER_CONF] ?? 'memory';
+    if (provider !== 'memory' && provider !== 'lmdb') {
+      throw new CheckpointError(`${PROVIDER_CONF} must be "memory" or "lmdb", got "${provider}".`);
+    }
     for (const st of statefulStages(this.spec.analyzed)) {
-      this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions));
+      this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions, provider));
     }
     const watermarked = this.spec.analyzed.stages.some((st) => st.kind === 'watermark');
     // Complete mode never evicts, so a moved watermark alone gives it nothing to do (Spark's rule too).

@@ -9,7 +9,7 @@
  *  - complete: every group is emitted, every batch; nothing is removed.
  */
 import { decodeState, encodeState } from '../state/codec.js';
-import { StateStore, StateStoreProvider } from '../state/store.js';
+import { StateStore, StateStoreProvider, type StateStoreProviderKind } from '../state/store.js';
 import { windowsOf } from '../expr/window.js';
 import { RecordError } from '../expr/values.js';
 import { compareValues } from '../expr/values.js';
@@ -41,8 +41,11 @@ export interface StateOperatorProgress {
 export class OperatorState {
   private readonly providers: StateStoreProvider[];
   private stores: StateStore[] = [];
-  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number) {
-    this.providers = Array.from({ length: partitions }, (_, p) => new StateStoreProvider(dirOf(p)));
+  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory') {
+    this.providers = Array.from({ length: partitions }, (_, p) => new StateStoreProvider(dirOf(p), 10, kind));
+  }
+  close(): void {
+    for (const p of this.providers) p.close();
   }
   load(version: number): void {
     this.stores = this.providers.map((p) => p.load(version));

@@ -6,6 +6,7 @@ import { ArrayType, DataType, DoubleType, LongType, NullType, Row, isIntegral, i
 import { Column, ColumnLike, Expr, colExpr, exprName } from './column.js';
 import { AnalysisError, Bound, EvalContext, compile } from './compile.js';
 import { compareValues } from './values.js';
+import { encodeState } from '../state/codec.js';
 import { hllAdd, hllEmpty, hllEstimate, relativeSdToPrecision } from './hll.js';
 import type { StructType } from '../types/index.js';
 
@@ -204,6 +205,9 @@ AGGREGATES.set('collect_list', {
   },
 });
 
+/** The encoded members of each distinct-values buffer, so membership is O(1); rebuilt after a state reload. */
+const SEEN = new WeakMap<unknown[], Set<string>>();
+
 function distinctValues(name: string, distinct: boolean, finish: (values: unknown[]) => unknown, type: (t: DataType) => DataType): void {
   AGGREGATES.set(name, {
     distinct,
@@ -215,9 +219,16 @@ function distinctValues(name: string, distinct: boolean, finish: (values: unknow
         init: () => [],
         update: (b, r) => {
           const v = ev(r);
-          const set = b as unknown[];
-          if (v != null && !set.some((x) => compareValues(x, v) === 0)) set.push(v);
-          return set;
+          if (v == null) return b;
+          const values = b as unknown[];
+          let seen = SEEN.get(values);
+          if (!seen) SEEN.set(values, (seen = new Set(values.map((x) => encodeState(x)))));
+          const k = encodeState(v);
+          if (!seen.has(k)) {
+            seen.add(k);
+            values.push(v);
+          }
+          return values;
         },
         finish: (b) => finish(b as unknown[]),
       };

@@ -4,9 +4,15 @@
  * `state/<op>/<partition>/<version>.delta`; every `minDeltasForSnapshot` versions a full
  * `<version>.snapshot` is written and older files are removed (maintenance). Loading version V reads the
  * newest snapshot at or below V and replays the deltas after it. A re-run batch rewrites its version.
+ *
+ * The delta and snapshot files are the truth; where the current version lives is the provider's:
+ * - `memory` (default): a JS Map (fast; all state in the heap);
+ * - `lmdb`: an LMDB database in the same folder (state larger than memory: only the keys a batch touches
+ *   are in the heap). It is rebuilt from the files when it is not at the version asked for.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
 import { writeAtomic } from '../checkpoint/checkpoint.js';
 import { decodeState, encodeState } from './codec.js';
 
@@ -18,6 +24,18 @@ export interface StateStoreMetrics {
   commitTimeMs: number;
 }
 
+/** What a store reads and writes: a Map, or a Map-shaped view of an LMDB database. */
+export interface StateMap {
+  get(key: string): unknown;
+  has(key: string): boolean;
+  set(key: string, value: unknown): unknown;
+  delete(key: string): boolean;
+  entries(): IterableIterator<[string, unknown]>;
+  readonly size: number;
+}
+
+export type StateStoreProviderKind = 'memory' | 'lmdb';
+
 /** One partition's state at one version, open for one batch. */
 export class StateStore {
   private readonly changed = new Map<string, unknown>();
@@ -27,7 +45,7 @@ export class StateStore {
   constructor(
     private readonly provider: StateStoreProvider,
     readonly version: number,
-    private readonly map: Map<string, unknown>,
+    private readonly map: StateMap,
   ) {}
 
   get(key: string): unknown {
@@ -66,23 +84,26 @@ export class StateStore {
       numRowsTotal: this.map.size,
       numRowsUpdated: this.changed.size,
       numRowsRemoved: this.removed.size,
-      memoryUsedBytes: this.provider.estimatedBytes(this.map),
+      memoryUsedBytes: this.provider.estimatedBytes(this.map.size),
       commitTimeMs: this.commitTimeMs,
     };
   }
 }
 
 export class StateStoreProvider {
-  /** The map as of `cachedVersion` (the last committed), kept so the next batch need not read files. */
+  /** memory: the map as of the last committed version, kept so the next batch need not read files. */
   private cached: { version: number; map: Map<string, unknown> } | undefined;
+  private lmdb: { root: RootDatabase; data: Database<unknown, string> } | undefined;
   private bytesPerEntry = 0;
 
   /** `dir` undefined: state kept in memory only (batch DataFrames, which have no checkpoint). */
   constructor(
     readonly dir: string | undefined,
     private readonly minDeltasForSnapshot = 10,
+    readonly kind: StateStoreProviderKind = 'memory',
   ) {
     if (dir) mkdirSync(dir, { recursive: true });
+    if (kind === 'lmdb' && !dir) throw new Error('The lmdb state store needs a checkpoint folder.');
   }
 
   private files(): Array<{ version: number; kind: 'delta' | 'snapshot' }> {
@@ -95,22 +116,32 @@ export class StateStoreProvider {
 
   /** Opens `version` for a batch (0 = empty, before the first batch). */
   load(version: number): StateStore {
+    if (this.kind === 'lmdb') return new StateStore(this, version, this.lmdbAt(version));
     if (this.cached?.version === version) {
       const map = this.cached.map;
       this.cached = undefined; // the store mutates it; it is cached again on commit
       return new StateStore(this, version, map);
     }
-    return new StateStore(this, version, this.readVersion(version));
+    const map = new Map<string, unknown>();
+    this.replay(version, (k, v) => map.set(k, v), (k) => map.delete(k));
+    return new StateStore(this, version, map);
   }
 
-  private readVersion(version: number): Map<string, unknown> {
-    const map = new Map<string, unknown>();
-    if (version === 0 || !this.dir) return map;
-    const files = this.files();
-    const snapshots = files.filter((f) => f.kind === 'snapshot' && f.version <= version).map((f) => f.version);
-    const base = snapshots.length ? Math.max(...snapshots) : 0;
+  /** Replays the snapshot and deltas that make up `version`. */
+  private replay(version: number, set: (k: string, v: unknown) => void, del: (k: string) => void): void {
+    if (version === 0 || !this.dir) return;
     const dir = this.dir;
-    if (base > 0) this.apply(map, join(dir, `${base}.snapshot`));
+    const snapshots = this.files().filter((f) => f.kind === 'snapshot' && f.version <= version).map((f) => f.version);
+    const base = snapshots.length ? Math.max(...snapshots) : 0;
+    const apply = (path: string): void => {
+      for (const line of readFileSync(path, 'utf8').split('\n')) {
+        if (!line) continue;
+        const rec = decodeState(line) as { k: string; v?: unknown; d?: 1 };
+        if (rec.d) del(rec.k);
+        else set(rec.k, rec.v);
+      }
+    };
+    if (base > 0) apply(join(dir, `${base}.snapshot`));
     for (let v = base + 1; v <= version; v++) {
       const path = join(dir, `${v}.delta`);
       if (!existsSync(path)) {
@@ -119,51 +150,113 @@ export class StateStoreProvider {
             'Restore the file, or start the query on a new checkpointLocation.',
         );
       }
-      this.apply(map, path);
+      apply(path);
     }
-    return map;
   }
 
-  private apply(map: Map<string, unknown>, path: string): void {
-    for (const line of readFileSync(path, 'utf8').split('\n')) {
-      if (!line) continue;
-      const rec = decodeState(line) as { k: string; v?: unknown; d?: 1 };
-      if (rec.d) map.delete(rec.k);
-      else map.set(rec.k, rec.v);
+  /** The LMDB database at `version`, rebuilt from the files if it holds another one (e.g. after a crash). */
+  private lmdbAt(version: number): StateMap {
+    if (!this.lmdb) {
+      const root = open({ path: join(this.dir!, 'lmdb'), compression: false });
+      this.lmdb = { root, data: root.openDB<unknown, string>({ name: 'state' }) };
     }
+    const { root, data } = this.lmdb;
+    if (root.get('__version') !== version) {
+      data.clearSync();
+      const batch = new Map<string, unknown>();
+      this.replay(version, (k, v) => batch.set(k, v), (k) => batch.set(k, undefined));
+      root.transactionSync(() => {
+        for (const [k, v] of batch) if (v !== undefined) data.putSync(k, v);
+        root.putSync('__version', version);
+      });
+    }
+    return new LmdbView(data);
   }
 
   /** @internal */
-  writeVersion(version: number, changed: Map<string, unknown>, removed: Set<string>, map: Map<string, unknown>): void {
-    if (!this.dir) {
-      this.cached = { version, map };
-      return;
+  writeVersion(version: number, changed: Map<string, unknown>, removed: Set<string>, map: StateMap): void {
+    if (this.dir) {
+      const lines: string[] = [];
+      for (const [k, v] of changed) lines.push(encodeState({ k, v }));
+      for (const k of removed) lines.push(encodeState({ k, d: 1 }));
+      writeAtomic(join(this.dir, `${version}.delta`), lines.join('\n') + (lines.length ? '\n' : ''));
+      if (lines.length) this.bytesPerEntry = Math.round(lines.reduce((n, l) => n + l.length * 2, 0) / lines.length);
     }
-    const lines: string[] = [];
-    for (const [k, v] of changed) lines.push(encodeState({ k, v }));
-    for (const k of removed) lines.push(encodeState({ k, d: 1 }));
-    writeAtomic(join(this.dir, `${version}.delta`), lines.join('\n') + (lines.length ? '\n' : ''));
-    if (version % this.minDeltasForSnapshot === 0) {
+    if (map instanceof LmdbView) map.flush(this.lmdb!.root, version);
+    else this.cached = { version, map: map as Map<string, unknown> };
+    if (this.dir && version % this.minDeltasForSnapshot === 0) {
       const all: string[] = [];
-      for (const [k, v] of map) all.push(encodeState({ k, v }));
+      for (const [k, v] of map.entries()) all.push(encodeState({ k, v }));
       writeAtomic(join(this.dir, `${version}.snapshot`), all.join('\n') + (all.length ? '\n' : ''));
-      this.maintenance(version);
+      this.maintenance(this.dir, version);
     }
-    if (lines.length) this.bytesPerEntry = Math.round(lines.reduce((n, l) => n + l.length * 2, 0) / lines.length);
-    this.cached = { version, map };
   }
 
-  /** Removes files no longer needed to rebuild the versions a restart can ask for (the last snapshot and after). */
-  private maintenance(snapshotVersion: number): void {
+  /** Removes files no longer needed to rebuild the versions a restart can ask for. */
+  private maintenance(dir: string, snapshotVersion: number): void {
     for (const f of this.files()) {
-      if (!this.dir) return;
-      // Keep the previous snapshot's deltas too: a re-run of the batch that wrote this snapshot reloads version-1.
-      if (f.version < snapshotVersion - this.minDeltasForSnapshot) rmSync(join(this.dir, `${f.version}.${f.kind}`), { force: true });
+      // Keep the previous snapshot and its deltas: a re-run of the batch that wrote this snapshot reloads version-1.
+      if (f.version < snapshotVersion - this.minDeltasForSnapshot) rmSync(join(dir, `${f.version}.${f.kind}`), { force: true });
     }
   }
 
-  /** A rough estimate (UTF-16 size of the encoded entries), as Spark's memoryUsedBytes is an estimate too. */
-  estimatedBytes(map: Map<string, unknown>): number {
-    return map.size * this.bytesPerEntry;
+  /** A rough estimate of the heap the state takes (UTF-16 size of encoded entries); LMDB state is off-heap. */
+  estimatedBytes(entries: number): number {
+    return this.kind === 'lmdb' ? 0 : entries * this.bytesPerEntry;
+  }
+
+  close(): void {
+    this.lmdb?.root.close();
+    this.lmdb = undefined;
+  }
+}
+
+/**
+ * A Map-shaped view of an LMDB database for one batch: reads go to this batch's changes first, then to
+ * LMDB; the changes are written in one transaction at commit.
+ */
+class LmdbView implements StateMap {
+  private readonly puts = new Map<string, unknown>();
+  private readonly dels = new Set<string>();
+  private count: number;
+  constructor(private readonly db: Database<unknown, string>) {
+    this.count = db.getCount();
+  }
+  get(key: string): unknown {
+    if (this.dels.has(key)) return undefined;
+    return this.puts.has(key) ? this.puts.get(key) : this.db.get(key);
+  }
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+  set(key: string, value: unknown): this {
+    if (!this.has(key)) this.count++;
+    this.dels.delete(key);
+    this.puts.set(key, value);
+    return this;
+  }
+  delete(key: string): boolean {
+    if (!this.has(key)) return false;
+    this.puts.delete(key);
+    this.dels.add(key);
+    this.count--;
+    return true;
+  }
+  *entries(): IterableIterator<[string, unknown]> {
+    for (const { key, value } of this.db.getRange()) {
+      if (this.dels.has(key) || this.puts.has(key)) continue;
+      yield [key, value];
+    }
+    yield* this.puts.entries();
+  }
+  get size(): number {
+    return this.count;
+  }
+  flush(root: RootDatabase, version: number): void {
+    root.transactionSync(() => {
+      for (const [k, v] of this.puts) this.db.putSync(k, v);
+      for (const k of this.dels) this.db.removeSync(k);
+      root.putSync('__version', version);
+    });
   }
 }

@@ -25,8 +25,10 @@ const w = (r: Record<string, unknown>): string => {
   return `${hm(win.start)}-${hm(win.end)}`;
 };
 
+let provider = 'memory';
 function newSession(): SluiceSession {
   const s = new SluiceSession('et');
+  s.conf.set('sluice.sql.streaming.stateStore.provider', provider);
   s.out = () => {};
   s.log = () => {};
   return s;
@@ -80,9 +82,11 @@ const steps = [
 ];
 const countLine = (r: Record<string, unknown>): string => `${w(r)}:${String(r.n)}`;
 
-describe('watermark and append mode (tumbling windows)', () => {
+describe.each(['memory', 'lmdb'])('watermark and append mode (tumbling windows, %s state store)', (kind) => {
   it('emits a window once, in the batch whose watermark passes its end; late rows are dropped and counted', async () => {
+    provider = kind;
     const { traces } = await trace(tumbling, 'append', steps, countLine);
+    provider = 'memory';
     expect(traces).toEqual([
       // 12:07, 12:08 → window 12:00-12:10 = 2. Batch 0 runs with watermark 0 (epoch); after it: 12:08 − 10 min = 11:58.
       { batch: 0, input: 2, watermark: '00:00', out: [], dropped: 0 },
@@ -204,8 +208,9 @@ describe('deduplication', () => {
   });
 });
 
-describe('restart in the middle of a windowed query', () => {
-  it('gives the same output as a run without restart (state restored from delta files)', async () => {
+describe.each(['memory', 'lmdb'])('restart in the middle of a windowed query (%s state store)', (kind) => {
+  it('gives the same output as a run without restart (state restored from its files)', async () => {
+    provider = kind;
     const line = countLine;
     const whole = (await trace(tumbling, 'append', steps, line)).traces;
     const cp = mkdtempSync(join(tmpdir(), 'sluice-et-restart-'));
@@ -222,6 +227,7 @@ describe('restart in the middle of a windowed query', () => {
       outs.push(...q.recentProgress.map((p) => ({ batch: p.batchId, input: p.numInputRows, watermark: hm(new Date(p.eventTime.watermark!)), out: (table.batches.get(p.batchId) ?? []).map(line), dropped: p.stateOperators[0]?.numRowsDroppedByWatermark ?? 0 })));
     }
     expect(outs).toEqual(whole);
+    provider = 'memory';
   });
 });
 
