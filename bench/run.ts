@@ -2,12 +2,13 @@
  * `npm run bench`: the demo pipeline's throughput against a raw consume→produce copy with the same Kafka
  * client and no transform, in one run on one machine, on a private local stack (free ports, temp folder).
  *
- *   npm run bench [-- --records 1000000 --batch 100000 --json]
+ *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
 import { SluiceSession } from '../src/api/session.js';
 import { produceEvents } from '../src/demo/events.js';
 import { demoPipeline } from '../src/demo/pipeline.js';
@@ -20,6 +21,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '100000' },
     partitions: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
+    suite: { type: 'string', default: 'all' },
   },
 });
 const N = Number(args.records);
@@ -56,7 +58,29 @@ async function rawCopy(conf: { 'bootstrap.servers': string }, from: string, to: 
   return copied / secs;
 }
 
+/** Windowed aggregation, 10k and 1M keys on each state provider, each case in its own process (own RSS). */
+function windowedSuite(): Array<Record<string, unknown>> {
+  const script = new URL('./windowed.js', import.meta.url).pathname;
+  const out = [];
+  for (const provider of ['memory', 'lmdb']) {
+    for (const keys of [10_000, 1_000_000]) {
+      note(`Windowed aggregation: ${keys} keys, ${provider} state…`);
+      const r = spawnSync(process.execPath, [script, '--keys', String(keys), '--provider', provider, '--records', String(N), '--json'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`windowed benchmark failed: ${r.stderr}`);
+      out.push(JSON.parse(r.stdout.trim()) as Record<string, unknown>);
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
+  // The windowed suite needs no Kafka: it runs on memory streams.
+  if (args.suite === 'windowed') {
+    const rows = windowedSuite();
+    if (args.json) process.stdout.write(JSON.stringify({ windowed: rows }) + '\n');
+    else for (const r of rows) process.stdout.write(`windowed ${r.provider} ${r.keys} keys: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB\n`);
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
   const conf = { 'bootstrap.servers': info.bootstrapServers };
@@ -102,14 +126,16 @@ async function main(): Promise<void> {
       peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
       node: process.version,
     };
-    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    const windowed = args.suite === 'all' ? windowedSuite() : [];
+    if (args.json) process.stdout.write(JSON.stringify({ ...result, windowed }) + '\n');
     else {
       process.stdout.write(
         `records: ${N} (${PARTS} partitions, batches of ${BATCH})\n` +
           `raw consume→produce copy: ${result.rawCopyRecordsPerSecond} records/s\n` +
           `demo pipeline:            ${result.pipelineRecordsPerSecond} records/s\n` +
           `pipeline / raw:           ${result.pipelineToRawRatio}\n` +
-          `peak RSS: ${result.peakRssMB} MB\n`,
+          `peak RSS: ${result.peakRssMB} MB\n` +
+          windowed.map((r) => `windowed ${r.provider} ${r.keys} keys: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB\n`).join(''),
       );
     }
   } finally {

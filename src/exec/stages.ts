@@ -186,14 +186,23 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
     return out;
   };
   const out: Array<[string, Row]> = [];
-  for (const [key, buffers, store] of [...state.entries()]) {
-    const t = stage.eventTimeKey ? keyTime(stage, decodeState(key) as unknown[]) : undefined;
-    const expired = t !== undefined && t <= W;
-    if (ctx.outputMode === 'complete') out.push([key, emit(key, buffers as unknown[])]);
-    else if (ctx.outputMode === 'update' && updated.has(key)) out.push([key, emit(key, buffers as unknown[])]);
-    else if (ctx.outputMode === 'append' && expired) out.push([key, emit(key, buffers as unknown[])]);
-    if (expired && ctx.outputMode !== 'complete') store.remove(key);
+  if (ctx.outputMode === 'update') {
+    for (const key of updated) out.push([key, emit(key, state.store(key).get(key) as unknown[])]);
   }
+  // One lazy pass over the state (it may be on disk): emit what the mode wants, note what has expired.
+  const expired: Array<[string, StateStore]> = [];
+  if (ctx.outputMode === 'complete' || stage.eventTimeKey) {
+    for (const [key, buffers, store] of state.entries()) {
+      const t = stage.eventTimeKey ? keyTime(stage, decodeState(key) as unknown[]) : undefined;
+      const isExpired = t !== undefined && t <= W;
+      if (ctx.outputMode === 'complete') out.push([key, emit(key, buffers as unknown[])]);
+      else if (isExpired) {
+        if (ctx.outputMode === 'append') out.push([key, emit(key, buffers as unknown[])]);
+        expired.push([key, store]);
+      }
+    }
+  }
+  for (const [key, store] of expired) store.remove(key);
   ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
   return sortByKey(out);
 }
@@ -237,9 +246,9 @@ function dedupe(stage: DedupeStage, rows: Row[], ctx: BatchContext): Row[] {
     out.push(row);
   }
   if (stage.eventTime && ctx.outputMode !== 'complete') {
-    for (const [key, expiresAt, store] of [...state.entries()]) {
-      if (expiresAt != null && (expiresAt as number) <= W) store.remove(key);
-    }
+    const expired: Array<[string, StateStore]> = [];
+    for (const [key, expiresAt, store] of state.entries()) if (expiresAt != null && (expiresAt as number) <= W) expired.push([key, store]);
+    for (const [key, store] of expired) store.remove(key);
   }
   ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
   return out;

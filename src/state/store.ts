@@ -10,7 +10,7 @@
  * - `lmdb`: an LMDB database in the same folder (state larger than memory: only the keys a batch touches
  *   are in the heap). It is rebuilt from the files when it is not at the version asked for.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { writeAtomic } from '../checkpoint/checkpoint.js';
@@ -185,9 +185,7 @@ export class StateStoreProvider {
     if (map instanceof LmdbView) map.flush(this.lmdb!.root, version);
     else this.cached = { version, map: map as Map<string, unknown> };
     if (this.dir && version % this.minDeltasForSnapshot === 0) {
-      const all: string[] = [];
-      for (const [k, v] of map.entries()) all.push(encodeState({ k, v }));
-      writeAtomic(join(this.dir, `${version}.snapshot`), all.join('\n') + (all.length ? '\n' : ''));
+      writeLinesAtomic(join(this.dir, `${version}.snapshot`), map.entries());
       this.maintenance(this.dir, version);
     }
   }
@@ -209,6 +207,26 @@ export class StateStoreProvider {
     this.lmdb?.root.close();
     this.lmdb = undefined;
   }
+}
+
+/** Streams a snapshot to a temporary file and renames it: a snapshot of state larger than memory is never one string. */
+function writeLinesAtomic(path: string, entries: Iterable<[string, unknown]>): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    let chunk = '';
+    for (const [k, v] of entries) {
+      chunk += encodeState({ k, v }) + '\n';
+      if (chunk.length > 1 << 20) {
+        writeSync(fd, chunk);
+        chunk = '';
+      }
+    }
+    if (chunk) writeSync(fd, chunk);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
 }
 
 /**
