@@ -137,6 +137,7 @@ export class DataStreamWriter extends WithOptions {
   /** Checks the query, then starts it; resolves to its handle once it is running. */
   async start(): Promise<StreamingQuery> {
     const session = this.df.session;
+    checkStreamingPlan(this.df.plan, this.mode);
     const ctx: EvalContext = { batchTimestampMs: Date.now() };
     const analyzed = await this.df.analyze(ctx);
     checkStreamingPlan(this.df.plan, this.mode, analyzed);

@@ -17,7 +17,11 @@ function nodes(p: LogicalPlan): LogicalPlan[] {
   return [p, ...children(p).flatMap(nodes)];
 }
 
-export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed: Analyzed): void {
+/**
+ * Called twice: on the logical plan alone, before analysis (so a refused shape is explained before any
+ * registry I/O or type error), and with the analyzed plan, for the checks that need resolved columns.
+ */
+export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed?: Analyzed): void {
   const all = nodes(plan);
   const aggregates = all.filter((n): n is Extract<LogicalPlan, { kind: 'aggregate' }> => n.kind === 'aggregate');
   if (aggregates.length > 1) {
@@ -47,7 +51,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
         '"update" — for a query without aggregation both write each new row once.',
     );
   }
-  const aggStage = analyzed.stages.find((s) => s.kind === 'aggregate');
+  const aggStage = analyzed?.stages.find((s) => s.kind === 'aggregate');
   if (mode === 'append' && aggStage && aggStage.kind === 'aggregate' && !aggStage.eventTimeKey) {
     const hasWatermark = all.some((n) => n.kind === 'watermark');
     throw new UnsupportedOperationError(
