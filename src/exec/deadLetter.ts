@@ -36,18 +36,32 @@ export const DLQ_HEADERS = {
 const toBuffer = (v: unknown): Buffer | null =>
   v == null ? null : Buffer.isBuffer(v) ? v : Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
 
-export class KafkaDeadLetterWriter implements DeadLetterWriter {
+/** A Kafka topic beside the sink (dead letters, late events): records acknowledged before the batch commits. */
+export abstract class KafkaSideTopicWriter {
   private readonly producer: AckedProducer;
   constructor(
-    private readonly topic: string,
+    protected readonly topic: string,
     options: Readonly<Record<string, string>>,
-    private readonly queryId: string,
+    protected readonly queryId: string,
   ) {
     this.producer = new AckedProducer(kafkaConfigFromOptions(options));
   }
   describe(): string {
     return `kafka topic ${this.topic}`;
   }
+  protected async sendAll(records: OutgoingRecord[]): Promise<void> {
+    await this.producer.send(records);
+    await this.producer.flush();
+  }
+  async stop(): Promise<void> {
+    await this.producer.close();
+  }
+}
+
+/** Header name → value, as the Kafka client wants headers. */
+export const headerList = (h: Record<string, string>): Array<Record<string, string>> => Object.entries(h).map(([k, v]) => ({ [k]: v }));
+
+export class KafkaDeadLetterWriter extends KafkaSideTopicWriter implements DeadLetterWriter {
   async write(batchId: number, letters: DeadLetter[]): Promise<void> {
     if (!letters.length) return;
     const records: OutgoingRecord[] = letters.map(({ row, reason, message }) => {
@@ -66,14 +80,10 @@ export class KafkaDeadLetterWriter implements DeadLetterWriter {
         topic: this.topic,
         key: fromKafka ? toBuffer(row.key) : null,
         value: fromKafka ? toBuffer(row.value) : toBuffer(row),
-        headers: Object.entries(h).map(([k, v]) => ({ [k]: v })),
+        headers: headerList(h),
       };
     });
-    await this.producer.send(records);
-    await this.producer.flush();
-  }
-  async stop(): Promise<void> {
-    await this.producer.close();
+    await this.sendAll(records);
   }
 }
 

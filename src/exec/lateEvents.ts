@@ -3,7 +3,7 @@
  * `option('lateEvents.topic', …)` they are written to a Kafka topic (JSON value, the watermark at drop
  * time and the operator in headers) instead of vanishing — without keeping a copy of all events.
  */
-import { AckedProducer, kafkaConfigFromOptions } from '../kafka/client.js';
+import { KafkaSideTopicWriter, headerList } from './deadLetter.js';
 import type { LateRow } from './stages.js';
 
 export const LATE_HEADERS = {
@@ -13,37 +13,22 @@ export const LATE_HEADERS = {
   batch: 'sluice.batch.id',
 } as const;
 
-export class KafkaLateEventsWriter {
-  private readonly producer: AckedProducer;
-  constructor(
-    private readonly topic: string,
-    options: Readonly<Record<string, string>>,
-    private readonly queryId: string,
-  ) {
-    this.producer = new AckedProducer(kafkaConfigFromOptions(options));
-  }
-  describe(): string {
-    return `kafka topic ${this.topic}`;
-  }
+export class KafkaLateEventsWriter extends KafkaSideTopicWriter {
   async write(batchId: number, rows: LateRow[]): Promise<void> {
     if (!rows.length) return;
-    await this.producer.send(
+    await this.sendAll(
       rows.map(({ row, operator, watermarkMs }) => ({
         topic: this.topic,
         value: Buffer.from(
           JSON.stringify(row, (_k, v) => (v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('base64') : v)),
         ),
-        headers: Object.entries({
+        headers: headerList({
           [LATE_HEADERS.watermark]: new Date(watermarkMs).toISOString(),
           [LATE_HEADERS.operator]: operator,
           [LATE_HEADERS.query]: this.queryId,
           [LATE_HEADERS.batch]: String(batchId),
-        }).map(([k, v]) => ({ [k]: v })),
+        }),
       })),
     );
-    await this.producer.flush();
-  }
-  async stop(): Promise<void> {
-    await this.producer.close();
   }
 }
