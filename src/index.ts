@@ -30,3 +30,7 @@ export { frame, unframe } from './serde/wireformat.js';
 export { KafkaAdmin, KafkaError } from './kafka/client.js';
 export { MemoryStream } from './sources/memory.js';
 export type { OutputMode } from './sinks/sink.js';
+export { connection, type Connection } from './config.js';
+export { explainCheckpoint, formatCheckpointReport, type CheckpointReport } from './checkpoint/explain.js';
+export { readTopic } from './kafka/client.js';
+export { produceEvents, sampleEvents, userEventSchema, type ProduceOptions } from './demo/events.js';

@@ -10,6 +10,7 @@ import { produceEvents, sampleEvents, userEventSchema } from '../demo/events.js'
 import { demoPipeline } from '../demo/pipeline.js';
 import { KafkaAdmin, KafkaRecord, RangeReader, AckedProducer, readTopic, PartitionOffsets } from '../kafka/client.js';
 import { registryClient } from '../serde/registry.js';
+import { explainCheckpoint, formatCheckpointReport } from '../checkpoint/explain.js';
 import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
 import { StringType, StructType, IntegerType, LongType } from '../types/index.js';
@@ -259,6 +260,17 @@ export function program(): Command {
       await import(pathToFileURL(path).href);
       const session = SluiceSession.builder().getOrCreate();
       while (session.streams.active.length) await session.streams.awaitAnyTermination().finally(() => session.streams.resetTerminated());
+    });
+
+  cli
+    .command('checkpoint')
+    .description('inspect a query checkpoint')
+    .command('explain <dir>')
+    .description('what the checkpoint holds, and what a restart would do next')
+    .option('--json', 'print JSON')
+    .action((dir, o) => {
+      const report = explainCheckpoint(resolve(dir));
+      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : formatCheckpointReport(report));
     });
 
   cli
