@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point that sets everything up, then runs what you asked for:
 #   bash scripts/dev.sh demo [demo options]   the demo on a local Kafka + Schema Registry
-#   bash scripts/dev.sh test                  the whole test suite (unit + integration on a real stack)
+#   bash scripts/dev.sh test                  the whole test suite (unit + integration on a real stack + lessons)
+#   bash scripts/dev.sh lab                   JupyterLab on the lessons, with the local stack
 # Set-up is idempotent: Debian libraries for the Kafka client, Java + Maven, npm ci, build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,20 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   CKJS_LINKING=dynamic npm ci --no-audit --no-fund
   touch "$stamp"
 fi
+# Lessons import 'sluice' like any user code: the package links to itself in node_modules.
+ln -sfn .. node_modules/sluice
+
+# The lessons run in Jupyter with the tslab TypeScript kernel (Deno's kernel cannot load the Kafka client's
+# native addon: docs/decisions.md). Jupyter's runner and renderer come from PyPI.
+pystamp=node_modules/.sluice-python
+if [ ! -f "$pystamp" ] || [ lessons/requirements.txt -nt "$pystamp" ]; then
+  say "Installing the lesson runner (nbclient, nbconvert, jupytext) from PyPI"
+  python3 -m pip install -q --disable-pip-version-check -r lessons/requirements.txt
+  touch "$pystamp"
+fi
+scope=(); [ "$(id -u)" = 0 ] || scope=(--user)
+node_modules/.bin/tslab install --python=python3 --binary="$PWD/node_modules/.bin/tslab" "${scope[@]}" >/dev/null
+
 say "Building"
 npm run build --silent
 
@@ -35,6 +50,10 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in
   demo) exec node bin/sluice.js demo "$@" ;;
+  lab)
+    python3 -m pip install -q --disable-pip-version-check jupyterlab
+    node bin/sluice.js up
+    exec python3 -m jupyterlab --ip 127.0.0.1 --notebook-dir lessons "$@" ;;
   test) exec npm test --silent -- "$@" ;;
   "") say "Set-up done. Next: bash scripts/dev.sh demo | bash scripts/dev.sh test" ;;
   *) exec node bin/sluice.js "$cmd" "$@" ;;

@@ -32,5 +32,5 @@ export { MemoryStream } from './sources/memory.js';
 export type { OutputMode } from './sinks/sink.js';
 export { connection, type Connection } from './config.js';
 export { explainCheckpoint, formatCheckpointReport, type CheckpointReport } from './checkpoint/explain.js';
-export { readTopic } from './kafka/client.js';
+export { readTopic, AckedProducer } from './kafka/client.js';
 export { produceEvents, sampleEvents, userEventSchema, type ProduceOptions } from './demo/events.js';

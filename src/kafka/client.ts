@@ -111,6 +111,24 @@ export class KafkaAdmin {
     }
   }
 
+  /**
+   * Deletes the topic if it exists and creates it again, empty: what a lesson or demo does to start clean.
+   * Kafka deletes asynchronously, so this waits until the old topic is gone before creating the new one.
+   */
+  async recreateTopic(topic: string, partitions = 1, replicationFactor = 1): Promise<void> {
+    if ((await this.listTopics()).includes(topic)) await this.deleteTopic(topic);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await this.createTopic(topic, partitions, replicationFactor);
+        return;
+      } catch (e) {
+        if (!/marked for deletion|already exists/i.test((e as Error).message) || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
   deleteTopic(topic: string): Promise<void> {
     return new Promise((resolve, reject) =>
       this.client.deleteTopic(topic, this.timeoutMs, (err) => (err ? reject(fail(`Cannot delete topic "${topic}"`, err)) : resolve())),
