@@ -147,11 +147,9 @@ export class DataFrame {
     return (await this.analyze()).schema;
   }
 
-  /** Prints the schema tree, as Spark's printSchema(), and returns it. */
-  async printSchema(): Promise<string> {
-    const text = (await this.schema()).treeString();
-    this.session.out(text);
-    return text;
+  /** Prints the schema tree, as Spark's printSchema(). (`(await df.schema()).treeString()` gives the text.) */
+  async printSchema(): Promise<void> {
+    this.session.out((await this.schema()).treeString());
   }
 
   /** The plan, as text. */
@@ -201,12 +199,10 @@ export class DataFrame {
     return (await this.collect()).length;
   }
 
-  /** Prints the first rows as a table, as Spark's show(), and returns the text. */
-  async show(numRows = 20, truncate: boolean | number = true): Promise<string> {
+  /** Prints the first rows as a table, as Spark's show(). */
+  async show(numRows = 20, truncate: boolean | number = true): Promise<void> {
     const [rows, schema] = await Promise.all([this.collect(), this.schema()]);
-    const text = showString(rows, schema, numRows, truncate);
-    this.session.out(text);
-    return text;
+    this.session.out(showString(rows, schema, numRows, truncate));
   }
 
   /** The entry point for starting a streaming query. */
