@@ -12,7 +12,7 @@ import { compareValues } from '../expr/values.js';
 import { WINDOW_TYPE, WindowSpec, asWindow } from '../expr/window.js';
 import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
-import { BooleanType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
+import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec } from './logical.js';
 
 export type RowFn = (row: Row) => Row | null;
@@ -196,7 +196,9 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; sta
       const c = resolve(p.child, ctx, ids);
       const cols = p.columns ?? c.schema.fieldNames;
       const evs = cols.map((n) => compile(quote(n), c.schema, ctx).eval);
-      const wm = c.schema.fields.find((f) => f.watermarkDelayMs !== undefined);
+      // The event time: a watermarked column among the keys (a timestamp, or a window of one), else any.
+      const watermarked = c.schema.fields.filter((f) => f.watermarkDelayMs !== undefined);
+      const wm = watermarked.find((f) => cols.includes(f.name)) ?? watermarked[0];
       if (p.withinWatermark && !wm) {
         throw new AnalysisError(
           'dropDuplicatesWithinWatermark needs a watermark: call withWatermark(eventTimeColumn, delay) before it. ' +
@@ -211,11 +213,17 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; sta
         id: ids.stateful++,
         key: (row) => encodeState(evs.map((ev) => ev(row))),
         withinWatermark: p.withinWatermark,
-        ...(useEventTime ? { eventTime: { eval: compile(quote(wm.name), c.schema, ctx).eval, delayMs: wm.watermarkDelayMs! } } : {}),
+        ...(useEventTime ? { eventTime: { eval: eventTimeOf(compile(quote(wm.name), c.schema, ctx).eval, wm.dataType), delayMs: wm.watermarkDelayMs! } } : {}),
       };
       return { ...c, stages: [...c.stages, stage] };
     }
   }
+}
+
+/** The instant a watermarked column stands for: a timestamp itself, or a window's end. */
+function eventTimeOf(ev: Evaluator, type: DataType): Evaluator {
+  if (type === TimestampType) return ev;
+  return (row) => (ev(row) as { end: Date } | null)?.end ?? null;
 }
 
 function checkUnique(names: string[]): void {
