@@ -18,7 +18,7 @@ export {
   count, sum, avg, mean, min, max, first, last, collect_list, collectList, collect_set, collectSet,
   approx_count_distinct, approxCountDistinct, count_distinct, countDistinct,
 } from './expr/aggregates.js';
-export { window } from './expr/window.js';
+export { window, session_window, sessionWindow } from './expr/window.js';
 export { AnalysisError } from './expr/compile.js';
 export { RecordError } from './expr/values.js';
 export { UnsupportedOperationError } from './plan/unsupported.js';

@@ -17,6 +17,7 @@ import type { AggregateStage, DedupeStage, Stage, StatefulStage } from '../plan/
 import type { OutputMode } from '../sinks/sink.js';
 import type { Row } from '../types/index.js';
 import { applyRows } from './rows.js';
+import { sessionAggregate } from './sessionWindows.js';
 
 export interface EventTimeStats {
   min: number;
@@ -132,6 +133,7 @@ export async function runStages(input: Row[], stages: Stage[], ctx: BatchContext
 }
 
 export function operatorName(s: StatefulStage): string {
+  if (s.kind === 'aggregate' && s.sessionKey) return 'sessionWindowStateStoreSaveExec'; // Spark's short names
   return s.kind === 'aggregate' ? 'stateStoreSave' : s.withinWatermark ? 'dedupeWithinWatermark' : 'dedupe';
 }
 
@@ -144,6 +146,7 @@ function keyTime(stage: AggregateStage, keyValues: unknown[]): number | undefine
 }
 
 function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[] {
+  if (stage.sessionKey) return sessionAggregate(stage, rows, ctx);
   const state = ctx.state(stage.id);
   const W = ctx.watermarkMs;
   let dropped = 0;
@@ -157,7 +160,7 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
         const t = part.window.time(row) as Date | null;
         const ws = t == null ? [null] : windowsOf(t.getTime(), part.window.spec);
         combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
-      } else {
+      } else if ('eval' in part) {
         const v = part.eval(row);
         for (const c of combos) c.push(v);
       }
@@ -209,7 +212,11 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
 
 /** Groups come out ordered by key (window start first), so outputs read and compare easily. */
 function sortByKey(out: Array<[string, Row]>): Row[] {
-  const decoded = out.map(([k, r]) => [decodeState(k) as unknown[], r] as const);
+  return sortByKeyValues(out.map(([k, r]) => [decodeState(k) as unknown[], r]));
+}
+
+/** Sorts rows by their grouping key values (a window or session by its start). */
+export function sortByKeyValues(decoded: Array<[unknown[], Row]>): Row[] {
   decoded.sort(([a], [b]) => {
     for (let i = 0; i < a.length; i++) {
       const x = a[i];

@@ -7,7 +7,7 @@ import { Column, ColumnLike, Expr, colExpr, exprName } from './column.js';
 import { AnalysisError, Bound, EvalContext, compile } from './compile.js';
 import { compareValues } from './values.js';
 import { encodeState } from '../state/codec.js';
-import { hllAdd, hllEmpty, hllEstimate, relativeSdToPrecision } from './hll.js';
+import { hllAdd, hllEmpty, hllEstimate, hllMerge, relativeSdToPrecision } from './hll.js';
 import type { StructType } from '../types/index.js';
 
 export interface AggregateImpl {
@@ -15,6 +15,11 @@ export interface AggregateImpl {
   readonly type: DataType;
   init(): unknown;
   update(buffer: unknown, row: Row): unknown;
+  /**
+   * Combines two buffers of the same group: `a` holds rows that came before `b`'s (session windows merge
+   * two sessions into one when a new event bridges them). May reuse `a`.
+   */
+  merge(a: unknown, b: unknown): unknown;
   finish(buffer: unknown): unknown;
 }
 
@@ -111,7 +116,7 @@ function needArg(name: string, a: Bound | undefined): Bound {
 AGGREGATES.set('count', {
   bind: (a) => {
     const ev = needArg('count', a).eval;
-    return { type: LongType, init: () => 0, update: (b, r) => (ev(r) == null ? b : (b as number) + 1), finish: (b) => b };
+    return { type: LongType, init: () => 0, update: (b, r) => (ev(r) == null ? b : (b as number) + 1), merge: (x, y) => (x as number) + (y as number), finish: (b) => b };
   },
 });
 
@@ -127,6 +132,7 @@ AGGREGATES.set('sum', {
         const v = ev(r) as number | null;
         return v == null ? b : ((b as number | null) ?? 0) + v;
       },
+      merge: (x, y) => (x == null ? y : y == null ? x : (x as number) + (y as number)),
       finish: (b) => b,
     };
   },
@@ -144,6 +150,11 @@ AGGREGATES.set('avg', {
         const v = ev(r) as number | null;
         const [s, n] = b as [number, number];
         return v == null ? b : [s + v, n + 1];
+      },
+      merge: (x, y) => {
+        const [s1, n1] = x as [number, number];
+        const [s2, n2] = y as [number, number];
+        return [s1 + s2, n1 + n2];
       },
       finish: (b) => {
         const [s, n] = b as [number, number];
@@ -165,6 +176,7 @@ function extreme(name: string, keep: (c: number) => boolean): void {
           const v = ev(r);
           return v == null ? b : b == null || keep(compareValues(v, b)) ? v : b;
         },
+        merge: (x, y) => (x == null ? y : y == null ? x : keep(compareValues(y, x)) ? y : x),
         finish: (b) => b,
       };
     },
@@ -177,14 +189,15 @@ AGGREGATES.set('first', {
   bind: (a) => {
     const arg = needArg('first', a);
     const ev = arg.eval;
-    return { type: arg.type, init: () => ({ set: false, v: null }), update: (b, r) => ((b as { set: boolean }).set ? b : { set: true, v: ev(r) }), finish: (b) => (b as { v: unknown }).v };
+    return { type: arg.type, init: () => ({ set: false, v: null }), update: (b, r) => ((b as { set: boolean }).set ? b : { set: true, v: ev(r) }), merge: (x, y) => ((x as { set: boolean }).set ? x : y), finish: (b) => (b as { v: unknown }).v };
   },
 });
 AGGREGATES.set('last', {
   bind: (a) => {
     const arg = needArg('last', a);
     const ev = arg.eval;
-    return { type: arg.type, init: () => null, update: (_b, r) => ev(r), finish: (b) => b };
+    // A merged session always has rows on both sides, so the later side's value is the last one.
+    return { type: arg.type, init: () => null, update: (_b, r) => ev(r), merge: (_x, y) => y, finish: (b) => b };
   },
 });
 
@@ -200,6 +213,7 @@ AGGREGATES.set('collect_list', {
         if (v != null) (b as unknown[]).push(v); // Spark's collect_list skips nulls
         return b;
       },
+      merge: (x, y) => [...(x as unknown[]), ...(y as unknown[])],
       finish: (b) => b,
     };
   },
@@ -230,6 +244,15 @@ function distinctValues(name: string, distinct: boolean, finish: (values: unknow
           }
           return values;
         },
+        merge: (x, y) => {
+          const seen = new Set((x as unknown[]).map((v) => encodeState(v)));
+          const out = [...(x as unknown[])];
+          for (const v of y as unknown[]) {
+            const k = encodeState(v);
+            if (!seen.has(k)) (seen.add(k), out.push(v));
+          }
+          return out;
+        },
         finish: (b) => finish(b as unknown[]),
       };
     },
@@ -251,6 +274,7 @@ AGGREGATES.set('approx_count_distinct', {
         if (v != null) hllAdd(b as Buffer, v);
         return b;
       },
+      merge: (x, y) => hllMerge(x as Buffer, y as Buffer),
       finish: (b) => hllEstimate(b as Buffer),
     };
   },

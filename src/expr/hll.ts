@@ -64,6 +64,12 @@ export function hllAdd(registers: Buffer, value: unknown): void {
   if (rank > registers[idx]!) registers[idx] = rank;
 }
 
+/** The union of two sketches of the same precision: register-wise max (into `a`). */
+export function hllMerge(a: Buffer, b: Buffer): Buffer {
+  for (let i = 0; i < a.length; i++) if (b[i]! > a[i]!) a[i] = b[i]!;
+  return a;
+}
+
 export function hllEstimate(registers: Buffer): number {
   const m = registers.length;
   const alpha = m === 16 ? 0.673 : m === 32 ? 0.697 : m === 64 ? 0.709 : 0.7213 / (1 + 1.079 / m);

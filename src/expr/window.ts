@@ -80,3 +80,36 @@ registerFunction('window', {
     };
   },
 });
+
+/**
+ * Session windows, as Spark's `session_window(timeColumn, gapDuration)`: each row opens a session
+ * [t, t + gap); sessions of the same group that overlap or touch (a start at or before the other's end)
+ * merge into one, so a session closes once no row came for `gap`. Only meaningful in groupBy().
+ */
+export function session_window(timeColumn: ColumnLike, gapDuration: string): Column {
+  return new Column({ kind: 'fn', name: 'session_window', args: [colExpr(timeColumn)], options: { gapDuration } });
+}
+export const sessionWindow = session_window;
+
+/** If `e` is a session_window() call (maybe aliased), its time column and gap. */
+export function asSessionWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; gapMs: number; name: string } | undefined {
+  const inner = e.kind === 'alias' ? e.child : e;
+  if (inner.kind !== 'fn' || inner.name !== 'session_window') return undefined;
+  const time = compile(inner.args[0]!, schema, ctx);
+  if (time.type !== TimestampType) {
+    throw new AnalysisError(`session_window() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
+  }
+  const gap = String(inner.options?.gapDuration);
+  const gapMs = parseDuration(gap, 'gapDuration');
+  if (!(gapMs > 0)) throw new AnalysisError(`session_window(): the gap (${gap}) must be positive.`);
+  return { time, gapMs, name: e.kind === 'alias' ? e.name : 'session_window' };
+}
+
+registerFunction('session_window', {
+  bind() {
+    throw new AnalysisError(
+      'session_window() only makes sense in groupBy(): a session is known only once rows of the same group are merged. ' +
+        "Write groupBy(session_window(col('ts'), '5 minutes'), …).agg(…).",
+    );
+  },
+});

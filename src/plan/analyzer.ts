@@ -9,7 +9,7 @@ import type { Expr } from '../expr/column.js';
 import { AnalysisError, Bound, EvalContext, Evaluator, compile, expandProjection, prepareExpr, projector, schemaOf } from '../expr/compile.js';
 import '../expr/functions.js';
 import { compareValues } from '../expr/values.js';
-import { WINDOW_TYPE, WindowSpec, asWindow } from '../expr/window.js';
+import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow } from '../expr/window.js';
 import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
@@ -26,8 +26,11 @@ export interface WatermarkStage {
   eventTime: Evaluator;
 }
 
-/** A grouping key part: a column, or the windows of an event-time column. */
-export type KeyPart = { name: string; eval: Evaluator } | { name: string; window: { time: Evaluator; spec: WindowSpec } };
+/** A grouping key part: a column, the windows of an event-time column, or its sessions. */
+export type KeyPart =
+  | { name: string; eval: Evaluator }
+  | { name: string; window: { time: Evaluator; spec: WindowSpec } }
+  | { name: string; session: { time: Evaluator; gapMs: number } };
 
 export interface AggregateStage {
   kind: 'aggregate';
@@ -37,6 +40,8 @@ export interface AggregateStage {
   aggs: AggregateImpl[];
   /** Which key part is the watermarked event time (or its window): what late rows and eviction are judged by. */
   eventTimeKey?: { index: number; isWindow: boolean };
+  /** The session_window() key part, if any: state then holds each group's sessions (exec/sessionWindows.ts). */
+  sessionKey?: { index: number; time: Evaluator; gapMs: number };
 }
 
 export interface DedupeStage {
@@ -173,7 +178,26 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; sta
       const keys: KeyPart[] = [];
       const keyFields: StructField[] = [];
       let eventTimeKey: AggregateStage['eventTimeKey'];
+      let sessionKey: AggregateStage['sessionKey'];
+      const timeWindows = p.groupBy.filter((e) => {
+        const inner = e.kind === 'alias' ? e.child : e;
+        return inner.kind === 'fn' && (inner.name === 'window' || inner.name === 'session_window');
+      });
+      if (timeWindows.length > 1) {
+        throw new AnalysisError(
+          `groupBy() has ${timeWindows.length} time windows (window() or session_window()); a row would need one group per combination of ` +
+            'windows, which Spark refuses too. Group by one window, and aggregate its result again in a second query if you need both.',
+        );
+      }
       p.groupBy.forEach((e, index) => {
+        const sw = asSessionWindow(e, c.schema, ctx);
+        if (sw) {
+          keys.push({ name: sw.name, session: { time: sw.time.eval, gapMs: sw.gapMs } });
+          keyFields.push({ name: sw.name, dataType: WINDOW_TYPE, nullable: true, ...(sw.time.watermarkDelayMs !== undefined ? { watermarkDelayMs: sw.time.watermarkDelayMs } : {}) });
+          sessionKey = { index, time: sw.time.eval, gapMs: sw.gapMs };
+          if (sw.time.watermarkDelayMs !== undefined) eventTimeKey = { index, isWindow: true };
+          return;
+        }
         const w = asWindow(e, c.schema, ctx);
         if (w) {
           keys.push({ name: w.name, window: { time: w.time.eval, spec: w.spec } });
@@ -189,7 +213,7 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; sta
       const aggs = p.aggs.map((e) => bindAggregate(e, c.schema, ctx));
       const fields = [...keyFields, ...aggs.map((a) => ({ name: a.name, dataType: a.type, nullable: true }))];
       checkUnique(fields.map((f) => f.name));
-      const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, aggs, ...(eventTimeKey ? { eventTimeKey } : {}) };
+      const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, aggs, ...(eventTimeKey ? { eventTimeKey } : {}), ...(sessionKey ? { sessionKey } : {}) };
       return { ...c, schema: new StructType(fields), stages: [...c.stages, stage] };
     }
     case 'dedupe': {

@@ -43,6 +43,21 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
     }
   }
   const aggregated = aggregates.length > 0;
+  const sessioned = aggregates.some((a) =>
+    a.groupBy.some((e) => {
+      const inner = e.kind === 'alias' ? e.child : e;
+      return inner.kind === 'fn' && inner.name === 'session_window';
+    }),
+  );
+  if (mode === 'update' && sessioned) {
+    throw new UnsupportedOperationError(
+      'Update output mode is not supported for an aggregation over session_window() (Spark refuses it too). A session ' +
+        'changes its range as rows arrive: when a row bridges two sessions they become one, and an update-mode sink ' +
+        'that upserted the two earlier rows by key (start and end included) would keep them, next to the merged one. ' +
+        'Use outputMode("append") with withWatermark() on the time column (each session once, when it has closed), ' +
+        'or "complete" (all sessions every batch).',
+    );
+  }
   if (mode === 'complete' && !aggregated) {
     throw new UnsupportedOperationError(
       'Complete output mode is not supported when there are no streaming aggregations. ' +

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   SluiceSession, UnsupportedOperationError, col, count, sum, approx_count_distinct, countDistinct, window, collect_list, max, avg, first, last, min,
-  collect_set,
+  collect_set, session_window,
 } from '../../src/index.js';
 import type { DataFrame, OutputMode, StreamingQuery } from '../../src/index.js';
 
@@ -208,19 +208,86 @@ describe('deduplication', () => {
   });
 });
 
-describe.each(['memory', 'lmdb'])('restart in the middle of a windowed query (%s state store)', (kind) => {
-  it('gives the same output as a run without restart (state restored from its files)', async () => {
+/**
+ * Session windows (Spark's session_window), gap 5 minutes, watermark 10 minutes, grouped by id, append mode.
+ * A row at t opens [t, t+5min); sessions of one id that overlap or touch (start <= other's end) merge. A row is
+ * late when its own session would end at or before the watermark; a session is emitted, once, when the
+ * watermark reaches its end.
+ */
+const sessions = (df: DataFrame): DataFrame =>
+  df.withWatermark('ts', '10 minutes').groupBy(session_window(col('ts'), '5 minutes'), col('id')).agg(count('*').alias('n'));
+const sessionSteps = [
+  [{ id: 'a', ts: t('12:00') }, { id: 'a', ts: t('12:03') }, { id: 'b', ts: t('12:02') }],
+  [{ id: 'a', ts: t('12:10') }, { id: 'b', ts: t('12:07') }],
+  [{ id: 'a', ts: t('12:13') }, { id: 'c', ts: t('12:30') }],
+  [{ id: 'a', ts: t('12:14') }, { id: 'a', ts: t('12:17') }],
+  [{ id: 'd', ts: t('12:40') }],
+];
+const sessionLine = (r: Record<string, unknown>): string => {
+  const s = r.session_window as { start: Date; end: Date };
+  return `${hm(s.start)}-${hm(s.end)} ${String(r.id)}:${String(r.n)}`;
+};
+
+describe.each(['memory', 'lmdb'])('session windows (%s state store)', (kind) => {
+  it('append: sessions merge within the gap, are emitted once when the watermark passes their end; late rows are dropped', async () => {
     provider = kind;
-    const line = countLine;
-    const whole = (await trace(tumbling, 'append', steps, line)).traces;
+    const { traces, query } = await trace(sessions, 'append', sessionSteps, sessionLine);
+    provider = 'memory';
+    expect(traces.map((x) => [x.batch, x.input, x.watermark, x.out, x.dropped])).toEqual([
+      // a: [12:00,12:05) + [12:03,12:08) overlap → [12:00,12:08) n=2; b: [12:02,12:07) n=1. Next watermark 12:03 − 10 = 11:53.
+      [0, 3, '00:00', [], 0],
+      [1, 0, '11:53', [], 0], // no-data batch: no session ends by 11:53
+      // a@12:10 starts after 12:08: a new session [12:10,12:15). b@12:07 touches [12:02,12:07) → [12:02,12:12) n=2. Next 12:00.
+      [2, 2, '11:53', [], 0],
+      [3, 0, '12:00', [], 0],
+      // a@12:13 → [12:10,12:18) n=2; c: [12:30,12:35). Next 12:30 − 10 = 12:20.
+      [4, 2, '12:00', [], 0],
+      // 12:08, 12:12 and 12:18 are <= 12:20: three sessions close, ordered by start.
+      [5, 0, '12:20', ['12:00-12:08 a:2', '12:02-12:12 b:2', '12:10-12:18 a:2'], 0],
+      // a@12:14 would end 12:19 <= 12:20: late, dropped. a@12:17 ends 12:22: a new session. Max stays 12:30: no no-data batch.
+      [6, 2, '12:20', [], 1],
+      // d@12:40 moves the watermark to 12:30, which closes a's [12:17,12:22); c's [12:30,12:35) stays open.
+      [7, 1, '12:20', [], 0],
+      [8, 0, '12:30', ['12:17-12:22 a:1'], 0],
+    ]);
+    expect(query.recentProgress[6]!.stateOperators[0]).toEqual(expect.objectContaining({ operatorName: 'sessionWindowStateStoreSaveExec', numRowsDroppedByWatermark: 1 }));
+  });
+
+  it('complete: a row that bridges two sessions merges them into one, aggregates combined in event-time order', async () => {
+    provider = kind;
+    const bridged = (df: DataFrame): DataFrame =>
+      df.groupBy(col('id'), session_window(col('ts'), '5 minutes')).agg(count('*').alias('n'), collect_list('ts').alias('times'));
+    const line = (r: Record<string, unknown>): string => {
+      const s = r.session_window as { start: Date; end: Date };
+      return `${String(r.id)} ${hm(s.start)}-${hm(s.end)}:${String(r.n)} [${(r.times as Date[]).map(hm).join(' ')}]`;
+    };
+    const { traces } = await trace(bridged, 'complete', [
+      [{ id: 'a', ts: t('12:00') }, { id: 'a', ts: t('12:08') }],
+      [{ id: 'a', ts: t('12:04') }], // [12:04,12:09) overlaps [12:00,12:05) and [12:08,12:13)
+    ], line);
+    provider = 'memory';
+    expect(traces.map((x) => x.out)).toEqual([
+      ['a 12:00-12:05:1 [12:00]', 'a 12:08-12:13:1 [12:08]'],
+      ['a 12:00-12:13:3 [12:00 12:04 12:08]'],
+    ]);
+  });
+});
+
+describe.each(['memory', 'lmdb'])('restart in the middle of a windowed query (%s state store)', (kind) => {
+  it.each([
+    ['tumbling windows', tumbling, steps, countLine],
+    ['session windows', sessions, sessionSteps, sessionLine],
+  ] as const)('%s: gives the same output as a run without restart (state restored from its files)', async (_name, query, input, line) => {
+    provider = kind;
+    const whole = (await trace(query, 'append', input, line)).traces;
     const cp = mkdtempSync(join(tmpdir(), 'sluice-et-restart-'));
     // Same input, but the "process" stops after each step; every run sees all data added so far.
     const outs: Trace[] = [];
-    for (let i = 1; i <= steps.length; i++) {
+    for (let i = 1; i <= input.length; i++) {
       const s = newSession();
-      const input = s.memoryStream('id STRING, ts TIMESTAMP');
-      input.addData(steps.slice(0, i).flat());
-      const q = await tumbling(input.toDF()).writeStream.format('memory').queryName('out').outputMode('append').option('checkpointLocation', cp).start();
+      const stream = s.memoryStream('id STRING, ts TIMESTAMP');
+      stream.addData(input.slice(0, i).flat());
+      const q = await query(stream.toDF()).writeStream.format('memory').queryName('out').outputMode('append').option('checkpointLocation', cp).start();
       await q.processAllAvailable();
       await q.stop();
       const table = s.memoryTable('out');
@@ -286,6 +353,12 @@ describe('what streaming aggregation refuses, with the reason', () => {
     await expect(start(stream().groupBy('id').count().orderBy('count'), 'update')).rejects.toThrow(/Sorting is not supported/);
     const q = await start(stream().groupBy('id').count().orderBy('count'), 'complete');
     await q.stop();
+  });
+  it('update mode over session windows, session_window() outside groupBy, and two time windows in one groupBy', async () => {
+    const sw = session_window(col('ts'), '5 minutes');
+    await expect(start(stream().withWatermark('ts', '1 minute').groupBy(sw).count(), 'update')).rejects.toThrow(/Update output mode is not supported for an aggregation over session_window\(\)[\s\S]*outputMode\("append"\)/);
+    await expect(start(stream().select(sw), 'append')).rejects.toThrow(/session_window\(\) only makes sense in groupBy\(\)/);
+    await expect(start(stream().withWatermark('ts', '1 minute').groupBy(sw, window(col('ts'), '5 minutes')).count(), 'append')).rejects.toThrow(/2 time windows/);
   });
   it('a watermark on a column that is not a timestamp', async () => {
     await expect(start(stream().withWatermark('id', '1 minute').groupBy('id').count(), 'update')).rejects.toThrow(/needs a timestamp column, but it is string/);
