@@ -59,9 +59,18 @@ def render(nb, src):
         for out in cell.get("outputs", []):
             if "text" in out:
                 out["text"] = ANSI.sub("", out["text"])
-    body, _ = MarkdownExporter().from_notebook_node(nb)
+    # Pictures (a lesson's plots) are written next to the Markdown, in docs/lessons/<lesson>_files/.
+    files_dir = f"{src.stem}_files"
+    body, resources = MarkdownExporter().from_notebook_node(nb, resources={"output_files_dir": files_dir, "unique_key": src.stem})
     header = f"<!-- Rendered from lessons/{src.name} by scripts/lessons.py run --render: real outputs of a run. -->\n\n"
     (DOCS / f"{src.stem}.md").write_text(header + body)
+    outputs = resources.get("outputs", {})
+    if outputs:
+        (DOCS / files_dir).mkdir(exist_ok=True)
+        for old in (DOCS / files_dir).iterdir():
+            old.unlink()
+        for name, data in outputs.items():
+            (DOCS / name).write_bytes(data if isinstance(data, bytes) else data.encode())
 
 
 def run(args):

@@ -402,7 +402,12 @@ export class StreamingQuery {
     await this.deadLetterWriter.write(batchId, letters);
     await this.lateWriter?.write(batchId, late);
     await sink.addBatch(batchId, out, analyzed.schema, outputMode);
-    for (const st of this.states.values()) st.commit();
+    for (const [id, st] of this.states) {
+      st.commit();
+      // Commit time and state size are known only now.
+      const m = operators.get(id);
+      if (m) Object.assign(m, st.metrics());
+    }
     const addBatch = Date.now() - t1;
     if (letters.length) {
       this.spec.log(`WARN Batch ${batchId}: ${letters.length} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${letters[0]!.reason}`);

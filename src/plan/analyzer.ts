@@ -208,7 +208,8 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; sta
         const b: Bound = compile(e, c.schema, ctx);
         keys.push({ name: b.name, eval: b.eval });
         keyFields.push({ name: b.name, dataType: b.type, nullable: b.nullable, ...(b.watermarkDelayMs !== undefined ? { watermarkDelayMs: b.watermarkDelayMs } : {}) });
-        if (b.watermarkDelayMs !== undefined) eventTimeKey ??= { index, isWindow: false };
+        // A watermarked column is a timestamp, or a window struct made earlier (withColumn('w', window(…))).
+        if (b.watermarkDelayMs !== undefined) eventTimeKey ??= { index, isWindow: b.type !== TimestampType };
       });
       const aggs = p.aggs.map((e) => bindAggregate(e, c.schema, ctx));
       const fields = [...keyFields, ...aggs.map((a) => ({ name: a.name, dataType: a.type, nullable: true }))];
