@@ -7,7 +7,7 @@
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
 import { AnalysisError, EvalContext, splitName } from '../expr/compile.js';
-import { OperatorState, runStages } from '../exec/stages.js';
+import { OperatorState, runPlan } from '../exec/stages.js';
 import { parseDuration } from '../util/duration.js';
 import { analyze, Analyzed } from '../plan/analyzer.js';
 import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
@@ -137,6 +137,29 @@ export class DataFrame {
     return this.with({ kind: 'dedupe', child: this.plan, ...(columns ? { columns } : {}), withinWatermark: true });
   }
 
+  /**
+   * The rows of this DataFrame and then those of `others`, matched by column **position** (Spark's union;
+   * duplicates are kept — follow with dropDuplicates() for SQL's UNION). Streams union with streams only.
+   * Each input keeps its own watermark; the query's watermark is their minimum (`sluice.sql.streaming.
+   * multipleWatermarkPolicy` = `max` to follow the fastest input instead).
+   */
+  union(...others: DataFrame[]): DataFrame {
+    return this.unionOf(others, false, false);
+  }
+  /** Same as {@link union} (Spark's old name). */
+  unionAll(...others: DataFrame[]): DataFrame {
+    return this.union(...others);
+  }
+  /** As {@link union}, but columns are matched by **name**; `allowMissingColumns` fills the ones an input lacks with null. */
+  unionByName(other: DataFrame, allowMissingColumns = false): DataFrame {
+    return this.unionOf([other], true, allowMissingColumns);
+  }
+  private unionOf(others: DataFrame[], byName: boolean, allowMissingColumns: boolean): DataFrame {
+    if (!others.length) throw new AnalysisError('union() needs at least one other DataFrame.');
+    if (others.some((o) => o.session !== this.session)) throw new AnalysisError('union(): all DataFrames must come from the same session.');
+    return this.with({ kind: 'union', inputs: [this.plan, ...others.map((o) => o.plan)], byName, allowMissingColumns });
+  }
+
   /** @internal Resolves the plan (asks the registry for schemas where needed). */
   async analyze(ctx: EvalContext = { batchTimestampMs: Date.now() }): Promise<Analyzed> {
     return analyze(this.plan, ctx);
@@ -172,10 +195,9 @@ export class DataFrame {
   async collect(): Promise<Row[]> {
     this.requireBatch('collect');
     const a = await this.analyze();
-    if (a.leaf.kind !== 'local') throw new AnalysisError('collect() needs a batch source.');
     // A batch is one pass: aggregations emit every group, state lives only for this call.
     const states = new Map<number, OperatorState>();
-    return runStages(a.leaf.rows, a.stages, {
+    return runPlan(a, [], {
       watermarkMs: -Infinity,
       outputMode: 'complete',
       state: (id) => {

@@ -3,7 +3,7 @@
  *
  *   metadata              {"id": "<query id>"}
  *   offsets/N             v1 / {batchWatermarkMs, batchTimestampMs, conf} / one line per source offset
- *   commits/N             v1 / {"nextBatchWatermarkMs": ...}
+ *   commits/N             v1 / {"nextBatchWatermarkMs": ..., "operatorWatermarksMs": {id: ms} (several inputs only)}
  *   sources/<i>/0         v1 / the offset source i started from (resolved startingOffsets)
  *   deadletter/N.jsonl    records of batch N that could not be processed (when no dead-letter topic is set)
  *
@@ -30,6 +30,12 @@ export interface OffsetSeq {
 
 export interface CommitMetadata {
   nextBatchWatermarkMs: number;
+  /**
+   * Each watermark operator's own watermark (by operator id), when the query has several inputs with a
+   * watermark. Spark keeps these only in memory, so after a restart the first batch's inputs alone decide
+   * the global watermark; Sluice logs them so a restart gives the same watermarks as no restart.
+   */
+  operatorWatermarksMs?: Record<string, number>;
 }
 
 export class CheckpointError extends Error {

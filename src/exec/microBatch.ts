@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, Offset, OffsetSeq } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
-import { statefulStages, type Analyzed, type WatermarkStage } from '../plan/analyzer.js';
+import { allStages, sourceLeaves, statefulStages, type Analyzed, type WatermarkStage } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
 import type { ReadLimit, Source } from '../sources/source.js';
@@ -20,7 +20,7 @@ import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStat
 import type { Trigger } from './trigger.js';
 import { join } from 'node:path';
 import { KafkaLateEventsWriter } from './lateEvents.js';
-import { EventTimeStats, LateRow, OperatorState, StateOperatorProgress, runStages } from './stages.js';
+import { EventTimeStats, LateRow, OperatorState, StateOperatorProgress, runPlan } from './stages.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -70,8 +70,13 @@ export class StreamingQuery {
   private readonly sources: Source[];
   private readonly deadLetterWriter: DeadLetterWriter;
   private readonly lateWriter: KafkaLateEventsWriter | undefined;
-  /** Resolvers of processAllAvailable() calls, with the time they were made. */
-  private readonly drainWaiters: Array<{ since: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  /**
+   * Resolvers of processAllAvailable() calls, with the number of triggers started before the call: only a
+   * trigger started after it may resolve it (a clock would not do: a trigger that read the sources just
+   * before the call can start in the same millisecond).
+   */
+  private readonly drainWaiters: Array<{ after: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  private triggers = 0;
   private lastTriggerStart = 0;
   /** State of each stateful operator, by operator id. */
   private readonly states = new Map<number, OperatorState>();
@@ -82,10 +87,9 @@ export class StreamingQuery {
   constructor(private readonly spec: QuerySpec) {
     this.id = spec.checkpoint.queryId();
     this.name = spec.name;
-    this.sources = [];
-    const leaf = spec.analyzed.leaf;
-    if (leaf.kind !== 'source') throw new CheckpointError('A streaming query needs a streaming source.');
-    this.sources.push(createSource(leaf.spec));
+    const specs = sourceLeaves(spec.analyzed);
+    if (!specs.length) throw new CheckpointError('A streaming query needs a streaming source.');
+    this.sources = specs.map(createSource);
     this.deadLetterWriter = spec.deadLetters(this.id);
     this.lateWriter = spec.lateEvents?.(this.id);
     for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: new Date().toISOString() });
@@ -116,7 +120,7 @@ export class StreamingQuery {
   processAllAvailable(): Promise<void> {
     if (this.terminated) return this.exception ? Promise.reject(this.exception) : Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.drainWaiters.push({ since: Date.now(), resolve, reject });
+      this.drainWaiters.push({ after: this.triggers, resolve, reject });
       this.wake?.();
     });
   }
@@ -242,7 +246,9 @@ export class StreamingQuery {
         this.spec.log(`INFO Batch ${lastPlanned} was planned but not committed: re-running it with the logged offsets.`);
       }
     }
-    let watermarkMs = lastCommitted !== undefined ? (cp.commits.get(lastCommitted)?.nextBatchWatermarkMs ?? 0) : 0;
+    const lastCommit = lastCommitted !== undefined ? cp.commits.get(lastCommitted) : undefined;
+    let watermarkMs = lastCommit?.nextBatchWatermarkMs ?? 0;
+    for (const [id, ms] of Object.entries(lastCommit?.operatorWatermarksMs ?? {})) this.operatorWatermarks.set(Number(id), ms);
     // The watermark the last committed batch ran with: a no-data batch runs when the next one is newer.
     let lastBatchWatermarkMs = lastCommitted !== undefined ? (cp.offsets.get(lastCommitted)?.metadata.batchWatermarkMs ?? 0) : 0;
     // Settings that shape state are fixed by the checkpoint: a restart keeps them, whatever the session says.
@@ -261,7 +267,8 @@ export class StreamingQuery {
     for (const st of statefulStages(this.spec.analyzed)) {
       this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions, provider));
     }
-    const watermarked = this.spec.analyzed.stages.some((st) => st.kind === 'watermark');
+    const watermarkOperators = allStages(this.spec.analyzed).filter((st) => st.kind === 'watermark').length;
+    const watermarked = watermarkOperators > 0;
     // Complete mode never evicts, so a moved watermark alone gives it nothing to do (Spark's rule too).
     const noDataBatches = watermarked && this.states.size > 0 && this.spec.outputMode !== 'complete';
     let availableNowTarget: Offset[] | undefined;
@@ -272,6 +279,7 @@ export class StreamingQuery {
 
     while (!this.stopping) {
       const triggerStart = Date.now();
+      const triggerNo = ++this.triggers;
       this.status = { message: 'Getting offsets from sources', isDataAvailable: false, isTriggerActive: true };
       const start = await this.startOffsets(nextBatch);
       let seq: OffsetSeq;
@@ -292,7 +300,7 @@ export class StreamingQuery {
         const noDataBatch = !hasData && noDataBatches && watermarkMs > lastBatchWatermarkMs && trigger.kind !== 'once';
         if (!hasData && !noDataBatch) {
           this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
-          this.resolveDrainWaiters(triggerStart);
+          this.resolveDrainWaiters(triggerNo);
           if (trigger.kind === 'once' || trigger.kind === 'availableNow') break;
           await this.sleep(trigger.kind === 'processingTime' ? Math.max(trigger.intervalMs, 100) : 100);
           continue;
@@ -314,7 +322,10 @@ export class StreamingQuery {
       lastBatchWatermarkMs = seq.metadata.batchWatermarkMs;
       watermarkMs = this.nextWatermark(seq.metadata.batchWatermarkMs, eventTime, conf[WATERMARK_POLICY_CONF]!);
       const t2 = Date.now();
-      cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs });
+      cp.commits.add(nextBatch, {
+        nextBatchWatermarkMs: watermarkMs,
+        ...(watermarkOperators > 1 && this.operatorWatermarks.size ? { operatorWatermarksMs: Object.fromEntries(this.operatorWatermarks) } : {}),
+      });
       progress.durationMs.commitOffsets = Date.now() - t2;
       progress.durationMs.triggerExecution = Date.now() - triggerStart;
       progress.batchDuration = progress.durationMs.triggerExecution;
@@ -332,10 +343,11 @@ export class StreamingQuery {
     }
   }
 
-  private resolveDrainWaiters(triggerStart: number): void {
+  /** Resolves the processAllAvailable() calls made before trigger number `trigger` started: it found no new data. */
+  private resolveDrainWaiters(trigger: number): void {
     for (let i = this.drainWaiters.length - 1; i >= 0; i--) {
       const w = this.drainWaiters[i]!;
-      if (triggerStart >= w.since) {
+      if (trigger > w.after) {
         this.drainWaiters.splice(i, 1);
         w.resolve();
       }
@@ -348,7 +360,7 @@ export class StreamingQuery {
    * Computed at the end of batch N, used by batch N+1.
    */
   private nextWatermark(current: number, stats: Map<number, EventTimeStats>, policy: string): number {
-    for (const st of this.spec.analyzed.stages) {
+    for (const st of allStages(this.spec.analyzed)) {
       if (st.kind !== 'watermark') continue;
       const s = stats.get(st.id);
       if (!s || s.count === 0) continue;
@@ -372,7 +384,7 @@ export class StreamingQuery {
     const t0 = Date.now();
     const inputs = await Promise.all(this.sources.map((s, i) => s.getBatch(start[i], seq.offsets[i])));
     const getBatch = Date.now() - t0;
-    const input = inputs[0]!;
+    const numInputRows = inputs.reduce((n, rows) => n + rows.length, 0);
 
     const t1 = Date.now();
     const letters: DeadLetter[] = [];
@@ -381,7 +393,7 @@ export class StreamingQuery {
     const eventTime = new Map<number, EventTimeStats>();
     const operators = new Map<number, StateOperatorProgress>();
     const late: LateRow[] = [];
-    const out = await runStages(input, analyzed.stages, {
+    const out = await runPlan(analyzed, inputs, {
       watermarkMs: seq.metadata.batchWatermarkMs,
       outputMode,
       state: (id) => this.states.get(id)!,
@@ -422,11 +434,11 @@ export class StreamingQuery {
       timestamp: new Date(triggerStart).toISOString(),
       batchId,
       batchDuration: 0,
-      numInputRows: input.length,
-      inputRowsPerSecond: rate(input.length, sinceLast),
+      numInputRows,
+      inputRowsPerSecond: rate(numInputRows, sinceLast),
       processedRowsPerSecond: 0,
       durationMs: { ...timing, getBatch, queryPlanning: 0, addBatch, commitOffsets: 0, triggerExecution: 0 },
-      eventTime: eventTimeProgress(eventTime, seq.metadata.batchWatermarkMs, analyzed.stages.some((s) => s.kind === 'watermark')),
+      eventTime: eventTimeProgress(eventTime, seq.metadata.batchWatermarkMs, allStages(analyzed).some((s) => s.kind === 'watermark')),
       stateOperators: [...operators.entries()].sort(([a], [b]) => a - b).map(([, m]) => m),
       sources: this.sources.map((s, i) => ({
         description: s.describe(),
@@ -440,7 +452,7 @@ export class StreamingQuery {
       sink: { description: sink.describe(), numOutputRows: out.length },
       numDeadLetterRows: letters.length,
       // Only a stateless query's rows add up: input = output + dead letters + filtered.
-      numFilteredRows: this.states.size === 0 ? input.length - out.length - letters.length : 0,
+      numFilteredRows: this.states.size === 0 ? numInputRows - out.length - letters.length : 0,
     };
     return { progress, eventTime };
   }

@@ -13,7 +13,7 @@ import { StateStore, StateStoreProvider, type StateStoreProviderKind } from '../
 import { windowsOf } from '../expr/window.js';
 import { RecordError } from '../expr/values.js';
 import { compareValues } from '../expr/values.js';
-import type { AggregateStage, DedupeStage, Stage, StatefulStage } from '../plan/analyzer.js';
+import type { AggregateStage, Analyzed, DedupeStage, Stage, StatefulStage } from '../plan/analyzer.js';
 import type { OutputMode } from '../sinks/sink.js';
 import type { Row } from '../types/index.js';
 import { applyRows } from './rows.js';
@@ -95,6 +95,20 @@ export interface BatchContext {
   /** Filled in: event-time statistics per watermark id, and metrics per stateful operator. */
   eventTime: Map<number, EventTimeStats>;
   operators: Map<number, StateOperatorProgress>;
+}
+
+/**
+ * Runs an analyzed plan over one batch: `inputs[i]` are the rows read from source i (unused for local
+ * relations). A union runs each branch on its own rows (its own watermark observer included), then the
+ * stages after the union on all of them.
+ */
+export async function runPlan(plan: Analyzed, inputs: Row[][], ctx: BatchContext): Promise<Row[]> {
+  const leaf = plan.leaf;
+  let rows: Row[];
+  if (leaf.kind === 'source') rows = inputs[leaf.index] ?? [];
+  else if (leaf.kind === 'local') rows = leaf.rows;
+  else rows = (await Promise.all(leaf.branches.map((b) => runPlan(b, inputs, ctx)))).flat();
+  return runStages(rows, plan.stages, ctx);
 }
 
 export async function runStages(input: Row[], stages: Stage[], ctx: BatchContext): Promise<Row[]> {

@@ -13,7 +13,7 @@ import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow } from '../expr/wind
 import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
-import { LogicalPlan, SourceSpec } from './logical.js';
+import { LogicalPlan, SourceSpec, children, isStreaming } from './logical.js';
 
 export type RowFn = (row: Row) => Row | null;
 
@@ -57,10 +57,17 @@ export type StatefulStage = AggregateStage | DedupeStage;
 
 export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | StatefulStage;
 
+/**
+ * Where a stage list's input rows come from: a streaming source (its position among the query's sources,
+ * in plan order, which is also its checkpoint index), the rows of a local relation, or a union of branches
+ * (each with its own leaf and stages, e.g. its own watermark).
+ */
+export type Leaf = { kind: 'source'; spec: SourceSpec; index: number } | { kind: 'local'; rows: Row[] } | { kind: 'union'; branches: Analyzed[] };
+
 export interface Analyzed {
   readonly schema: StructType;
-  /** The leaf: a streaming source, or the rows of a local relation. */
-  readonly leaf: { kind: 'source'; spec: SourceSpec } | { kind: 'local'; rows: Row[] };
+  readonly leaf: Leaf;
+  /** Run in order on the leaf's rows. */
   readonly stages: Stage[];
 }
 
@@ -82,13 +89,13 @@ function ownExprs(p: LogicalPlan): Expr[] {
 }
 
 function allExprs(p: LogicalPlan): Expr[] {
-  return [...ownExprs(p), ...('child' in p ? allExprs(p.child) : [])];
+  return [...ownExprs(p), ...children(p).flatMap(allExprs)];
 }
 
 /** Resolves the plan; `ctx` is read by time functions at run time (the batch timestamp). */
 export async function analyze(plan: LogicalPlan, ctx: EvalContext): Promise<Analyzed> {
   for (const e of allExprs(plan)) await prepareExpr(e);
-  const ids = { watermark: 0, stateful: 0 };
+  const ids: Ids = { watermark: 0, stateful: 0, source: 0 };
   return resolve(plan, ctx, ids);
 }
 
@@ -104,10 +111,19 @@ function withMap(stages: Stage[], fn: RowFn): Stage[] {
 
 const quote = (n: string): Expr => ({ kind: 'col', name: '`' + n + '`' });
 
-function resolve(p: LogicalPlan, ctx: EvalContext, ids: { watermark: number; stateful: number }): Analyzed {
+/** Counters that give operators and sources their ids, in plan order. */
+interface Ids {
+  watermark: number;
+  stateful: number;
+  source: number;
+}
+
+function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
   switch (p.kind) {
     case 'streamingSource':
-      return { schema: sourceSchema(p.spec), leaf: { kind: 'source', spec: p.spec }, stages: [] };
+      return { schema: sourceSchema(p.spec), leaf: { kind: 'source', spec: p.spec, index: ids.source++ }, stages: [] };
+    case 'union':
+      return resolveUnion(p, ctx, ids);
     case 'local':
       return { schema: p.schema, leaf: { kind: 'local', rows: p.rows }, stages: [] };
     case 'withColumns':
@@ -265,7 +281,84 @@ function resolveProject(c: Analyzed, exprs: Expr[], ctx: EvalContext): Analyzed 
   return { ...c, schema: schemaOf(bounds), stages: withMap(c.stages, projector(bounds)) };
 }
 
+/** Every stage of an analyzed plan, those of union branches included (branches first). */
+export function allStages(a: Analyzed): Stage[] {
+  return [...(a.leaf.kind === 'union' ? a.leaf.branches.flatMap(allStages) : []), ...a.stages];
+}
+
 /** The stateful stages of an analyzed plan. */
 export function statefulStages(a: Analyzed): StatefulStage[] {
-  return a.stages.filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe');
+  return allStages(a).filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe');
+}
+
+/** The streaming sources of an analyzed plan, by index. */
+export function sourceLeaves(a: Analyzed): SourceSpec[] {
+  const out: SourceSpec[] = [];
+  const visit = (x: Analyzed): void => {
+    if (x.leaf.kind === 'source') out[x.leaf.index] = x.leaf.spec;
+    else if (x.leaf.kind === 'union') x.leaf.branches.forEach(visit);
+  };
+  visit(a);
+  return out;
+}
+
+/**
+ * A union, as Spark's: by position, or by name (`unionByName`, where `allowMissingColumns` fills a column
+ * that a branch lacks with null). Column types must match; names come from the first input. A column is
+ * event time after the union when it is in any branch (each branch keeps its own watermark; the query's
+ * is their minimum, or maximum by `multipleWatermarkPolicy`).
+ */
+function resolveUnion(p: Extract<LogicalPlan, { kind: 'union' }>, ctx: EvalContext, ids: Ids): Analyzed {
+  const streaming = p.inputs.map(isStreaming);
+  if (streaming.some((x) => x) && !streaming.every((x) => x)) {
+    throw new AnalysisError(
+      'union() of a streaming and a batch DataFrame is not supported (Spark refuses it too): the batch side would be ' +
+        'emitted again in every micro-batch, or once at an arbitrary point. To add static rows to a stream, join them ' +
+        '(enrichment), or write them to the source topic once.',
+    );
+  }
+  let branches = p.inputs.map((input) => resolve(input, ctx, ids));
+  const first = branches[0]!.schema;
+  if (p.byName) {
+    branches = branches.map((b, i) => {
+      if (i === 0) return b;
+      const missing = first.fieldNames.filter((n) => !b.schema.field(n));
+      const extra = b.schema.fieldNames.filter((n) => !first.field(n));
+      if ((missing.length && !p.allowMissingColumns) || extra.length) {
+        throw new AnalysisError(
+          `unionByName(): input ${i + 1} ${missing.length ? `lacks ${missing.map((n) => `\`${n}\``).join(', ')}` : ''}` +
+            `${missing.length && extra.length ? ' and ' : ''}${extra.length ? `has ${extra.map((n) => `\`${n}\``).join(', ')} that the first input lacks` : ''}. ` +
+            (extra.length ? 'Select the same columns on both sides.' : 'Pass allowMissingColumns = true to fill them with null.'),
+        );
+      }
+      const exprs: Expr[] = first.fieldNames.map((n) => (b.schema.field(n) ? quote(n) : { kind: 'alias', child: { kind: 'lit', value: null }, name: n }));
+      return resolveProject(b, exprs, ctx);
+    });
+  }
+  const fields = first.fields.map((f, col) => {
+    let dataType = f.dataType;
+    let nullable = f.nullable;
+    let watermarkDelayMs = f.watermarkDelayMs;
+    branches.forEach((b, i) => {
+      const g = b.schema.fields[col];
+      if (!g || b.schema.fields.length !== first.fields.length) {
+        throw new AnalysisError(
+          `union(): input ${i + 1} has ${b.schema.fields.length} columns, the first has ${first.fields.length}. A union matches columns by ` +
+            'position; select the same columns on both sides, or use unionByName().',
+        );
+      }
+      if (g.dataType.simpleString() !== dataType.simpleString() && g.dataType !== NullType && dataType !== NullType) {
+        throw new AnalysisError(
+          `union(): column ${col + 1} (\`${f.name}\`) is ${f.dataType.simpleString()} in the first input but ${g.dataType.simpleString()} ` +
+            `(\`${g.name}\`) in input ${i + 1}. Cast one side, e.g. col('${g.name}').cast('${f.dataType.simpleString()}')` +
+            (g.name !== f.name ? ', or use unionByName() if the columns are in a different order.' : '.'),
+        );
+      }
+      if (dataType === NullType) dataType = g.dataType;
+      nullable ||= g.nullable || g.dataType === NullType;
+      watermarkDelayMs ??= g.watermarkDelayMs;
+    });
+    return { ...f, dataType, nullable, ...(watermarkDelayMs !== undefined ? { watermarkDelayMs } : {}) };
+  });
+  return { schema: new StructType(fields), leaf: { kind: 'union', branches }, stages: [] };
 }

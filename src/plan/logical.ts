@@ -25,9 +25,12 @@ export type LogicalPlan =
   | { kind: 'sort'; child: LogicalPlan; keys: Array<{ expr: Expr; ascending: boolean }> }
   | { kind: 'watermark'; child: LogicalPlan; column: string; delay: string; delayMs: number }
   | { kind: 'aggregate'; child: LogicalPlan; groupBy: Expr[]; aggs: Expr[] }
-  | { kind: 'dedupe'; child: LogicalPlan; columns?: string[]; withinWatermark: boolean };
+  | { kind: 'dedupe'; child: LogicalPlan; columns?: string[]; withinWatermark: boolean }
+  /** Rows of every input, one after another: by column position (union) or by name (unionByName). */
+  | { kind: 'union'; inputs: LogicalPlan[]; byName: boolean; allowMissingColumns: boolean };
 
 export function children(p: LogicalPlan): LogicalPlan[] {
+  if (p.kind === 'union') return p.inputs;
   return 'child' in p ? [p.child] : [];
 }
 
@@ -81,6 +84,9 @@ export function planString(p: LogicalPlan, indent = 0): string {
       break;
     case 'dedupe':
       line = `${p.withinWatermark ? 'DeduplicateWithinWatermark' : 'Deduplicate'} [${p.columns?.join(', ') ?? '*'}]`;
+      break;
+    case 'union':
+      line = p.byName ? `Union byName=true${p.allowMissingColumns ? ', allowMissingColumns=true' : ''}` : 'Union';
       break;
     case 'sort':
       line = `Sort [${p.keys.map((k) => `${exprName(k.expr)} ${k.ascending ? 'ASC' : 'DESC'}`).join(', ')}]`;

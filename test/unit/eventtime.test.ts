@@ -364,3 +364,106 @@ describe('what streaming aggregation refuses, with the reason', () => {
     await expect(start(stream().withWatermark('id', '1 minute').groupBy('id').count(), 'update')).rejects.toThrow(/needs a timestamp column, but it is string/);
   });
 });
+
+/**
+ * Two inputs, each with its own watermark (A: 10 minutes, B: 5 minutes), unioned, counted per 10-minute
+ * window in append mode. Spark's rule (WatermarkTracker): after each batch, every input that saw data has
+ * its own watermark (max event time − its delay, never going back); the query's watermark is their minimum
+ * — the slowest input holds everyone back — or their maximum with multipleWatermarkPolicy=max.
+ */
+describe('several inputs: union, per-input watermarks and the global watermark policy', () => {
+  const script = [['a', '12:20'], ['b', '12:12'], null, ['a', '12:31'], null, ['b', '12:26'], null, ['b', '12:15'], null] as const;
+
+  /** Runs the script; with `restart`, every step is a new run (new session, same checkpoint) that re-reads all input so far. */
+  async function run(policy: 'min' | 'max', restart = false) {
+    const cp = mkdtempSync(join(tmpdir(), 'sluice-union-'));
+    const sent: Record<'a' | 'b', Date[]> = { a: [], b: [] };
+    const lines: unknown[][] = [];
+    let live: { s: SluiceSession; a: ReturnType<SluiceSession['memoryStream']>; b: ReturnType<SluiceSession['memoryStream']>; q: StreamingQuery } | undefined;
+    const start = async () => {
+      const s = newSession();
+      s.conf.set('sluice.sql.streaming.multipleWatermarkPolicy', policy);
+      const a = s.memoryStream('id STRING, ts TIMESTAMP');
+      const b = s.memoryStream('id STRING, ts TIMESTAMP');
+      const q = await a.toDF().withWatermark('ts', '10 minutes')
+        .union(b.toDF().withWatermark('ts', '5 minutes'))
+        .groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
+        .writeStream.format('memory').queryName('u').outputMode('append').option('checkpointLocation', cp).start();
+      return { s, a, b, q };
+    };
+    const finish = async (x: NonNullable<typeof live>) => {
+      await x.q.stop();
+      if (x.q.exception) throw x.q.exception;
+      const table = x.s.memoryTable('u');
+      lines.push(...x.q.recentProgress.map((p) => [p.batchId, p.numInputRows, hm(new Date(p.eventTime.watermark!)), (table.batches.get(p.batchId) ?? []).map(countLine), p.stateOperators[0]!.numRowsDroppedByWatermark]));
+    };
+    let pending: Array<['a' | 'b', string]> = [];
+    for (const step of script) {
+      if (step) {
+        pending.push([step[0], step[1]]);
+        continue;
+      }
+      if (!live || restart) live = await start();
+      const x = live;
+      for (const [src, tm] of pending) sent[src].push(t(tm));
+      if (restart) {
+        x.a.addData(sent.a.map((ts) => ({ id: 'a', ts })));
+        x.b.addData(sent.b.map((ts) => ({ id: 'b', ts })));
+      } else {
+        for (const [src, tm] of pending) x[src].addData([{ id: src, ts: t(tm) }]);
+      }
+      pending = [];
+      await x.q.processAllAvailable();
+      if (restart) await finish(x);
+    }
+    if (!restart) await finish(live!);
+    return lines;
+  }
+
+  it('min (default): the slower input holds the watermark back', async () => {
+    expect(await run('min')).toEqual([
+      // A 12:20 (→ its watermark 12:10), B 12:12 (→ 12:07): global min 12:07.
+      [0, 2, '00:00', [], 0],
+      [1, 0, '12:07', [], 0],
+      // A 12:31 → A's watermark 12:21, but B's is still 12:07: the global one does not move, no no-data batch.
+      [2, 1, '12:07', [], 0],
+      // B 12:26 → B's 12:21: min(12:21, 12:21) = 12:21.
+      [3, 1, '12:07', [], 0],
+      [4, 0, '12:21', ['12:10-12:20:1'], 0],
+      // B 12:15: its window ended 12:20 <= 12:21, late.
+      [5, 1, '12:21', [], 1],
+    ]);
+  });
+
+  it('max: the faster input moves the watermark; rows of the slower one become late sooner', async () => {
+    expect(await run('max')).toEqual([
+      [0, 2, '00:00', [], 0], // max(12:10, 12:07) = 12:10
+      [1, 0, '12:10', [], 0],
+      [2, 1, '12:10', [], 0], // A 12:31 → 12:21
+      [3, 0, '12:21', ['12:10-12:20:1'], 0],
+      [4, 1, '12:21', [], 0], // B 12:26 → window 12:20-12:30 (ends after 12:21): counted
+      [5, 1, '12:21', [], 1],
+    ]);
+  });
+
+  it('a restart after any batch gives the same batches: the watermark of each input is logged in commits/N', async () => {
+    // Spark keeps per-input watermarks in memory only: restarted after batch 2 (A 12:31, B still at 12:07),
+    // it would know only what batch 3's input (B) says and compute min(12:21) alone; here both are restored.
+    expect(await run('min', true)).toEqual(await run('min'));
+  });
+
+  it('union by position or by name, in batch; mismatches and stream + batch refused with the reason', async () => {
+    const s = newSession();
+    const x = s.createDataFrame([{ k: 'a', v: 1 }], 'k STRING, v INT');
+    const y = s.createDataFrame([{ v: 2, k: 'b' }], 'v INT, k STRING');
+    expect(await x.unionByName(y).collect()).toEqual([{ k: 'a', v: 1 }, { k: 'b', v: 2 }]);
+    expect(await x.union(x).collect()).toEqual([{ k: 'a', v: 1 }, { k: 'a', v: 1 }]);
+    const z = s.createDataFrame([{ k: 'c' }], 'k STRING');
+    expect(await x.unionByName(z, true).collect()).toEqual([{ k: 'a', v: 1 }, { k: 'c', v: null }]);
+    await expect(x.union(y).collect()).rejects.toThrow(/column 1 \(`k`\) is string in the first input but int \(`v`\) in input 2[\s\S]*unionByName/);
+    await expect(x.unionByName(z).collect()).rejects.toThrow(/input 2 lacks `v`[\s\S]*allowMissingColumns/);
+    await expect(x.union(z).collect()).rejects.toThrow(/input 2 has 1 columns, the first has 2/);
+    const stream = s.memoryStream('k STRING, v INT').toDF();
+    await expect(stream.union(x).writeStream.format('memory').queryName('bad').start()).rejects.toThrow(/union\(\) of a streaming and a batch DataFrame is not supported/);
+  });
+});
