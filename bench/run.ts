@@ -62,15 +62,22 @@ async function rawCopy(conf: { 'bootstrap.servers': string }, from: string, to: 
 function windowedSuite(): Array<Record<string, unknown>> {
   const script = new URL('./windowed.js', import.meta.url).pathname;
   const out = [];
-  for (const provider of ['memory', 'lmdb']) {
-    for (const keys of [10_000, 1_000_000]) {
-      note(`Windowed aggregation: ${keys} keys, ${provider} state…`);
-      const r = spawnSync(process.execPath, [script, '--keys', String(keys), '--provider', provider, '--records', String(N), '--json'], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`windowed benchmark failed: ${r.stderr}`);
-      out.push(JSON.parse(r.stdout.trim()) as Record<string, unknown>);
-    }
+  const cases: Array<[provider: string, keys: number, partitions: number]> = [
+    ['memory', 10_000, 4], ['memory', 1_000_000, 4], ['lmdb', 10_000, 4], ['lmdb', 1_000_000, 4],
+    // State partitions: what splitting state costs in one thread (the case for running them in parallel).
+    ['memory', 1_000_000, 1], ['memory', 1_000_000, 16],
+  ];
+  for (const [provider, keys, partitions] of cases) {
+    note(`Windowed aggregation: ${keys} keys, ${provider} state, ${partitions} partitions…`);
+    const r = spawnSync(process.execPath, [script, '--keys', String(keys), '--provider', provider, '--partitions', String(partitions), '--records', String(N), '--json'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`windowed benchmark failed: ${r.stderr}`);
+    out.push(JSON.parse(r.stdout.trim()) as Record<string, unknown>);
   }
   return out;
+}
+
+function windowedLine(r: Record<string, unknown>): string {
+  return `windowed ${r.provider} ${r.keys} keys, ${r.partitions} partitions: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB, clone/work ${r.handoffToWork}\n`;
 }
 
 async function main(): Promise<void> {
@@ -78,7 +85,7 @@ async function main(): Promise<void> {
   if (args.suite === 'windowed') {
     const rows = windowedSuite();
     if (args.json) process.stdout.write(JSON.stringify({ windowed: rows }) + '\n');
-    else for (const r of rows) process.stdout.write(`windowed ${r.provider} ${r.keys} keys: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB\n`);
+    else for (const r of rows) process.stdout.write(windowedLine(r));
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
@@ -135,7 +142,7 @@ async function main(): Promise<void> {
           `demo pipeline:            ${result.pipelineRecordsPerSecond} records/s\n` +
           `pipeline / raw:           ${result.pipelineToRawRatio}\n` +
           `peak RSS: ${result.peakRssMB} MB\n` +
-          windowed.map((r) => `windowed ${r.provider} ${r.keys} keys: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB\n`).join(''),
+          windowed.map(windowedLine).join(''),
       );
     }
   } finally {

@@ -1,9 +1,13 @@
 /**
  * Windowed aggregation throughput and peak RSS, one case per process (so RSS is the case's own):
- *   node dist/bench/windowed.js --keys 10000 --provider memory [--records 1000000] [--batch 100000] [--json]
+ *   node dist/bench/windowed.js --keys 10000 --provider memory [--records 1000000] [--batch 100000] [--partitions 4] [--json]
  * A memory stream of `records` rows over `keys` distinct users, event time advancing 1 ms per row;
  * withWatermark('ts', '1 minute').groupBy(window(ts, '10 minutes'), user).agg(count, sum), update mode,
- * batches of `batch` rows, checkpointed state (delta files every batch).
+ * batches of `batch` rows, checkpointed state (delta files every batch), `partitions` state partitions.
+ *
+ * It also measures what handing a batch to worker threads would cost at the least: one structured clone of
+ * a batch's rows (the copy postMessage makes), against the time the batch's stateful work took
+ * (`handoffToWork`). See docs/decisions.md, "Parallelism".
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +22,7 @@ const { values: a } = parseArgs({
     provider: { type: 'string', default: 'memory' },
     records: { type: 'string', default: '1000000' },
     batch: { type: 'string', default: '100000' },
+    partitions: { type: 'string', default: '4' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -28,6 +33,7 @@ const batch = Number(a.batch);
 const s = new SluiceSession('bench');
 s.log = () => {};
 s.conf.set('sluice.sql.streaming.stateStore.provider', a.provider!);
+s.conf.set('sluice.sql.shuffle.partitions', a.partitions!);
 const input = s.memoryStream('user STRING, ts TIMESTAMP, amount INT');
 const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-win-'));
 let out = 0;
@@ -44,13 +50,21 @@ const q = await input
   .start();
 const base = Date.parse('2025-01-01T00:00:00Z');
 const t0 = performance.now();
+let cloneMs = 0;
+let batches = 0;
 for (let i = 0; i < records; i += batch) {
   const rows = [];
   for (let j = i; j < Math.min(records, i + batch); j++) rows.push({ user: `user-${(j * 7919) % keys}`, ts: new Date(base + j), amount: j % 100 });
   input.addData(rows);
   await q.processAllAvailable();
+  // Outside the timed loop's throughput: the copy a hand-off to a worker thread would make.
+  const c0 = performance.now();
+  structuredClone(rows);
+  cloneMs += performance.now() - c0;
+  batches++;
 }
-const secs = (performance.now() - t0) / 1000;
+const secs = (performance.now() - t0 - cloneMs) / 1000;
+const workMs = q.recentProgress.filter((p) => p.numInputRows > 0).reduce((n, p) => n + p.durationMs.addBatch, 0);
 const heapUsedMB = Math.round(process.memoryUsage().heapUsed / 1048576);
 const state = q.lastProgress!.stateOperators[0]!;
 await q.stop();
@@ -59,11 +73,19 @@ const result = {
   provider: a.provider,
   keys,
   records,
+  partitions: Number(a.partitions),
   recordsPerSecond: Math.round(records / secs),
+  /** One structured clone of a batch's rows, over the batch's stateful work (state, sink, commit). */
+  handoffToWork: Math.round((cloneMs / batches / (workMs / batches)) * 100) / 100,
   stateRows: state.numRowsTotal,
   outputRows: out,
   peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   heapUsedMB,
 };
-process.stdout.write((a.json ? JSON.stringify(result) : `${result.provider} state, ${keys} keys: ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB, heap at end ${heapUsedMB} MB`) + '\n');
+process.stdout.write(
+  (a.json
+    ? JSON.stringify(result)
+    : `${result.provider} state, ${keys} keys, ${result.partitions} partitions: ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB, ` +
+      `heap at end ${heapUsedMB} MB, clone/work ${result.handoffToWork}`) + '\n',
+);
 process.exit(0);

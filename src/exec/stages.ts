@@ -41,9 +41,16 @@ export interface StateOperatorProgress {
 /** The state stores of one stateful operator: one per shuffle partition, keys spread by hash. */
 export class OperatorState {
   private readonly providers: StateStoreProvider[];
+  /**
+   * Memory provider only: each key's event time (window end), derived from the key once instead of at every
+   * batch's eviction scan. A key's time never changes, so entries stay valid; evicted keys are deleted. The
+   * LMDB provider has none: it keeps keys out of the heap.
+   */
+  readonly keyTimes: Map<string, number | null> | undefined;
   private stores: StateStore[] = [];
   constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory') {
     this.providers = Array.from({ length: partitions }, (_, p) => new StateStoreProvider(dirOf(p), 10, kind));
+    this.keyTimes = kind === 'memory' ? new Map() : undefined;
   }
   close(): void {
     for (const p of this.providers) p.close();
@@ -164,8 +171,10 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
   const state = ctx.state(stage.id);
   const W = ctx.watermarkMs;
   let dropped = 0;
-  const updated = new Set<string>();
+  // Groups this batch changed, with their key values (so update mode need not decode its keys).
+  const updated = new Map<string, unknown[]>();
   const n = stage.keys.length;
+  const times = state.keyTimes;
   for (const row of rows) {
     // A row's key combinations: several when a sliding window puts it in several windows.
     let combos: unknown[][] = [[]];
@@ -173,7 +182,8 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
       if ('window' in part) {
         const t = part.window.time(row) as Date | null;
         const ws = t == null ? [null] : windowsOf(t.getTime(), part.window.spec);
-        combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
+        if (ws.length === 1) for (const c of combos) c.push(ws[0]);
+        else combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
       } else if ('eval' in part) {
         const v = part.eval(row);
         for (const c of combos) c.push(v);
@@ -189,62 +199,78 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
       }
       const key = encodeState(keyValues);
       const store = state.store(key);
-      const buffers = (store.get(key) as unknown[] | undefined) ?? stage.aggs.map((a) => a.init());
+      let buffers = store.get(key) as unknown[] | undefined;
+      if (!buffers) {
+        buffers = stage.aggs.map((a) => a.init());
+        times?.set(key, t ?? null);
+      }
       for (let i = 0; i < stage.aggs.length; i++) buffers[i] = stage.aggs[i]!.update(buffers[i], row);
       store.put(key, buffers);
-      updated.add(key);
+      if (!updated.has(key)) updated.set(key, keyValues);
     }
   }
-  const emit = (key: string, buffers: unknown[]): Row => {
-    const keyValues = decodeState(key) as unknown[];
+  const emit = (keyValues: unknown[], buffers: unknown[]): [unknown[], Row] => {
     const out: Row = {};
     for (let i = 0; i < n; i++) out[stage.keys[i]!.name] = keyValues[i];
     stage.aggs.forEach((a, i) => (out[a.name] = a.finish(buffers[i])));
-    return out;
+    return [keyValues, out];
   };
-  const out: Array<[string, Row]> = [];
+  const out: Array<[unknown[], Row]> = [];
   if (ctx.outputMode === 'update') {
-    for (const key of updated) out.push([key, emit(key, state.store(key).get(key) as unknown[])]);
+    for (const [key, keyValues] of updated) out.push(emit(keyValues, state.store(key).get(key) as unknown[]));
   }
   // One lazy pass over the state (it may be on disk): emit what the mode wants, note what has expired.
   const expired: Array<[string, StateStore]> = [];
   if (ctx.outputMode === 'complete' || stage.eventTimeKey) {
     for (const [key, buffers, store] of state.entries()) {
-      const t = stage.eventTimeKey ? keyTime(stage, decodeState(key) as unknown[]) : undefined;
-      const isExpired = t !== undefined && t <= W;
-      if (ctx.outputMode === 'complete') out.push([key, emit(key, buffers as unknown[])]);
+      let t: number | null | undefined;
+      if (stage.eventTimeKey) {
+        // A key's event time never changes: decode it once per key (memory provider), not once per batch.
+        t = times?.get(key);
+        if (t === undefined) {
+          t = keyTime(stage, decodeState(key) as unknown[]) ?? null;
+          times?.set(key, t);
+        }
+      }
+      const isExpired = t != null && t <= W;
+      if (ctx.outputMode === 'complete') out.push(emit(decodeState(key) as unknown[], buffers as unknown[]));
       else if (isExpired) {
-        if (ctx.outputMode === 'append') out.push([key, emit(key, buffers as unknown[])]);
+        if (ctx.outputMode === 'append') out.push(emit(decodeState(key) as unknown[], buffers as unknown[]));
         expired.push([key, store]);
       }
     }
   }
-  for (const [key, store] of expired) store.remove(key);
+  for (const [key, store] of expired) {
+    store.remove(key);
+    times?.delete(key);
+  }
   ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
-  return sortByKey(out);
+  return sortByKeyValues(out);
 }
 
-/** Groups come out ordered by key (window start first), so outputs read and compare easily. */
-function sortByKey(out: Array<[string, Row]>): Row[] {
-  return sortByKeyValues(out.map(([k, r]) => [decodeState(k) as unknown[], r]));
-}
-
-/** Sorts rows by their grouping key values (a window or session by its start). */
+/** Groups come out ordered by their key values (a window or session by its start), so outputs read and compare easily. */
 export function sortByKeyValues(decoded: Array<[unknown[], Row]>): Row[] {
-  decoded.sort(([a], [b]) => {
-    for (let i = 0; i < a.length; i++) {
-      const x = a[i];
-      const y = b[i];
-      if (x == null || y == null) {
-        if (x != y) return x == null ? -1 : 1;
-        continue;
-      }
-      const c = x instanceof Date || typeof x !== 'object' ? compareValues(x, y) : compareValues((x as { start: Date }).start, (y as { start: Date }).start);
+  // Sort keys computed once per row: instants as numbers, a window as its start; the comparator then
+  // compares numbers and strings directly (it runs n·log n times).
+  const sortable = decoded.map(([kv, row]) => ({ k: kv.map(sortKey), row }));
+  sortable.sort((a, b) => {
+    for (let i = 0; i < a.k.length; i++) {
+      const x = a.k[i];
+      const y = b.k[i];
+      if (x === y) continue;
+      if (x == null || y == null) return x == null ? -1 : 1;
+      const c = typeof x === typeof y && typeof x !== 'object' ? (x < y ? -1 : x > y ? 1 : 0) : compareValues(x, y);
       if (c !== 0) return c;
     }
     return 0;
   });
-  return decoded.map(([, r]) => r);
+  return sortable.map((x) => x.row);
+}
+
+function sortKey(v: unknown): unknown {
+  if (v instanceof Date) return v.getTime();
+  if (v !== null && typeof v === 'object' && (v as { start?: unknown }).start instanceof Date) return (v as { start: Date }).start.getTime();
+  return v;
 }
 
 function dedupe(stage: DedupeStage, rows: Row[], ctx: BatchContext): Row[] {
