@@ -115,6 +115,48 @@ const svg = plot(trace);
 tslab.display.svg(svg);
 
 // %% [markdown]
+// ## Several inputs: whose watermark?
+//
+// Clicks from the web and from the app arrive on two streams, unioned. Each input has its own
+// `withWatermark` (the app's clients buffer offline, so it gets a longer delay) and so its own watermark;
+// the query's **global** watermark is their **minimum** by default — the slowest input holds everyone back,
+// so none of its rows is dropped because the other one ran ahead. `sluice.sql.streaming.multipleWatermarkPolicy
+// = max` follows the fastest input instead: windows close sooner, and the slow input's rows become late sooner.
+// (An input that has not sent anything yet is not counted, as in Spark.)
+
+// %%
+async function twoInputs(policy: 'min' | 'max'): Promise<string[]> {
+  const session = SluiceSession.builder().appName(`lesson10-${policy}`).getOrCreate();
+  session.conf.set('sluice.sql.streaming.multipleWatermarkPolicy', policy);
+  const web = session.memoryStream('user_id STRING, timestamp TIMESTAMP');
+  const app = session.memoryStream('user_id STRING, timestamp TIMESTAMP');
+  const q = await web.toDF().withWatermark('timestamp', '5 minutes')
+    .union(app.toDF().withWatermark('timestamp', '15 minutes'))
+    .groupBy(window(col('timestamp'), '5 minutes')).agg(count('*').alias('events'))
+    .writeStream.format('memory').queryName(`lesson10_${policy}`).outputMode('append')
+    .option('checkpointLocation', `checkpoints/lesson10/two-inputs-${policy}`).start();
+  web.addData([{ user_id: 'w', timestamp: t('12:20') }]);
+  app.addData([{ user_id: 'a', timestamp: t('12:16') }]);
+  await q.processAllAvailable();
+  app.addData([{ user_id: 'a', timestamp: t('12:12') }]); // the app's stragglers
+  await q.processAllAvailable();
+  await q.stop();
+  const table = session.memoryTable(`lesson10_${policy}`);
+  return q.recentProgress.map((p) => `batch ${p.batchId}: ${p.numInputRows} rows, watermark ${hm(p.eventTime.watermark!)}, ` +
+    `dropped ${p.stateOperators[0].numRowsDroppedByWatermark}, output ${(table.batches.get(p.batchId) ?? []).map(win).join(' ') || '—'}`);
+}
+const minTrace = await twoInputs('min');
+const maxTrace = await twoInputs('max');
+console.log(['policy min (default): web 12:20 − 5 = 12:15, app 12:16 − 15 = 12:01 → 12:01', ...minTrace,
+  '', 'policy max: max(12:15, 12:01) → 12:15', ...maxTrace].join('\n'));
+
+// %% [markdown]
+// With `min`, the app's 12:12 arrives while the watermark is 12:01: counted. With `max`, the watermark is
+// already 12:15 and the 12:10–12:15 window is final: the same row is **dropped**. Each input's own watermark
+// is kept in the checkpoint (`operatorWatermarksMs` in `commits/N`), so a restart does not forget that the
+// app was behind — Spark keeps these in memory only.
+
+// %% [markdown]
 // ## What if there is no watermark (or it comes after the aggregation)?
 //
 // Then the aggregation has no event time to judge by: append mode is refused (no window would ever be
@@ -143,8 +185,7 @@ console.log('eventTime in progress:', JSON.stringify(q2.lastProgress!.eventTime)
 // Read `lastProgress.eventTime`. `max` is the newest event time of the **last batch only**; `watermark` is
 // the one the batch used. Typical causes of a stuck watermark:
 // - **no new data**: the watermark moves only when a batch sees a later event time (a quiet source freezes it;
-//   with several inputs the slowest decides — `sluice.sql.streaming.multipleWatermarkPolicy` is `min` by
-//   default, `max` to follow the fastest);
+//   with several inputs and the default `min` policy, the slowest input decides — see above);
 // - **event times in the future or far in the past**: one event dated next year moves the watermark a year
 //   ahead and every later row is late; check `eventTime.max` against the wall clock;
 // - **the wrong column**: event time parsed as a string, or the Kafka `timestamp` (arrival) instead of the
@@ -170,6 +211,16 @@ assert.deepEqual(trace.map((r) => [r.batch, r.rows, r.used, r.next, r.dropped, r
   [8, 0, '12:15', '12:15', 0, '12:05-12:10:2 12:10-12:15:1'],
 ]);
 assert.equal(hm(usedOf(3)), '12:02');
+assert.deepEqual(minTrace, [
+  'batch 0: 2 rows, watermark —, dropped 0, output —',
+  'batch 1: 0 rows, watermark 12:01, dropped 0, output —',
+  'batch 2: 1 rows, watermark 12:01, dropped 0, output —',
+]);
+assert.deepEqual(maxTrace, [
+  'batch 0: 2 rows, watermark —, dropped 0, output —',
+  'batch 1: 0 rows, watermark 12:15, dropped 0, output —',
+  'batch 2: 1 rows, watermark 12:15, dropped 1, output —',
+]);
 assert.match(svg, /^<svg[\s\S]*<path d="M/);
 assert.deepEqual(ops.map((o) => o.numRowsTotal), [1, 2, 3, 3, 4]);
 assert.equal(ops.reduce((n, o) => n + o.numRowsDroppedByWatermark, 0), 0);

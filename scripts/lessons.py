@@ -36,8 +36,9 @@ def sources():
 def notebook_of(src):
     nb = jupytext.read(src, fmt="ts:percent")
     nb.metadata = {"kernelspec": KERNEL, "language_info": {"name": "typescript"}}
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         cell.metadata = {}
+        cell.id = f"cell-{i}"  # stable ids: a re-sync changes a notebook only where its source changed
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None

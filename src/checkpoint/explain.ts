@@ -17,6 +17,8 @@ export interface CheckpointReport {
     batchTimestamp: string;
     committed: boolean;
     nextBatchWatermarkMs?: number;
+    /** Several inputs: each input's own watermark after the batch (the global one is their min or max). */
+    operatorWatermarksMs?: Record<string, number>;
   }>;
   startingOffsets: unknown[];
   stateOperators: Array<{ operatorId: number; partitions: number; latestVersion: number; files: number }>;
@@ -73,6 +75,7 @@ export function explainCheckpoint(dir: string): CheckpointReport {
       batchTimestamp: new Date(seq.metadata.batchTimestampMs).toISOString(),
       committed: c !== undefined,
       ...(c ? { nextBatchWatermarkMs: c.nextBatchWatermarkMs } : {}),
+      ...(c?.operatorWatermarksMs ? { operatorWatermarksMs: c.operatorWatermarksMs } : {}),
     };
   });
   const lastSeq = planned.length ? cp.offsets.get(planned[planned.length - 1]!) : undefined;
@@ -96,9 +99,14 @@ export function explainCheckpoint(dir: string): CheckpointReport {
       `during it. A restart re-runs batch ${last.batchId} with exactly the logged offsets, from ${fmt(from)} to ${fmt(last.offsets)}, ` +
       `watermark ${new Date(last.batchWatermarkMs).toISOString()}; the sink may see that batch twice unless it is idempotent.`;
   } else {
+    const perInput = last.operatorWatermarksMs
+      ? ` (the minimum, or maximum by policy, of the inputs' own: ${Object.entries(last.operatorWatermarksMs)
+          .map(([id, ms]) => `watermark ${id} ${new Date(ms).toISOString()}`)
+          .join(', ')})`
+      : '';
     nextAction =
       `Batch ${last.batchId} is committed. A restart plans batch ${last.batchId + 1}, reading from ${fmt(last.offsets)} ` +
-      `with watermark ${new Date(last.nextBatchWatermarkMs ?? 0).toISOString()}.`;
+      `with watermark ${new Date(last.nextBatchWatermarkMs ?? 0).toISOString()}${perInput}.`;
   }
   return { dir, queryId, sources, batches, startingOffsets, stateOperators: stateInfo(dir), deadLetterFiles, nextAction };
 }

@@ -40,6 +40,25 @@ describe('sluice checkpoint explain', () => {
     expect(JSON.parse(sluice('checkpoint', 'explain', dir, '--json').stdout)).toEqual(JSON.parse(JSON.stringify(r)));
   });
 
+  it('with several inputs, shows the watermark of each (logged in commits/N)', async () => {
+    const s = new SluiceSession('cp2');
+    s.log = () => {};
+    const a = s.memoryStream('ts TIMESTAMP');
+    const b = s.memoryStream('ts TIMESTAMP');
+    const dir = join(mkdtempSync(join(tmpdir(), 'sluice-explain-')), 'cp');
+    const q = await a.toDF().withWatermark('ts', '1 minute').union(b.toDF().withWatermark('ts', '10 minutes'))
+      .groupBy(window(col('ts'), '1 minute')).agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('w2').option('checkpointLocation', dir).start();
+    a.addData({ ts: new Date('2025-01-01T12:00:30Z') });
+    b.addData({ ts: new Date('2025-01-01T12:00:30Z') });
+    await q.processAllAvailable();
+    await q.stop();
+    const r = explainCheckpoint(dir);
+    // Input 0: 12:00:30 − 1 min; input 1: 12:00:30 − 10 min; the global watermark is the minimum.
+    expect(r.batches.at(-1)!.operatorWatermarksMs).toEqual({ 0: Date.parse('2025-01-01T11:59:30Z'), 1: Date.parse('2025-01-01T11:50:30Z') });
+    expect(r.nextAction).toContain('with watermark 2025-01-01T11:50:30.000Z (the minimum, or maximum by policy, of the inputs\' own: watermark 0 2025-01-01T11:59:30.000Z, watermark 1 2025-01-01T11:50:30.000Z)');
+  });
+
   it('says a planned but uncommitted batch will be re-run with its offsets', async () => {
     const dir = await windowedCheckpoint();
     new Checkpoint(dir).commits.truncateFrom(1);
