@@ -49,15 +49,21 @@ export function windowsOf(t: number, w: WindowSpec): Array<{ start: Date; end: D
   return out;
 }
 
-/** If `e` is a window() call (maybe aliased), its time column and spec. */
-export function asWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; spec: WindowSpec; name: string } | undefined {
+/** If `e` is a call of the time-window function `fn` (maybe aliased): the call, its compiled time column, its output name. */
+function timeWindowCall(e: Expr, fn: string, schema: StructType, ctx: EvalContext): { options: Record<string, unknown>; time: Bound; name: string } | undefined {
   const inner = e.kind === 'alias' ? e.child : e;
-  if (inner.kind !== 'fn' || inner.name !== 'window') return undefined;
+  if (inner.kind !== 'fn' || inner.name !== fn) return undefined;
   const time = compile(inner.args[0]!, schema, ctx);
   if (time.type !== TimestampType) {
-    throw new AnalysisError(`window() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
+    throw new AnalysisError(`${fn}() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
   }
-  return { time, spec: windowSpec(inner.options ?? {}), name: e.kind === 'alias' ? e.name : 'window' };
+  return { options: inner.options ?? {}, time, name: e.kind === 'alias' ? e.name : fn };
+}
+
+/** If `e` is a window() call (maybe aliased), its time column and spec. */
+export function asWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; spec: WindowSpec; name: string } | undefined {
+  const call = timeWindowCall(e, 'window', schema, ctx);
+  return call && { time: call.time, spec: windowSpec(call.options), name: call.name };
 }
 
 // Outside groupBy, a tumbling window is a plain struct column; a sliding one would multiply rows.
@@ -93,16 +99,12 @@ export const sessionWindow = session_window;
 
 /** If `e` is a session_window() call (maybe aliased), its time column and gap. */
 export function asSessionWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; gapMs: number; name: string } | undefined {
-  const inner = e.kind === 'alias' ? e.child : e;
-  if (inner.kind !== 'fn' || inner.name !== 'session_window') return undefined;
-  const time = compile(inner.args[0]!, schema, ctx);
-  if (time.type !== TimestampType) {
-    throw new AnalysisError(`session_window() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
-  }
-  const gap = String(inner.options?.gapDuration);
+  const call = timeWindowCall(e, 'session_window', schema, ctx);
+  if (!call) return undefined;
+  const gap = String(call.options.gapDuration);
   const gapMs = parseDuration(gap, 'gapDuration');
   if (!(gapMs > 0)) throw new AnalysisError(`session_window(): the gap (${gap}) must be positive.`);
-  return { time, gapMs, name: e.kind === 'alias' ? e.name : 'session_window' };
+  return { time: call.time, gapMs, name: call.name };
 }
 
 registerFunction('session_window', {
