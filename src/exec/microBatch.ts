@@ -421,6 +421,14 @@ export class StreamingQuery {
       if (m) Object.assign(m, st.metrics());
     }
     const addBatch = Date.now() - t1;
+    const nullTimes = [...operators.values()].reduce((n, o) => n + (o.customMetrics?.numRowsWithNullEventTime ?? 0), 0);
+    if (nullTimes) {
+      this.spec.log(
+        `WARN Batch ${batchId}: ${nullTimes} row(s) had a null event time and were left out of the window aggregation (as Spark does; ` +
+          'counted as customMetrics.numRowsWithNullEventTime). A timestamp that did not parse (to_timestamp with another format, ' +
+          'from_json on a bad record) is the usual cause: filter such rows out explicitly, or fix the parsing.',
+      );
+    }
     if (letters.length) {
       this.spec.log(`WARN Batch ${batchId}: ${letters.length} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${letters[0]!.reason}`);
     }

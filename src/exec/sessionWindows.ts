@@ -31,11 +31,15 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
   const watermarked = stage.eventTimeKey?.index === session.index;
   const others = stage.keys.filter((_, i) => i !== session.index) as Array<{ name: string; eval: (r: Row) => unknown }>;
   let dropped = 0;
+  let nullTimes = 0;
   // Sessions of the groups this batch touched, read once from the store and written back once.
   const touched = new Map<string, { store: StateStore; sessions: Session[] }>();
   for (const row of rows) {
     const t = (session.time(row) as Date | null)?.getTime();
-    if (t == null) continue; // no event time, no session (Spark filters these rows out too)
+    if (t == null) {
+      nullTimes++; // no event time, no session: left out (Spark filters these rows too), counted
+      continue;
+    }
     const end = t + session.gapMs;
     if (watermarked && end <= W && ctx.outputMode !== 'complete') {
       dropped++;
@@ -78,7 +82,12 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
     changes.push([key, store, open]);
   }
   for (const [key, store, open] of changes) (open.length ? store.put(key, open) : store.remove(key));
-  ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
+  ctx.operators.set(stage.id, {
+    operatorName: operatorName(stage),
+    ...state.metrics(),
+    numRowsDroppedByWatermark: dropped,
+    customMetrics: { numRowsWithNullEventTime: nullTimes },
+  });
   return sortByKeyValues(out);
 }
 

@@ -36,6 +36,11 @@ export interface StateOperatorProgress {
   commitTimeMs: number;
   numShufflePartitions: number;
   numStateStoreInstances: number;
+  /**
+   * Window and session aggregations: `numRowsWithNullEventTime`, rows left out because their event time was
+   * null (Spark drops them silently; Sluice counts them and logs a warning).
+   */
+  customMetrics?: Record<string, number>;
 }
 
 /** The state stores of one stateful operator: one per shuffle partition, keys spread by hash. */
@@ -173,6 +178,8 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
   let dropped = 0;
   // Groups this batch changed, with their key values (so update mode need not decode its keys).
   const updated = new Map<string, unknown[]>();
+  let nullTimes = 0;
+  const windowed = stage.keys.some((k) => 'window' in k);
   const n = stage.keys.length;
   const times = state.keyTimes;
   for (const row of rows) {
@@ -181,7 +188,11 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
     for (const part of stage.keys) {
       if ('window' in part) {
         const t = part.window.time(row) as Date | null;
-        const ws = t == null ? [null] : windowsOf(t.getTime(), part.window.spec);
+        if (t == null) {
+          combos = []; // no event time, no window: left out, as Spark's TimeWindowing filters it
+          break;
+        }
+        const ws = windowsOf(t.getTime(), part.window.spec);
         if (ws.length === 1) for (const c of combos) c.push(ws[0]);
         else combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
       } else if ('eval' in part) {
@@ -189,6 +200,7 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
         for (const c of combos) c.push(v);
       }
     }
+    if (!combos.length) nullTimes++;
     for (const keyValues of combos) {
       const t = keyTime(stage, keyValues);
       // Complete mode keeps every group forever, so the watermark drops nothing there (as in Spark).
@@ -244,7 +256,12 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
     store.remove(key);
     times?.delete(key);
   }
-  ctx.operators.set(stage.id, { operatorName: operatorName(stage), ...state.metrics(), numRowsDroppedByWatermark: dropped });
+  ctx.operators.set(stage.id, {
+    operatorName: operatorName(stage),
+    ...state.metrics(),
+    numRowsDroppedByWatermark: dropped,
+    ...(windowed ? { customMetrics: { numRowsWithNullEventTime: nullTimes } } : {}),
+  });
   return sortByKeyValues(out);
 }
 
