@@ -318,23 +318,33 @@ function resolveUnion(p: Extract<LogicalPlan, { kind: 'union' }>, ctx: EvalConte
     );
   }
   let branches = p.inputs.map((input) => resolve(input, ctx, ids));
-  const first = branches[0]!.schema;
   if (p.byName) {
-    branches = branches.map((b, i) => {
-      if (i === 0) return b;
-      const missing = first.fieldNames.filter((n) => !b.schema.field(n));
-      const extra = b.schema.fieldNames.filter((n) => !first.field(n));
-      if ((missing.length && !p.allowMissingColumns) || extra.length) {
+    // Spark's unionByName: the first input's columns, then (allowMissingColumns) any the others add;
+    // every input is projected onto that list, with null where it lacks a column.
+    const names = [...branches[0]!.schema.fieldNames];
+    branches.forEach((b, i) => {
+      if (i === 0) return;
+      const missing = names.filter((n) => !b.schema.field(n));
+      const extra = b.schema.fieldNames.filter((n) => !names.includes(n));
+      if ((missing.length || extra.length) && !p.allowMissingColumns) {
+        const diff = [
+          missing.length ? `lacks ${missing.map((n) => `\`${n}\``).join(', ')}` : '',
+          extra.length ? `has ${extra.map((n) => `\`${n}\``).join(', ')} that the first input lacks` : '',
+        ].filter(Boolean);
         throw new AnalysisError(
-          `unionByName(): input ${i + 1} ${missing.length ? `lacks ${missing.map((n) => `\`${n}\``).join(', ')}` : ''}` +
-            `${missing.length && extra.length ? ' and ' : ''}${extra.length ? `has ${extra.map((n) => `\`${n}\``).join(', ')} that the first input lacks` : ''}. ` +
-            (extra.length ? 'Select the same columns on both sides.' : 'Pass allowMissingColumns = true to fill them with null.'),
+          `unionByName(): input ${i + 1} ${diff.join(' and ')}. Select the same columns on both sides, or pass ` +
+            'allowMissingColumns = true to fill the missing ones with null.',
         );
       }
-      const exprs: Expr[] = first.fieldNames.map((n) => (b.schema.field(n) ? quote(n) : { kind: 'alias', child: { kind: 'lit', value: null }, name: n }));
-      return resolveProject(b, exprs, ctx);
+      names.push(...extra);
     });
+    branches = branches.map((b) =>
+      b.schema.fieldNames.join('\u0000') === names.join('\u0000')
+        ? b // already in that order: no per-row projection
+        : resolveProject(b, names.map((n): Expr => (b.schema.field(n) ? quote(n) : { kind: 'alias', child: { kind: 'lit', value: null }, name: n })), ctx),
+    );
   }
+  const first = branches[0]!.schema;
   const fields = first.fields.map((f, col) => {
     let dataType = f.dataType;
     let nullable = f.nullable;

@@ -480,6 +480,8 @@ describe('several inputs: union, per-input watermarks and the global watermark p
     expect(await x.union(x).collect()).toEqual([{ k: 'a', v: 1 }, { k: 'a', v: 1 }]);
     const z = s.createDataFrame([{ k: 'c' }], 'k STRING');
     expect(await x.unionByName(z, true).collect()).toEqual([{ k: 'a', v: 1 }, { k: 'c', v: null }]);
+    // Columns only the second input has are added after the first's, null on the first side (Spark's rule).
+    expect(await z.unionByName(x, true).collect()).toEqual([{ k: 'c', v: null }, { k: 'a', v: 1 }]);
     await expect(x.union(y).collect()).rejects.toThrow(/column 1 \(`k`\) is string in the first input but int \(`v`\) in input 2[\s\S]*unionByName/);
     await expect(x.unionByName(z).collect()).rejects.toThrow(/input 2 lacks `v`[\s\S]*allowMissingColumns/);
     await expect(x.union(z).collect()).rejects.toThrow(/input 2 has 1 columns, the first has 2/);
