@@ -14,6 +14,7 @@ import { windowsOf } from '../expr/window.js';
 import { RecordError } from '../expr/values.js';
 import { compareValues } from '../expr/values.js';
 import type { AggregateStage, Analyzed, DedupeStage, Stage, StatefulStage } from '../plan/analyzer.js';
+import type { AggregateImpl } from '../expr/aggregates.js';
 import type { OutputMode } from '../sinks/sink.js';
 import type { Row } from '../types/index.js';
 import { applyRows } from './rows.js';
@@ -163,25 +164,36 @@ export function operatorName(s: StatefulStage): string {
   return s.kind === 'aggregate' ? 'stateStoreSave' : s.withinWatermark ? 'dedupeWithinWatermark' : 'dedupe';
 }
 
-function keyTime(stage: AggregateStage, keyValues: unknown[]): number | undefined {
-  const k = stage.eventTimeKey;
-  if (!k) return undefined;
-  const v = keyValues[k.index];
+/** The event time of a group's key values: the watermarked key part (a timestamp, or a window's end). */
+export function keyTime(eventTimeKey: AggregateStage['eventTimeKey'], keyValues: unknown[]): number | undefined {
+  if (!eventTimeKey) return undefined;
+  const v = keyValues[eventTimeKey.index];
   if (v == null) return undefined;
-  return k.isWindow ? (v as { end: Date }).end.getTime() : (v as Date).getTime();
+  return eventTimeKey.isWindow ? (v as { end: Date }).end.getTime() : (v as Date).getTime();
 }
 
-function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[] {
-  if (stage.sessionKey) return sessionAggregate(stage, rows, ctx);
-  const state = ctx.state(stage.id);
+/**
+ * Rows' contributions to groups, as parallel arrays (no object per row; cheap to hand to a worker): the
+ * group key, the key's event time, and what the aggregates read.
+ */
+export interface KeyedRows {
+  keys: string[];
+  times: Array<number | null>;
+  rows: Row[];
+}
+
+/** The row side of an aggregation: what each row contributes to which group (late rows dropped here). */
+export interface RoutedRows {
+  keyed: KeyedRows;
+  /** Update mode: the groups the batch changed, with their key values (emitted without decoding keys). */
+  updated: Map<string, unknown[]>;
+  dropped: number;
+  nullTimes: number;
+}
+
+export function routeRows(stage: AggregateStage, rows: Row[], ctx: BatchContext): RoutedRows {
   const W = ctx.watermarkMs;
-  let dropped = 0;
-  // Groups this batch changed, with their key values (so update mode need not decode its keys).
-  const updated = new Map<string, unknown[]>();
-  let nullTimes = 0;
-  const windowed = stage.keys.some((k) => 'window' in k);
-  const n = stage.keys.length;
-  const times = state.keyTimes;
+  const routed: RoutedRows = { keyed: { keys: [], times: [], rows: [] }, updated: new Map(), dropped: 0, nullTimes: 0 };
   for (const row of rows) {
     // A row's key combinations: several when a sliding window puts it in several windows.
     let combos: unknown[][] = [[]];
@@ -200,54 +212,84 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
         for (const c of combos) c.push(v);
       }
     }
-    if (!combos.length) nullTimes++;
+    if (!combos.length) routed.nullTimes++;
     for (const keyValues of combos) {
-      const t = keyTime(stage, keyValues);
+      const t = keyTime(stage.eventTimeKey, keyValues);
       // Complete mode keeps every group forever, so the watermark drops nothing there (as in Spark).
       if (t !== undefined && t <= W && ctx.outputMode !== 'complete') {
-        dropped++;
+        routed.dropped++;
         ctx.onLate?.({ row, operator: `${operatorName(stage)} ${stage.id}`, watermarkMs: W });
         continue;
       }
       const key = encodeState(keyValues);
-      const store = state.store(key);
-      let buffers = store.get(key) as unknown[] | undefined;
-      if (!buffers) {
-        buffers = stage.aggs.map((a) => a.init());
-        times?.set(key, t ?? null);
-      }
-      for (let i = 0; i < stage.aggs.length; i++) buffers[i] = stage.aggs[i]!.update(buffers[i], row);
-      store.put(key, buffers);
-      if (!updated.has(key)) updated.set(key, keyValues);
+      routed.keyed.keys.push(key);
+      routed.keyed.times.push(t ?? null);
+      routed.keyed.rows.push(row);
+      if (ctx.outputMode === 'update' && !routed.updated.has(key)) routed.updated.set(key, keyValues);
     }
   }
-  const emit = (keyValues: unknown[], buffers: unknown[]): [unknown[], Row] => {
-    const out: Row = {};
-    for (let i = 0; i < n; i++) out[stage.keys[i]!.name] = keyValues[i];
-    stage.aggs.forEach((a, i) => (out[a.name] = a.finish(buffers[i])));
-    return [keyValues, out];
-  };
-  const out: Array<[unknown[], Row]> = [];
-  if (ctx.outputMode === 'update') {
-    for (const [key, keyValues] of updated) out.push(emit(keyValues, state.store(key).get(key) as unknown[]));
+  return routed;
+}
+
+/** What the state side of an aggregation emits: finished aggregate values per group key. */
+export interface StateOutput {
+  /** Update mode: the groups this batch changed. */
+  updated: Array<[string, unknown[]]>;
+  /** Complete mode: every group; append mode: the groups that became final (and were removed). */
+  scanned: Array<[string, unknown[]]>;
+}
+
+/**
+ * The state side of an aggregation (Spark's StateStoreSaveExec), in the query's thread or in a worker:
+ * update each group's buffers, then one lazy pass over the state (it may be on disk) that emits what the
+ * output mode wants and removes groups behind the watermark. `timeOfKey` gives a stored key's event time.
+ */
+export function applyToState(
+  state: OperatorState,
+  aggs: AggregateImpl[],
+  keyed: KeyedRows,
+  opts: {
+    watermarkMs: number;
+    outputMode: OutputMode;
+    timeOfKey?: (key: string) => number | null;
+    /** The distinct keys of `keyed`, when the caller has them already (update mode emits them). */
+    changed?: Iterable<string>;
+  },
+): StateOutput {
+  const times = state.keyTimes;
+  const changed = opts.changed ?? (opts.outputMode === 'update' ? new Set(keyed.keys) : []);
+  const { keys, times: keyedTimes, rows } = keyed;
+  for (let j = 0; j < keys.length; j++) {
+    const key = keys[j]!;
+    const row = rows[j]!;
+    const store = state.store(key);
+    let buffers = store.get(key) as unknown[] | undefined;
+    if (!buffers) {
+      buffers = aggs.map((a) => a.init());
+      times?.set(key, keyedTimes[j]!);
+    }
+    for (let i = 0; i < aggs.length; i++) buffers[i] = aggs[i]!.update(buffers[i], row);
+    store.put(key, buffers);
   }
-  // One lazy pass over the state (it may be on disk): emit what the mode wants, note what has expired.
+  const finish = (buffers: unknown[]): unknown[] => aggs.map((a, i) => a.finish(buffers[i]));
+  const out: StateOutput = { updated: [], scanned: [] };
+  if (opts.outputMode === 'update') for (const key of changed) out.updated.push([key, finish(state.store(key).get(key) as unknown[])]);
   const expired: Array<[string, StateStore]> = [];
-  if (ctx.outputMode === 'complete' || stage.eventTimeKey) {
+  if (opts.outputMode === 'complete' || opts.timeOfKey) {
     for (const [key, buffers, store] of state.entries()) {
       let t: number | null | undefined;
-      if (stage.eventTimeKey) {
-        // A key's event time never changes: decode it once per key (memory provider), not once per batch.
+      if (opts.timeOfKey) {
+        // A key's event time never changes: derive it once per key (memory provider), not once per batch.
         t = times?.get(key);
         if (t === undefined) {
-          t = keyTime(stage, decodeState(key) as unknown[]) ?? null;
+          t = opts.timeOfKey(key);
           times?.set(key, t);
         }
       }
-      const isExpired = t != null && t <= W;
-      if (ctx.outputMode === 'complete') out.push(emit(decodeState(key) as unknown[], buffers as unknown[]));
+      const isExpired = t != null && t <= opts.watermarkMs;
+      if (opts.outputMode === 'complete') out.scanned.push([key, finish(buffers as unknown[])]);
       else if (isExpired) {
-        if (ctx.outputMode === 'append') out.push(emit(decodeState(key) as unknown[], buffers as unknown[]));
+        if (opts.outputMode === 'append') out.scanned.push([key, finish(buffers as unknown[])]);
         expired.push([key, store]);
       }
     }
@@ -256,13 +298,50 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
     store.remove(key);
     times?.delete(key);
   }
-  ctx.operators.set(stage.id, {
+  return out;
+}
+
+/** The output rows of an aggregation: key columns, then aggregate columns, ordered by key. */
+export function aggregateRows(stage: AggregateStage, routed: RoutedRows, out: StateOutput): Row[] {
+  const rows: Array<[unknown[], Row]> = [];
+  const emit = (keyValues: unknown[], values: unknown[]): void => {
+    const r: Row = {};
+    stage.keys.forEach((k, i) => (r[k.name] = keyValues[i]));
+    stage.aggs.forEach((a, i) => (r[a.name] = values[i]));
+    rows.push([keyValues, r]);
+  };
+  for (const [key, values] of out.updated) emit(routed.updated.get(key)!, values);
+  for (const [key, values] of out.scanned) emit(decodeState(key) as unknown[], values);
+  return sortByKeyValues(rows);
+}
+
+/** The progress of an aggregation operator. */
+export function aggregateProgress(
+  stage: AggregateStage,
+  routed: RoutedRows,
+  metrics: Omit<StateOperatorProgress, 'operatorName' | 'numRowsDroppedByWatermark'>,
+): StateOperatorProgress {
+  return {
     operatorName: operatorName(stage),
-    ...state.metrics(),
-    numRowsDroppedByWatermark: dropped,
-    ...(windowed ? { customMetrics: { numRowsWithNullEventTime: nullTimes } } : {}),
+    ...metrics,
+    numRowsDroppedByWatermark: routed.dropped,
+    ...(stage.keys.some((k) => 'window' in k) ? { customMetrics: { numRowsWithNullEventTime: routed.nullTimes } } : {}),
+  };
+}
+
+function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[] {
+  if (stage.sessionKey) return sessionAggregate(stage, rows, ctx);
+  const state = ctx.state(stage.id);
+  const routed = routeRows(stage, rows, ctx);
+  const eventTimeKey = stage.eventTimeKey;
+  const out = applyToState(state, stage.aggs, routed.keyed, {
+    watermarkMs: ctx.watermarkMs,
+    outputMode: ctx.outputMode,
+    ...(eventTimeKey ? { timeOfKey: (key: string) => keyTime(eventTimeKey, decodeState(key) as unknown[]) ?? null } : {}),
+    changed: routed.updated.keys(),
   });
-  return sortByKeyValues(out);
+  ctx.operators.set(stage.id, aggregateProgress(stage, routed, state.metrics()));
+  return aggregateRows(stage, routed, out);
 }
 
 /** Groups come out ordered by their key values (a window or session by its start), so outputs read and compare easily. */

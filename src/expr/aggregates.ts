@@ -4,7 +4,7 @@
  */
 import { ArrayType, DataType, DoubleType, LongType, NullType, Row, isIntegral, isNumeric } from '../types/index.js';
 import { Column, ColumnLike, Expr, colExpr, exprName } from './column.js';
-import { AnalysisError, Bound, EvalContext, compile } from './compile.js';
+import { AnalysisError, Bound, EvalContext, Evaluator, compile } from './compile.js';
 import { compareValues } from './values.js';
 import { encodeState } from '../state/codec.js';
 import { hllAdd, hllEmpty, hllEstimate, hllMerge, relativeSdToPrecision } from './hll.js';
@@ -13,6 +13,11 @@ import type { StructType } from '../types/index.js';
 export interface AggregateImpl {
   readonly name: string;
   readonly type: DataType;
+  /**
+   * How it was written — function, options, and its argument's evaluator and type — so that a worker thread
+   * can bind the same aggregate over pre-evaluated arguments (exec/parallel.ts).
+   */
+  readonly call: { fn: string; options: Record<string, unknown>; arg?: Evaluator; argType?: DataType };
   init(): unknown;
   update(buffer: unknown, row: Row): unknown;
   /**
@@ -26,7 +31,7 @@ export interface AggregateImpl {
 interface AggregateDef {
   /** Exact distinct aggregates need all values forever: the streaming analyzer refuses them. */
   distinct?: boolean;
-  bind(arg: Bound | undefined, options: Record<string, unknown>): Omit<AggregateImpl, 'name'>;
+  bind(arg: Bound | undefined, options: Record<string, unknown>): Omit<AggregateImpl, 'name' | 'call'>;
 }
 
 const AGGREGATES = new Map<string, AggregateDef>();
@@ -105,7 +110,11 @@ export function bindAggregate(e: Expr, schema: StructType, ctx: EvalContext): Ag
   }
   const arg = inner.args[0] ? compile(inner.args[0], schema, ctx) : undefined;
   const impl = def.bind(arg, inner.options ?? {});
-  return { ...impl, name: alias ?? exprName(inner) };
+  return {
+    ...impl,
+    name: alias ?? exprName(inner),
+    call: { fn: inner.name, options: inner.options ?? {}, ...(arg ? { arg: arg.eval, argType: arg.type } : {}) },
+  };
 }
 
 function needArg(name: string, a: Bound | undefined): Bound {
