@@ -62,14 +62,20 @@ async function rawCopy(conf: { 'bootstrap.servers': string }, from: string, to: 
 function windowedSuite(): Array<Record<string, unknown>> {
   const script = new URL('./windowed.js', import.meta.url).pathname;
   const out = [];
-  const cases: Array<[provider: string, keys: number, partitions: number]> = [
-    ['memory', 10_000, 4], ['memory', 1_000_000, 4], ['lmdb', 10_000, 4], ['lmdb', 1_000_000, 4],
-    // State partitions: what splitting state costs in one thread (the case for running them in parallel).
-    ['memory', 1_000_000, 1], ['memory', 1_000_000, 16],
+  const cases: Array<[provider: string, keys: number, partitions: number, workers: number]> = [
+    ['memory', 10_000, 4, 1], ['memory', 1_000_000, 4, 1], ['lmdb', 10_000, 4, 1], ['lmdb', 1_000_000, 4, 1],
+    // State partitions: what splitting state costs in one thread.
+    ['memory', 1_000_000, 1, 1], ['memory', 1_000_000, 16, 1],
+    // The same partitions in two worker threads (sluice.sql.streaming.aggregation.workers).
+    ['memory', 10_000, 4, 2], ['memory', 1_000_000, 4, 2], ['lmdb', 1_000_000, 4, 2],
   ];
-  for (const [provider, keys, partitions] of cases) {
-    note(`Windowed aggregation: ${keys} keys, ${provider} state, ${partitions} partitions…`);
-    const r = spawnSync(process.execPath, [script, '--keys', String(keys), '--provider', provider, '--partitions', String(partitions), '--records', String(N), '--json'], { encoding: 'utf8' });
+  for (const [provider, keys, partitions, workers] of cases) {
+    note(`Windowed aggregation: ${keys} keys, ${provider} state, ${partitions} partitions, ${workers} worker(s)…`);
+    const r = spawnSync(
+      process.execPath,
+      [script, '--keys', String(keys), '--provider', provider, '--partitions', String(partitions), '--workers', String(workers), '--records', String(N), '--json'],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`windowed benchmark failed: ${r.stderr}`);
     out.push(JSON.parse(r.stdout.trim()) as Record<string, unknown>);
   }
@@ -77,7 +83,7 @@ function windowedSuite(): Array<Record<string, unknown>> {
 }
 
 function windowedLine(r: Record<string, unknown>): string {
-  return `windowed ${r.provider} ${r.keys} keys, ${r.partitions} partitions: ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB, clone/work ${r.handoffToWork}\n`;
+  return `windowed ${r.provider} ${r.keys} keys, ${r.partitions} partitions, ${r.workers} worker(s): ${r.recordsPerSecond} records/s, peak RSS ${r.peakRssMB} MB, heap ${r.heapUsedMB} MB, clone/work ${r.handoffToWork}\n`;
 }
 
 async function main(): Promise<void> {

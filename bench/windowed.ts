@@ -1,6 +1,6 @@
 /**
  * Windowed aggregation throughput and peak RSS, one case per process (so RSS is the case's own):
- *   node dist/bench/windowed.js --keys 10000 --provider memory [--records 1000000] [--batch 100000] [--partitions 4] [--json]
+ *   node dist/bench/windowed.js --keys 10000 --provider memory [--records 1000000] [--batch 100000] [--partitions 4] [--workers 1] [--json]
  * A memory stream of `records` rows over `keys` distinct users, event time advancing 1 ms per row;
  * withWatermark('ts', '1 minute').groupBy(window(ts, '10 minutes'), user).agg(count, sum), update mode,
  * batches of `batch` rows, checkpointed state (delta files every batch), `partitions` state partitions.
@@ -23,6 +23,7 @@ const { values: a } = parseArgs({
     records: { type: 'string', default: '1000000' },
     batch: { type: 'string', default: '100000' },
     partitions: { type: 'string', default: '4' },
+    workers: { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -34,6 +35,7 @@ const s = new SluiceSession('bench');
 s.log = () => {};
 s.conf.set('sluice.sql.streaming.stateStore.provider', a.provider!);
 s.conf.set('sluice.sql.shuffle.partitions', a.partitions!);
+s.conf.set('sluice.sql.streaming.aggregation.workers', a.workers!);
 const input = s.memoryStream('user STRING, ts TIMESTAMP, amount INT');
 const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-win-'));
 let out = 0;
@@ -74,6 +76,7 @@ const result = {
   keys,
   records,
   partitions: Number(a.partitions),
+  workers: Number(a.workers),
   recordsPerSecond: Math.round(records / secs),
   /** One structured clone of a batch's rows, over the batch's stateful work (state, sink, commit). */
   handoffToWork: Math.round((cloneMs / batches / (workMs / batches)) * 100) / 100,
@@ -85,7 +88,7 @@ const result = {
 process.stdout.write(
   (a.json
     ? JSON.stringify(result)
-    : `${result.provider} state, ${keys} keys, ${result.partitions} partitions: ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB, ` +
+    : `${result.provider} state, ${keys} keys, ${result.partitions} partitions, ${result.workers} worker(s): ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB, ` +
       `heap at end ${heapUsedMB} MB, clone/work ${result.handoffToWork}`) + '\n',
 );
 process.exit(0);

@@ -21,6 +21,7 @@ import type { Trigger } from './trigger.js';
 import { join } from 'node:path';
 import { KafkaLateEventsWriter } from './lateEvents.js';
 import { EventTimeStats, LateRow, OperatorState, StateOperatorProgress, runPlan } from './stages.js';
+import { ParallelOperatorState, notParallel } from './parallel.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -51,6 +52,8 @@ const WATERMARK_POLICY_CONF = 'sluice.sql.streaming.multipleWatermarkPolicy';
 const DEFAULT_PARTITIONS = '4';
 /** `memory` (default) or `lmdb` (disk-backed, for state larger than memory); both read the same state files. */
 const PROVIDER_CONF = 'sluice.sql.streaming.stateStore.provider';
+/** Worker threads for aggregation state (exec/parallel.ts); 1 (default): the query's own thread. Not fixed by the checkpoint. */
+const WORKERS_CONF = 'sluice.sql.streaming.aggregation.workers';
 
 const PROGRESS_HISTORY = 100;
 
@@ -79,7 +82,7 @@ export class StreamingQuery {
   private triggers = 0;
   private lastTriggerStart = 0;
   /** State of each stateful operator, by operator id. */
-  private readonly states = new Map<number, OperatorState>();
+  private readonly states = new Map<number, OperatorState | ParallelOperatorState>();
   /** Each watermark operator's own watermark; the global one is their min (or max, by policy). */
   private readonly operatorWatermarks = new Map<number, number>();
   private onTerminated: Array<() => void> = [];
@@ -179,7 +182,7 @@ export class StreamingQuery {
       this.spec.log(`ERROR ${this.exception.message}`);
     } finally {
       this.terminated = true;
-      for (const st of this.states.values()) st.close();
+      await Promise.allSettled([...this.states.values()].map((st) => st.close()));
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
@@ -261,11 +264,22 @@ export class StreamingQuery {
     const partitions = Number(conf[PARTITIONS_CONF]);
     if (!(partitions >= 1)) throw new CheckpointError(`${PARTITIONS_CONF} must be a positive integer, got "${conf[PARTITIONS_CONF]}".`);
     const provider = this.spec.conf[PROVIDER_CONF] ?? 'memory';
+    const workers = Number(this.spec.conf[WORKERS_CONF] ?? '1');
+    if (!(Number.isInteger(workers) && workers >= 1)) {
+      throw new CheckpointError(`${WORKERS_CONF} must be a whole number of worker threads (1 = none, the default), got "${this.spec.conf[WORKERS_CONF]}".`);
+    }
     if (provider !== 'memory' && provider !== 'lmdb') {
       throw new CheckpointError(`${PROVIDER_CONF} must be "memory" or "lmdb", got "${provider}".`);
     }
     for (const st of statefulStages(this.spec.analyzed)) {
-      this.states.set(st.id, new OperatorState((p) => join(cp.root, 'state', String(st.id), String(p)), partitions, provider));
+      const dirOf = (p: number): string => join(cp.root, 'state', String(st.id), String(p));
+      const why = st.kind === 'aggregate' ? notParallel(st) : 'only aggregations run in workers';
+      if (workers > 1 && st.kind === 'aggregate' && !why) {
+        this.states.set(st.id, new ParallelOperatorState(st, dirOf, partitions, provider, workers));
+      } else {
+        if (workers > 1) this.spec.log(`INFO Stateful operator ${st.id} runs in the query's thread, not in ${WORKERS_CONF} workers: ${why}.`);
+        this.states.set(st.id, new OperatorState(dirOf, partitions, provider));
+      }
     }
     const watermarkOperators = allStages(this.spec.analyzed).filter((st) => st.kind === 'watermark').length;
     const watermarked = watermarkOperators > 0;
@@ -389,14 +403,18 @@ export class StreamingQuery {
     const t1 = Date.now();
     const letters: DeadLetter[] = [];
     // State version N is the state after batch N-1: a re-run batch starts from the same state.
-    for (const st of this.states.values()) st.load(batchId);
+    await Promise.all([...this.states.values()].map((st) => st.load(batchId)));
     const eventTime = new Map<number, EventTimeStats>();
     const operators = new Map<number, StateOperatorProgress>();
     const late: LateRow[] = [];
     const out = await runPlan(analyzed, inputs, {
       watermarkMs: seq.metadata.batchWatermarkMs,
       outputMode,
-      state: (id) => this.states.get(id)!,
+      state: (id) => this.states.get(id) as OperatorState,
+      parallel: (id) => {
+        const st = this.states.get(id);
+        return st instanceof ParallelOperatorState ? st : undefined;
+      },
       eventTime,
       operators,
       ...(this.lateWriter ? { onLate: (l: LateRow) => void late.push(l) } : {}),
@@ -415,7 +433,7 @@ export class StreamingQuery {
     await this.lateWriter?.write(batchId, late);
     await sink.addBatch(batchId, out, analyzed.schema, outputMode);
     for (const [id, st] of this.states) {
-      st.commit();
+      await st.commit();
       // Commit time and state size are known only now.
       const m = operators.get(id);
       if (m) Object.assign(m, st.metrics());

@@ -19,6 +19,7 @@ import type { OutputMode } from '../sinks/sink.js';
 import type { Row } from '../types/index.js';
 import { applyRows } from './rows.js';
 import { sessionAggregate } from './sessionWindows.js';
+import type { ParallelOperatorState } from './parallel.js';
 
 export interface EventTimeStats {
   min: number;
@@ -44,39 +45,52 @@ export interface StateOperatorProgress {
   customMetrics?: Record<string, number>;
 }
 
-/** The state stores of one stateful operator: one per shuffle partition, keys spread by hash. */
+/** The state partition of a key (Spark's hash partitioning by grouping key). */
+export function partitionOf(key: string, partitions: number): number {
+  let h = 0;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
+  return (h >>> 0) % partitions;
+}
+
+/**
+ * The state stores of one stateful operator: one per shuffle partition, keys spread by hash. `owned`
+ * limits it to some partitions (a worker thread's share, exec/parallel.ts); by default it has them all.
+ */
 export class OperatorState {
-  private readonly providers: StateStoreProvider[];
+  private readonly providers: Array<StateStoreProvider | undefined>;
+  readonly owned: number[];
   /**
    * Memory provider only: each key's event time (window end), derived from the key once instead of at every
    * batch's eviction scan. A key's time never changes, so entries stay valid; evicted keys are deleted. The
    * LMDB provider has none: it keeps keys out of the heap.
    */
   readonly keyTimes: Map<string, number | null> | undefined;
-  private stores: StateStore[] = [];
-  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory') {
-    this.providers = Array.from({ length: partitions }, (_, p) => new StateStoreProvider(dirOf(p), 10, kind));
+  private stores: Array<StateStore | undefined> = [];
+  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory', owned?: number[]) {
+    this.owned = owned ?? Array.from({ length: partitions }, (_, p) => p);
+    this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(dirOf(p), 10, kind) : undefined));
     this.keyTimes = kind === 'memory' ? new Map() : undefined;
   }
   close(): void {
-    for (const p of this.providers) p.close();
+    for (const p of this.providers) p?.close();
   }
   load(version: number): void {
-    this.stores = this.providers.map((p) => p.load(version));
+    this.stores = this.providers.map((p) => p?.load(version));
   }
   store(key: string): StateStore {
-    let h = 0;
-    for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
-    return this.stores[(h >>> 0) % this.partitions]!;
+    const p = partitionOf(key, this.partitions);
+    const s = this.stores[p];
+    if (!s) throw new Error(`State partition ${p} is not loaded here (owned: ${this.owned.join(', ')}).`);
+    return s;
   }
   *entries(): Generator<[string, unknown, StateStore]> {
-    for (const s of this.stores) for (const [k, v] of s.entries()) yield [k, v, s];
+    for (const s of this.stores) if (s) for (const [k, v] of s.entries()) yield [k, v, s];
   }
   commit(): void {
-    for (const s of this.stores) s.commit();
+    for (const s of this.stores) s?.commit();
   }
   metrics(): Omit<StateOperatorProgress, 'operatorName' | 'numRowsDroppedByWatermark'> {
-    const ms = this.stores.map((s) => s.metrics());
+    const ms = this.stores.flatMap((s) => (s ? [s.metrics()] : []));
     const total = (f: (m: (typeof ms)[0]) => number): number => ms.reduce((n, m) => n + f(m), 0);
     return {
       numRowsTotal: total((m) => m.numRowsTotal),
@@ -85,7 +99,7 @@ export class OperatorState {
       memoryUsedBytes: total((m) => m.memoryUsedBytes),
       commitTimeMs: total((m) => m.commitTimeMs),
       numShufflePartitions: this.partitions,
-      numStateStoreInstances: this.partitions,
+      numStateStoreInstances: this.owned.length,
     };
   }
 }
@@ -102,6 +116,8 @@ export interface BatchContext {
   outputMode: OutputMode;
   /** Stateful operator id → its state, loaded at this batch's version. */
   state: (id: number) => OperatorState;
+  /** Aggregations whose state runs in worker threads (exec/parallel.ts), by operator id. */
+  parallel?: (id: number) => ParallelOperatorState | undefined;
   onBad: (row: Row, e: RecordError) => void;
   /** Rows dropped as late, for a late-events destination. */
   onLate?: (late: LateRow) => void;
@@ -148,8 +164,11 @@ export async function runStages(input: Row[], stages: Stage[], ctx: BatchContext
         ctx.eventTime.set(stage.id, s);
         break;
       }
-      case 'aggregate':
-        rows = aggregate(stage, rows, ctx);
+      case 'aggregate': {
+        const parallel = ctx.parallel?.(stage.id);
+        rows = parallel ? await parallel.aggregate(rows, ctx) : aggregate(stage, rows, ctx);
+        break;
+      }
         break;
       case 'dedupe':
         rows = dedupe(stage, rows, ctx);

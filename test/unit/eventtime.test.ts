@@ -26,9 +26,12 @@ const w = (r: Record<string, unknown>): string => {
 };
 
 let provider = 'memory';
+/** eventtime-workers.test.ts runs this whole file again with aggregation state in worker threads. */
+const WORKERS = process.env.SLUICE_TEST_AGGREGATION_WORKERS ?? '1';
 function newSession(): SluiceSession {
   const s = new SluiceSession('et');
   s.conf.set('sluice.sql.streaming.stateStore.provider', provider);
+  s.conf.set('sluice.sql.streaming.aggregation.workers', WORKERS);
   s.out = () => {};
   s.log = () => {};
   return s;
@@ -297,7 +300,7 @@ describe.each(['memory', 'lmdb'])('restart in the middle of a windowed query (%s
   it.each([
     ['tumbling windows', tumbling, steps, countLine],
     ['session windows', sessions, sessionSteps, sessionLine],
-  ] as const)('%s: gives the same output as a run without restart (state restored from its files)', async (_name, query, input, line) => {
+  ] as const)('%s: gives the same output as a run without restart (state restored from its files; worker threads or not)', async (_name, query, input, line) => {
     provider = kind;
     const whole = (await trace(query, 'append', input, line)).traces;
     const cp = mkdtempSync(join(tmpdir(), 'sluice-et-restart-'));
@@ -305,6 +308,8 @@ describe.each(['memory', 'lmdb'])('restart in the middle of a windowed query (%s
     const outs: Trace[] = [];
     for (let i = 1; i <= input.length; i++) {
       const s = newSession();
+      // Every other run with the aggregation state in 2 worker threads: the files are the same either way.
+      if (i % 2 === 0) s.conf.set('sluice.sql.streaming.aggregation.workers', WORKERS === '1' ? '2' : '1');
       const stream = s.memoryStream('id STRING, ts TIMESTAMP');
       stream.addData(input.slice(0, i).flat());
       const q = await query(stream.toDF()).writeStream.format('memory').queryName('out').outputMode('append').option('checkpointLocation', cp).start();

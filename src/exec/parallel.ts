@@ -1,0 +1,175 @@
+/**
+ * Stateful partitions in worker threads, for aggregations (`sluice.sql.streaming.aggregation.workers`).
+ *
+ * The query's thread keeps the row side — evaluating grouping keys and aggregate arguments, dropping late
+ * rows (`routeRows`) — because expressions are closures that do not cross threads. Each worker owns the
+ * partitions p with p mod workers = its index: their stores, files and key-time cache, and runs the state side
+ * (`applyToState`) for them, all workers at once. What crosses threads per batch is one structured clone of
+ * the keys, event times and argument values, and the finished values of the groups emitted. The checkpoint
+ * layout is the same as in one thread, so the number of workers may change between runs.
+ *
+ * It pays when the state side dominates (many keys, large state) and cores are free; with small state the
+ * copies cost about what they save (docs/benchmarks.md). Session windows and deduplication stay in the
+ * query's thread.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { AggregateStage } from '../plan/analyzer.js';
+import type { StateStoreProviderKind } from '../state/store.js';
+import type { Row } from '../types/index.js';
+import { type BatchContext, type RoutedRows, type StateOperatorProgress, type StateOutput, aggregateProgress, aggregateRows, partitionOf, routeRows } from './stages.js';
+import type { WorkerRequest, WorkerSpec } from './stateWorker.js';
+
+type Metrics = Omit<StateOperatorProgress, 'operatorName' | 'numRowsDroppedByWatermark'>;
+
+/** Why an aggregation cannot run in workers, or undefined when it can. */
+export function notParallel(stage: AggregateStage): string | undefined {
+  if (stage.sessionKey) return 'session windows merge sessions across partitions of a group in one pass';
+  for (const a of stage.aggs) {
+    // A structured clone turns a Buffer into a plain Uint8Array: binary values would change on the way.
+    if (a.call.argType && /binary/.test(a.call.argType.simpleString())) return `${a.name} reads binary values`;
+  }
+  return undefined;
+}
+
+/** A worker's script: the compiled module next to this one, or the TypeScript source through tsx (tests, `sluice run`). */
+function startWorker(): Worker {
+  const js = new URL('./stateWorker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return new Worker(js);
+  const ts = new URL('./stateWorker.ts', import.meta.url);
+  // tsx's ESM entry (its `import` condition) registers the TypeScript loader in the worker's own thread.
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`, { eval: true });
+}
+
+class StateWorker {
+  private readonly worker = startWorker();
+  private readonly pending: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  private failure: Error | undefined;
+
+  constructor() {
+    this.worker.on('message', (m: { ok: boolean; result?: unknown; message?: string }) => {
+      const p = this.pending.shift();
+      if (!p) return;
+      if (m.ok) p.resolve(m.result);
+      else p.reject(new Error(`State worker: ${m.message}`));
+    });
+    const fail = (e: Error): void => {
+      this.failure = e;
+      for (const p of this.pending.splice(0)) p.reject(e);
+    };
+    this.worker.on('error', (e) => fail(new Error(`State worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => fail(new Error(`State worker exited (code ${code}).`)));
+  }
+
+  call<T>(m: WorkerRequest): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage(m);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!this.failure) await this.call({ type: 'close' }).catch(() => {});
+    this.worker.removeAllListeners('exit');
+    await this.worker.terminate();
+  }
+}
+
+/** An aggregation's state, spread over worker threads by partition. Same role as OperatorState. */
+export class ParallelOperatorState {
+  private readonly workers: StateWorker[];
+  private readonly ready: Promise<unknown>;
+  private lastMetrics: Metrics | undefined;
+
+  constructor(
+    private readonly stage: AggregateStage,
+    dirOf: (partition: number) => string | undefined,
+    readonly partitions: number,
+    kind: StateStoreProviderKind,
+    workers: number,
+  ) {
+    const n = Math.min(workers, partitions);
+    this.workers = Array.from({ length: n }, () => new StateWorker());
+    this.ready = Promise.all(
+      this.workers.map((w, i) => {
+        const owned = Array.from({ length: partitions }, (_, p) => p).filter((p) => p % n === i);
+        const spec: WorkerSpec = {
+          partitions,
+          owned,
+          dirs: Object.fromEntries(owned.map((p) => [p, dirOf(p)!])),
+          kind,
+          aggs: stage.aggs.map((a) => ({ fn: a.call.fn, options: a.call.options, name: a.name, ...(a.call.argType ? { argType: a.call.argType.simpleString() } : {}) })),
+          ...(stage.eventTimeKey ? { eventTimeKey: stage.eventTimeKey } : {}),
+        };
+        return w.call({ type: 'init', spec });
+      }),
+    );
+  }
+
+  async load(version: number): Promise<void> {
+    await this.ready;
+    await Promise.all(this.workers.map((w) => w.call({ type: 'load', version })));
+  }
+
+  /** One batch of the aggregation: the row side here, the state side in the workers at once. */
+  async aggregate(rows: Row[], ctx: BatchContext): Promise<Row[]> {
+    const routed: RoutedRows = routeRows(this.stage, rows, ctx);
+    const n = this.workers.length;
+    const parts = this.workers.map(() => ({ keys: [] as string[], times: [] as Array<number | null>, args: [] as unknown[][] }));
+    const argEvals = this.stage.aggs.map((a) => a.call.arg);
+    const { keys, times, rows: keyedRows } = routed.keyed;
+    let lastRow: Row | undefined;
+    let lastArgs: unknown[] = [];
+    for (let j = 0; j < keys.length; j++) {
+      const row = keyedRows[j]!;
+      // A row in several sliding windows is evaluated once.
+      if (row !== lastRow) {
+        lastArgs = argEvals.map((ev) => (ev ? ev(row) : undefined));
+        lastRow = row;
+      }
+      const part = parts[partitionOf(keys[j]!, this.partitions) % n]!;
+      part.keys.push(keys[j]!);
+      part.times.push(times[j]!);
+      part.args.push(lastArgs);
+    }
+    const outs = await Promise.all(
+      this.workers.map((w, i) => w.call<StateOutput>({ type: 'batch', ...parts[i]!, watermarkMs: ctx.watermarkMs, outputMode: ctx.outputMode })),
+    );
+    const merged: StateOutput = { updated: outs.flatMap((o) => o.updated), scanned: outs.flatMap((o) => o.scanned) };
+    // State metrics are known after the commit; until then the operator reports the previous batch's.
+    ctx.operators.set(this.stage.id, aggregateProgress(this.stage, routed, this.metrics()));
+    return aggregateRows(this.stage, routed, merged);
+  }
+
+  async commit(): Promise<void> {
+    const ms = await Promise.all(this.workers.map((w) => w.call<Metrics>({ type: 'commit' })));
+    const total = (f: (m: Metrics) => number): number => ms.reduce((n, m) => n + f(m), 0);
+    this.lastMetrics = {
+      numRowsTotal: total((m) => m.numRowsTotal),
+      numRowsUpdated: total((m) => m.numRowsUpdated),
+      numRowsRemoved: total((m) => m.numRowsRemoved),
+      memoryUsedBytes: total((m) => m.memoryUsedBytes),
+      // The workers commit at once: the operator waited for the slowest.
+      commitTimeMs: Math.max(...ms.map((m) => m.commitTimeMs)),
+      numShufflePartitions: this.partitions,
+      numStateStoreInstances: total((m) => m.numStateStoreInstances),
+    };
+  }
+
+  metrics(): Metrics {
+    return (
+      this.lastMetrics ?? {
+        numRowsTotal: 0, numRowsUpdated: 0, numRowsRemoved: 0, memoryUsedBytes: 0, commitTimeMs: 0,
+        numShufflePartitions: this.partitions, numStateStoreInstances: this.partitions,
+      }
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+}

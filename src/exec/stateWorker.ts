@@ -1,0 +1,89 @@
+/**
+ * A worker thread that owns some state partitions of one aggregation (exec/parallel.ts). It receives, per
+ * batch, the group keys, their event times and the aggregates' pre-evaluated arguments for its partitions,
+ * and runs the same state side as the query's thread (`applyToState`) on its own stores and files.
+ * Requests are answered in order: `{ ok: true, result }` or `{ ok: false, message }`.
+ */
+import { parentPort } from 'node:worker_threads';
+import { bindAggregate, type AggregateImpl } from '../expr/aggregates.js';
+import type { Expr } from '../expr/column.js';
+import { decodeState } from '../state/codec.js';
+import type { StateStoreProviderKind } from '../state/store.js';
+import { StructType, parseDataType } from '../types/index.js';
+import type { OutputMode } from '../sinks/sink.js';
+import { OperatorState, applyToState, keyTime } from './stages.js';
+import type { AggregateStage } from '../plan/analyzer.js';
+
+/** How a worker rebuilds an aggregation: its aggregates by name, over arguments `_a0`, `_a1`, … */
+export interface WorkerSpec {
+  partitions: number;
+  owned: number[];
+  dirs: Record<number, string>;
+  kind: StateStoreProviderKind;
+  aggs: Array<{ fn: string; options: Record<string, unknown>; name: string; argType?: string }>;
+  eventTimeKey?: AggregateStage['eventTimeKey'];
+}
+
+export type WorkerRequest =
+  | { type: 'init'; spec: WorkerSpec }
+  | { type: 'load'; version: number }
+  | { type: 'batch'; keys: string[]; times: Array<number | null>; args: unknown[][]; watermarkMs: number; outputMode: OutputMode }
+  | { type: 'commit' }
+  | { type: 'close' };
+
+let state: OperatorState | undefined;
+let aggs: AggregateImpl[] = [];
+let argNames: string[] = [];
+let eventTimeKey: AggregateStage['eventTimeKey'];
+
+function init(spec: WorkerSpec): void {
+  argNames = spec.aggs.map((_, i) => `_a${i}`);
+  let schema = new StructType();
+  spec.aggs.forEach((a, i) => {
+    if (a.argType) schema = schema.add(argNames[i]!, parseDataType(a.argType));
+  });
+  aggs = spec.aggs.map((a, i) => {
+    const call: Expr = { kind: 'fn', name: a.fn, args: a.argType ? [{ kind: 'col', name: argNames[i]! }] : [], options: a.options };
+    return bindAggregate({ kind: 'alias', child: call, name: a.name }, schema, { batchTimestampMs: 0 });
+  });
+  eventTimeKey = spec.eventTimeKey;
+  state = new OperatorState((p) => spec.dirs[p], spec.partitions, spec.kind, spec.owned);
+}
+
+function handle(m: WorkerRequest): unknown {
+  switch (m.type) {
+    case 'init':
+      init(m.spec);
+      return null;
+    case 'load':
+      state!.load(m.version);
+      return null;
+    case 'batch': {
+      const rows = m.args.map((values) => {
+        const row: Record<string, unknown> = {};
+        for (let i = 0; i < argNames.length; i++) row[argNames[i]!] = values[i];
+        return row;
+      });
+      const etk = eventTimeKey;
+      return applyToState(state!, aggs, { keys: m.keys, times: m.times, rows }, {
+        watermarkMs: m.watermarkMs,
+        outputMode: m.outputMode,
+        ...(etk ? { timeOfKey: (key: string) => keyTime(etk, decodeState(key) as unknown[]) ?? null } : {}),
+      });
+    }
+    case 'commit':
+      state!.commit();
+      return state!.metrics();
+    case 'close':
+      state?.close();
+      return null;
+  }
+}
+
+parentPort!.on('message', (m: WorkerRequest) => {
+  try {
+    parentPort!.postMessage({ ok: true, result: handle(m) });
+  } catch (e) {
+    parentPort!.postMessage({ ok: false, message: e instanceof Error ? e.message : String(e) });
+  }
+});
