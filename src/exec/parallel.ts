@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { AggregateStage } from '../plan/analyzer.js';
 import type { StateStoreProviderKind } from '../state/store.js';
-import type { Row } from '../types/index.js';
+import { parseDataType, type Row } from '../types/index.js';
 import { type BatchContext, type RoutedRows, type StateOperatorProgress, type StateOutput, aggregateProgress, aggregateRows, partitionOf, routeRows } from './stages.js';
 import type { WorkerRequest, WorkerSpec } from './stateWorker.js';
 
@@ -29,7 +29,15 @@ export function notParallel(stage: AggregateStage): string | undefined {
   if (stage.sessionKey) return 'session windows merge sessions across partitions of a group in one pass';
   for (const a of stage.aggs) {
     // A structured clone turns a Buffer into a plain Uint8Array: binary values would change on the way.
-    if (a.call.argType && /binary/.test(a.call.argType.simpleString())) return `${a.name} reads binary values`;
+    if (!a.call.argType) continue;
+    const type = a.call.argType.simpleString();
+    if (/binary/.test(type)) return `${a.name} reads binary values`;
+    // The worker rebinds the aggregate from the type's name.
+    try {
+      if (parseDataType(type).simpleString() !== type) return `${a.name}'s argument type ${type} does not survive the trip to a worker`;
+    } catch {
+      return `${a.name}'s argument type ${type} does not survive the trip to a worker`;
+    }
   }
   return undefined;
 }
