@@ -102,6 +102,31 @@ const sliding = await sluice.createDataFrame(
 console.log(show(sliding.map((r) => ({ window: r.window, events: r.events }))));
 
 // %% [markdown]
+// ## Session windows
+//
+// `session_window(col, gap)`: a user's session lasts while events keep coming less than `gap` apart. Each
+// event opens [t, t + gap); sessions of the same key that overlap or touch merge. So a session's length
+// depends on the data — here ada's first session grows to 12:11 because 12:03 and 12:06 each arrive within
+// 5 minutes of the one before. On a stream, append mode writes a session once the watermark passes its
+// end; update mode is refused (as in Spark): a merged session replaces two earlier rows, which an upsert by
+// key cannot retract.
+
+// %%
+import { session_window } from 'sluice';
+const sessions = await sluice.createDataFrame(
+  [
+    { user_id: 'ada', ts: t('12:00') }, { user_id: 'ada', ts: t('12:03') }, { user_id: 'ada', ts: t('12:06') },
+    { user_id: 'ada', ts: t('12:20') }, { user_id: 'bob', ts: t('12:02') },
+  ],
+  'user_id STRING, ts TIMESTAMP',
+).groupBy(col('user_id'), session_window(col('ts'), '5 minutes')).agg(count('*').alias('events')).collect();
+const showSession = (r: Record<string, unknown>): string => {
+  const s = r.session_window as { start: Date; end: Date };
+  return `${r.user_id} ${hm(s.start)}-${hm(s.end)}:${r.events}`;
+};
+console.log(sessions.map(showSession).join('\n'));
+
+// %% [markdown]
 // ## Must the watermark column be in the groupBy?
 //
 // No — a query may set a watermark and group by something else. But then **this aggregation** cannot use
@@ -134,5 +159,6 @@ assert.deepEqual(rowsOf('update'), ['0: 12:00-12:10:2', '2: 12:10-12:20:1', '4: 
 assert.equal(show(tables.complete.rows.slice(-4)), '12:00-12:10:4 12:10-12:20:1 12:20-12:30:1');
 assert.equal(queries.update.lastProgress!.stateOperators[0].numRowsDroppedByWatermark, 1);
 assert.equal(show(sliding.map((r) => ({ window: r.window, events: r.events }))), '12:00-12:10:1 12:05-12:15:2 12:10-12:20:2 12:15-12:25:1');
+assert.deepEqual(sessions.map(showSession), ['ada 12:00-12:11:3', 'ada 12:20-12:25:1', 'bob 12:02-12:07:1']);
 for (const q of Object.values(queries)) await q.stop();
 console.log('lesson 04 checks passed');
