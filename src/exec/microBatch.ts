@@ -147,6 +147,10 @@ export class StreamingQuery {
       `checkpoint: ${this.spec.checkpoint.root}`,
       `late events: ${this.lateWriter?.describe() ?? 'dropped (counted as numRowsDroppedByWatermark)'}`,
       `dead letters: ${this.deadLetterWriter.describe()}${this.spec.onBadRecord === 'fail' ? ' (onBadRecord=fail: the query stops instead)' : ''}`,
+      ...[...this.states].map(
+        ([id, st]) =>
+          `state operator ${id}: ${st.partitions} partitions in ${st instanceof ParallelOperatorState ? `${st.workerCount} worker threads` : "the query's thread"}`,
+      ),
     ].join('\n');
   }
 

@@ -118,6 +118,10 @@ export class ParallelOperatorState {
     );
   }
 
+  get workerCount(): number {
+    return this.workers.length;
+  }
+
   async load(version: number): Promise<void> {
     await this.ready;
     await Promise.all(this.workers.map((w) => w.call({ type: 'load', version })));
