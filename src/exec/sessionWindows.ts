@@ -32,6 +32,7 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
   const others = stage.keys.filter((_, i) => i !== session.index) as Array<{ name: string; eval: (r: Row) => unknown }>;
   let dropped = 0;
   let nullTimes = 0;
+  let badGaps = 0;
   // Sessions of the groups this batch touched, read once from the store and written back once.
   const touched = new Map<string, { store: StateStore; sessions: Session[] }>();
   for (const row of rows) {
@@ -40,7 +41,12 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
       nullTimes++; // no event time, no session: left out (Spark filters these rows too), counted
       continue;
     }
-    const end = t + session.gapMs;
+    const gap = typeof session.gapMs === 'number' ? session.gapMs : session.gapMs(row);
+    if (gap === null) {
+      badGaps++; // Spark filters rows whose gap is not a positive duration out too
+      continue;
+    }
+    const end = t + gap;
     if (watermarked && end <= W && ctx.outputMode !== 'complete') {
       dropped++;
       ctx.onLate?.({ row, operator: `${operatorName(stage)} ${stage.id}`, watermarkMs: W });
@@ -86,7 +92,7 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
     operatorName: operatorName(stage),
     ...state.metrics(),
     numRowsDroppedByWatermark: dropped,
-    customMetrics: { numRowsWithNullEventTime: nullTimes },
+    customMetrics: { numRowsWithNullEventTime: nullTimes, numRowsWithInvalidSessionGap: badGaps },
   });
   return sortByKeyValues(out);
 }

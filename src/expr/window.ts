@@ -3,7 +3,7 @@
  * with event time t belongs to every window [start, end) with start <= t < end, where starts are
  * startTime + k·slide. Tumbling windows (slide = size) give one window per row, sliding windows several.
  */
-import { StructType, TimestampType } from '../types/index.js';
+import { StringType, StructType, TimestampType, type Row } from '../types/index.js';
 import { Column, ColumnLike, Expr, colExpr } from './column.js';
 import { AnalysisError, Bound, EvalContext, compile, registerFunction } from './compile.js';
 import { parseDuration } from '../util/duration.js';
@@ -50,14 +50,14 @@ export function windowsOf(t: number, w: WindowSpec): Array<{ start: Date; end: D
 }
 
 /** If `e` is a call of the time-window function `fn` (maybe aliased): the call, its compiled time column, its output name. */
-function timeWindowCall(e: Expr, fn: string, schema: StructType, ctx: EvalContext): { options: Record<string, unknown>; time: Bound; name: string } | undefined {
+function timeWindowCall(e: Expr, fn: string, schema: StructType, ctx: EvalContext): { options: Record<string, unknown>; args: Expr[]; time: Bound; name: string } | undefined {
   const inner = e.kind === 'alias' ? e.child : e;
   if (inner.kind !== 'fn' || inner.name !== fn) return undefined;
   const time = compile(inner.args[0]!, schema, ctx);
   if (time.type !== TimestampType) {
     throw new AnalysisError(`${fn}() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
   }
-  return { options: inner.options ?? {}, time, name: e.kind === 'alias' ? e.name : fn };
+  return { options: inner.options ?? {}, args: inner.args, time, name: e.kind === 'alias' ? e.name : fn };
 }
 
 /** If `e` is a window() call (maybe aliased), its time column and spec. */
@@ -91,16 +91,52 @@ registerFunction('window', {
  * Session windows, as Spark's `session_window(timeColumn, gapDuration)`: each row opens a session
  * [t, t + gap); sessions of the same group that overlap or touch (a start at or before the other's end)
  * merge into one, so a session closes once no row came for `gap`. Only meaningful in groupBy().
+ *
+ * The gap is a duration (`'5 minutes'`) or, as in Spark, a string column giving each row its own gap
+ * (`when(col('device').eq('tv'), lit('30 minutes')).otherwise(lit('5 minutes'))`); a row whose gap is
+ * null, not a duration, or not positive opens no session and is left out (counted in progress).
  */
-export function session_window(timeColumn: ColumnLike, gapDuration: string): Column {
+export function session_window(timeColumn: ColumnLike, gapDuration: string | Column): Column {
+  if (gapDuration instanceof Column) {
+    return new Column({ kind: 'fn', name: 'session_window', args: [colExpr(timeColumn), gapDuration.expr] });
+  }
   return new Column({ kind: 'fn', name: 'session_window', args: [colExpr(timeColumn)], options: { gapDuration } });
 }
 export const sessionWindow = session_window;
 
-/** If `e` is a session_window() call (maybe aliased), its time column and gap. */
-export function asSessionWindow(e: Expr, schema: StructType, ctx: EvalContext): { time: Bound; gapMs: number; name: string } | undefined {
+/** If `e` is a session_window() call (maybe aliased): its time column, and its gap — fixed, or per row. */
+export function asSessionWindow(
+  e: Expr,
+  schema: StructType,
+  ctx: EvalContext,
+): { time: Bound; gapMs: number | ((row: Row) => number | null); name: string } | undefined {
   const call = timeWindowCall(e, 'session_window', schema, ctx);
   if (!call) return undefined;
+  if (call.args[1]) {
+    const gap = compile(call.args[1], schema, ctx);
+    if (gap.type !== StringType) {
+      throw new AnalysisError(
+        `session_window(): a gap column must give a duration string such as '5 minutes', but \`${gap.name}\` is ${gap.type.simpleString()}.`,
+      );
+    }
+    const ev = gap.eval;
+    const parsed = new Map<string, number | null>(); // a handful of distinct gaps, parsed once each
+    const gapOf = (row: Row): number | null => {
+      const text = ev(row) as string | null;
+      if (text == null) return null;
+      let ms = parsed.get(text);
+      if (ms === undefined) {
+        try {
+          ms = parseDuration(text, 'gapDuration');
+        } catch {
+          ms = null;
+        }
+        parsed.set(text, ms);
+      }
+      return ms !== null && ms > 0 ? ms : null;
+    };
+    return { time: call.time, gapMs: gapOf, name: call.name };
+  }
   const gap = String(call.options.gapDuration);
   const gapMs = parseDuration(gap, 'gapDuration');
   if (!(gapMs > 0)) throw new AnalysisError(`session_window(): the gap (${gap}) must be positive.`);

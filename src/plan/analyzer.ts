@@ -30,7 +30,7 @@ export interface WatermarkStage {
 export type KeyPart =
   | { name: string; eval: Evaluator }
   | { name: string; window: { time: Evaluator; spec: WindowSpec } }
-  | { name: string; session: { time: Evaluator; gapMs: number } };
+  | { name: string; session: { time: Evaluator; gapMs: number | ((row: Row) => number | null) } };
 
 export interface AggregateStage {
   kind: 'aggregate';
@@ -41,7 +41,8 @@ export interface AggregateStage {
   /** Which key part is the watermarked event time (or its window): what late rows and eviction are judged by. */
   eventTimeKey?: { index: number; isWindow: boolean };
   /** The session_window() key part, if any: state then holds each group's sessions (exec/sessionWindows.ts). */
-  sessionKey?: { index: number; time: Evaluator; gapMs: number };
+  /** `gapMs`: fixed, or per row (null: the row opens no session). */
+  sessionKey?: { index: number; time: Evaluator; gapMs: number | ((row: Row) => number | null) };
 }
 
 export interface DedupeStage {

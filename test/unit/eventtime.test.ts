@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   SluiceSession, UnsupportedOperationError, col, count, sum, approx_count_distinct, countDistinct, window, collect_list, max, avg, first, last, min,
-  collect_set, session_window,
+  collect_set, session_window, when, lit,
 } from '../../src/index.js';
 import type { DataFrame, OutputMode, StreamingQuery } from '../../src/index.js';
 
@@ -150,7 +150,7 @@ describe('rows without an event time', () => {
       await q.stop();
       // Only 12:01 is counted; before, the null rows made a group with a null window that never closed.
       expect(s.memoryTable('nulls').rows.map((r) => r.n)).toEqual([1]);
-      expect(q.lastProgress!.stateOperators[0]!.customMetrics).toEqual({ numRowsWithNullEventTime: 2 });
+      expect(q.lastProgress!.stateOperators[0]!.customMetrics).toMatchObject({ numRowsWithNullEventTime: 2 });
       expect(logs.join('\n')).toMatch(/WARN Batch 0: 2 row\(s\) had a null event time and were left out of the window aggregation/);
     }
   });
@@ -294,6 +294,30 @@ describe.each(['memory', 'lmdb'])('session windows (%s state store)', (kind) => 
       ['a 12:00-12:05:1 [12:00]', 'a 12:08-12:13:1 [12:08]'],
       ['a 12:00-12:13:3 [12:00 12:04 12:08]'],
     ]);
+  });
+});
+
+describe('session windows with a gap per row', () => {
+  it('each row opens a session as long as its own gap; rows without a valid gap are left out and counted', async () => {
+    const s = newSession();
+    const input = s.memoryStream('id STRING, ts TIMESTAMP');
+    // a: 5-minute gap, b: 1-minute gap, c: a gap that is not a duration.
+    const gap = when(col('id').eq('a'), lit('5 minutes')).when(col('id').eq('b'), lit('1 minute')).otherwise(lit('soon'));
+    const q = await input.toDF().groupBy(col('id'), session_window(col('ts'), gap)).agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('gaps').outputMode('complete').option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-gap-'))).start();
+    input.addData([
+      { id: 'a', ts: t('12:00') }, { id: 'a', ts: t('12:04') }, // [12:00,12:05) + [12:04,12:09) → [12:00,12:09)
+      { id: 'b', ts: t('12:00') }, { id: 'b', ts: t('12:02') }, // [12:00,12:01) and [12:02,12:03): 2 sessions
+      { id: 'c', ts: t('12:00') },
+    ]);
+    await q.processAllAvailable();
+    await q.stop();
+    const line = (r: Record<string, unknown>): string => {
+      const w = r.session_window as { start: Date; end: Date };
+      return `${String(r.id)} ${hm(w.start)}-${hm(w.end)}:${String(r.n)}`;
+    };
+    expect(s.memoryTable('gaps').rows.map(line)).toEqual(['a 12:00-12:09:2', 'b 12:00-12:01:1', 'b 12:02-12:03:1']);
+    expect(q.lastProgress!.stateOperators[0]!.customMetrics).toEqual({ numRowsWithNullEventTime: 0, numRowsWithInvalidSessionGap: 1 });
   });
 });
 
