@@ -75,18 +75,22 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
     out.push([keyValues, row]);
   };
   const changes: Array<[string, StateStore, Session[]]> = [];
+  // The state rows Spark reports for session windows are sessions, not groups: counted in this pass.
+  let sessionsKept = 0;
   for (const [key, value, store] of state.entries()) {
     const sessions = value as Session[];
-    if (ctx.outputMode === 'complete') {
-      for (const x of sessions) emit(key, x);
+    if (ctx.outputMode === 'complete' || !watermarked) {
+      if (ctx.outputMode === 'complete') for (const x of sessions) emit(key, x);
+      sessionsKept += sessions.length;
       continue;
     }
-    if (!watermarked) continue;
     const open = sessions.filter((x) => x.e > W);
+    sessionsKept += open.length;
     if (open.length === sessions.length) continue;
     for (const x of sessions) if (x.e <= W) emit(key, x);
     changes.push([key, store, open]);
   }
+  state.rowCount = sessionsKept;
   for (const [key, store, open] of changes) (open.length ? store.put(key, open) : store.remove(key));
   ctx.operators.set(stage.id, {
     operatorName: operatorName(stage),

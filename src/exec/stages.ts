@@ -66,6 +66,8 @@ export class OperatorState {
    */
   readonly keyTimes: Map<string, number | null> | undefined;
   private stores: Array<StateStore | undefined> = [];
+  /** Set by an operator whose state rows are not its keys (session windows: sessions per group), for this batch. */
+  rowCount: number | undefined;
   constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory', owned?: number[]) {
     this.owned = owned ?? Array.from({ length: partitions }, (_, p) => p);
     this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(dirOf(p), 10, kind) : undefined));
@@ -76,6 +78,7 @@ export class OperatorState {
   }
   load(version: number): void {
     this.stores = this.providers.map((p) => p?.load(version));
+    this.rowCount = undefined;
   }
   store(key: string): StateStore {
     const p = partitionOf(key, this.partitions);
@@ -93,7 +96,7 @@ export class OperatorState {
     const ms = this.stores.flatMap((s) => (s ? [s.metrics()] : []));
     const total = (f: (m: (typeof ms)[0]) => number): number => ms.reduce((n, m) => n + f(m), 0);
     return {
-      numRowsTotal: total((m) => m.numRowsTotal),
+      numRowsTotal: this.rowCount ?? total((m) => m.numRowsTotal),
       numRowsUpdated: total((m) => m.numRowsUpdated),
       numRowsRemoved: total((m) => m.numRowsRemoved),
       memoryUsedBytes: total((m) => m.memoryUsedBytes),

@@ -275,6 +275,8 @@ describe.each(['memory', 'lmdb'])('session windows (%s state store)', (kind) => 
       [8, 0, '12:30', ['12:17-12:22 a:1'], 0],
     ]);
     expect(query.recentProgress[6]!.stateOperators[0]).toEqual(expect.objectContaining({ operatorName: 'sessionWindowStateStoreSaveExec', numRowsDroppedByWatermark: 1 }));
+    // After batch 4: a has [12:00,12:08) and [12:10,12:18), b [12:02,12:12), c [12:30,12:35): 4 sessions in 3 groups.
+    expect(query.recentProgress[4]!.stateOperators[0]!.numRowsTotal).toBe(4);
   });
 
   it('complete: a row that bridges two sessions merges them into one, aggregates combined in event-time order', async () => {
