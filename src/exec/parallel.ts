@@ -116,6 +116,8 @@ export class ParallelOperatorState {
         return w.call({ type: 'init', spec });
       }),
     );
+    // A failed start surfaces at the first load(); until then it must not count as an unhandled rejection.
+    this.ready.catch(() => {});
   }
 
   get workerCount(): number {
