@@ -53,6 +53,49 @@ export function partitionOf(key: string, partitions: number): number {
 }
 
 /**
+ * Each state key's event time (its window end, or its timestamp), and the keys by time. A key's time never
+ * changes, so an entry stays right until its key is evicted. `complete` says every key in the state is
+ * indexed; until then eviction scans the state (and indexes what it sees).
+ */
+export class KeyTimeIndex {
+  private readonly timeOf = new Map<string, number | null>();
+  private readonly byTime = new Map<number, Set<string>>();
+  complete = true;
+
+  get(key: string): number | null | undefined {
+    return this.timeOf.get(key);
+  }
+  add(key: string, t: number | null): void {
+    if (this.timeOf.has(key)) return;
+    this.timeOf.set(key, t);
+    if (t === null) return;
+    let keys = this.byTime.get(t);
+    if (!keys) this.byTime.set(t, (keys = new Set()));
+    keys.add(key);
+  }
+  delete(key: string): void {
+    const t = this.timeOf.get(key);
+    if (t === undefined) return;
+    this.timeOf.delete(key);
+    if (t === null) return;
+    const keys = this.byTime.get(t);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byTime.delete(t);
+  }
+  /** The indexed keys whose time is at or before `ms`. */
+  through(ms: number): string[] {
+    const out: string[] = [];
+    for (const [t, keys] of this.byTime) if (t <= ms) for (const k of keys) out.push(k);
+    return out;
+  }
+  reset(complete: boolean): void {
+    this.timeOf.clear();
+    this.byTime.clear();
+    this.complete = complete;
+  }
+}
+
+/**
  * The state stores of one stateful operator: one per shuffle partition, keys spread by hash. `owned`
  * limits it to some partitions (a worker thread's share, exec/parallel.ts); by default it has them all.
  */
@@ -60,18 +103,17 @@ export class OperatorState {
   private readonly providers: Array<StateStoreProvider | undefined>;
   readonly owned: number[];
   /**
-   * Memory provider only: each key's event time (window end), derived from the key once instead of at every
-   * batch's eviction scan. A key's time never changes, so entries stay valid; evicted keys are deleted. The
-   * LMDB provider has none: it keeps keys out of the heap.
+   * Memory provider only: each key's event time and the keys by time, so that eviction visits the expired
+   * keys instead of all state. The LMDB provider has none: it keeps keys out of the heap (and scans).
    */
-  readonly keyTimes: Map<string, number | null> | undefined;
+  readonly keyTimes: KeyTimeIndex | undefined;
   private stores: Array<StateStore | undefined> = [];
   /** Set by an operator whose state rows are not its keys (session windows: sessions per group), for this batch. */
   rowCount: number | undefined;
   constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory', owned?: number[]) {
     this.owned = owned ?? Array.from({ length: partitions }, (_, p) => p);
     this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(dirOf(p), 10, kind) : undefined));
-    this.keyTimes = kind === 'memory' ? new Map() : undefined;
+    this.keyTimes = kind === 'memory' ? new KeyTimeIndex() : undefined;
   }
   close(): void {
     for (const p of this.providers) p?.close();
@@ -79,6 +121,8 @@ export class OperatorState {
   load(version: number): void {
     this.stores = this.providers.map((p) => p?.load(version));
     this.rowCount = undefined;
+    // State rebuilt from files (a restart, a re-run) may hold keys the index has not seen: index them again.
+    if (this.keyTimes && this.stores.some((s) => s?.rebuilt)) this.keyTimes.reset(this.stores.every((s) => !s || s.size === 0));
   }
   store(key: string): StateStore {
     const p = partitionOf(key, this.partitions);
@@ -288,7 +332,7 @@ export function applyToState(
     let buffers = store.get(key) as unknown[] | undefined;
     if (!buffers) {
       buffers = aggs.map((a) => a.init());
-      times?.set(key, keyedTimes[j]!);
+      times?.add(key, keyedTimes[j]!);
     }
     for (let i = 0; i < aggs.length; i++) buffers[i] = aggs[i]!.update(buffers[i], row);
     store.put(key, buffers);
@@ -297,24 +341,33 @@ export function applyToState(
   const out: StateOutput = { updated: [], scanned: [] };
   if (opts.outputMode === 'update') for (const key of changed) out.updated.push([key, finish(state.store(key).get(key) as unknown[])]);
   const expired: Array<[string, StateStore]> = [];
-  if (opts.outputMode === 'complete' || opts.timeOfKey) {
+  const evict = (key: string, buffers: unknown[], store: StateStore): void => {
+    if (opts.outputMode === 'append') out.scanned.push([key, finish(buffers)]);
+    expired.push([key, store]);
+  };
+  if (opts.outputMode !== 'complete' && opts.timeOfKey && times?.complete) {
+    // Only the keys behind the watermark, from the index: no pass over all state.
+    for (const key of times.through(opts.watermarkMs)) {
+      const store = state.store(key);
+      const buffers = store.get(key) as unknown[] | undefined;
+      if (buffers === undefined) times.delete(key);
+      else evict(key, buffers, store);
+    }
+  } else if (opts.outputMode === 'complete' || opts.timeOfKey) {
+    // One lazy pass over the state (it may be on disk), indexing key times as it goes (memory provider).
     for (const [key, buffers, store] of state.entries()) {
       let t: number | null | undefined;
       if (opts.timeOfKey) {
-        // A key's event time never changes: derive it once per key (memory provider), not once per batch.
         t = times?.get(key);
         if (t === undefined) {
           t = opts.timeOfKey(key);
-          times?.set(key, t);
+          times?.add(key, t);
         }
       }
-      const isExpired = t != null && t <= opts.watermarkMs;
       if (opts.outputMode === 'complete') out.scanned.push([key, finish(buffers as unknown[])]);
-      else if (isExpired) {
-        if (opts.outputMode === 'append') out.scanned.push([key, finish(buffers as unknown[])]);
-        expired.push([key, store]);
-      }
+      else if (t != null && t <= opts.watermarkMs) evict(key, buffers as unknown[], store);
     }
+    if (times && opts.timeOfKey) times.complete = true;
   }
   for (const [key, store] of expired) {
     store.remove(key);

@@ -46,6 +46,8 @@ export class StateStore {
     private readonly provider: StateStoreProvider,
     readonly version: number,
     private readonly map: StateMap,
+    /** True when this version was rebuilt from the files, not continued from the previous batch in memory. */
+    readonly rebuilt = true,
   ) {}
 
   get(key: string): unknown {
@@ -120,7 +122,7 @@ export class StateStoreProvider {
     if (this.cached?.version === version) {
       const map = this.cached.map;
       this.cached = undefined; // the store mutates it; it is cached again on commit
-      return new StateStore(this, version, map);
+      return new StateStore(this, version, map, false);
     }
     const map = new Map<string, unknown>();
     this.replay(version, (k, v) => map.set(k, v), (k) => map.delete(k));
