@@ -122,7 +122,8 @@ tslab.display.svg(svg);
 // the query's **global** watermark is their **minimum** by default — the slowest input holds everyone back,
 // so none of its rows is dropped because the other one ran ahead. `sluice.sql.streaming.multipleWatermarkPolicy
 // = max` follows the fastest input instead: windows close sooner, and the slow input's rows become late sooner.
-// (An input that has not sent anything yet is not counted, as in Spark.)
+// (An input that has not sent anything yet counts as "no watermark": with `min` it holds the watermark
+// back until it speaks — Spark 4's rule.)
 
 // %%
 async function twoInputs(policy: 'min' | 'max'): Promise<string[]> {

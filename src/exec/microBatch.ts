@@ -378,14 +378,17 @@ export class StreamingQuery {
    * Computed at the end of batch N, used by batch N+1.
    */
   private nextWatermark(current: number, stats: Map<number, EventTimeStats>, policy: string): number {
-    for (const st of allStages(this.spec.analyzed)) {
-      if (st.kind !== 'watermark') continue;
+    const operators = allStages(this.spec.analyzed).filter((st): st is WatermarkStage => st.kind === 'watermark');
+    for (const st of operators) {
       const s = stats.get(st.id);
       if (!s || s.count === 0) continue;
-      this.operatorWatermarks.set(st.id, Math.max(this.operatorWatermarks.get(st.id) ?? -Infinity, s.max - (st as WatermarkStage).delayMs));
+      this.operatorWatermarks.set(st.id, Math.max(this.operatorWatermarks.get(st.id) ?? -Infinity, s.max - st.delayMs));
     }
     if (this.operatorWatermarks.size === 0) return current;
-    const values = [...this.operatorWatermarks.values()];
+    // An input that has sent nothing yet counts as 0 (Spark 4's WatermarkTracker): with the min policy it
+    // holds the watermark until every input has spoken, so its first rows cannot arrive already late.
+    // (Spark 3.5 left such inputs out.)
+    const values = operators.map((st) => this.operatorWatermarks.get(st.id) ?? 0);
     const global = policy === 'max' ? Math.max(...values) : Math.min(...values);
     return Math.max(current, global);
   }

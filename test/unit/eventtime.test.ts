@@ -498,6 +498,29 @@ describe('several inputs: union, per-input watermarks and the global watermark p
     ]);
   });
 
+  it('an input that has sent nothing yet holds the min watermark back (Spark 4), not the max one', async () => {
+    const runOne = async (policy: 'min' | 'max') => {
+      const s = newSession();
+      s.conf.set('sluice.sql.streaming.multipleWatermarkPolicy', policy);
+      const a = s.memoryStream('id STRING, ts TIMESTAMP');
+      const b = s.memoryStream('id STRING, ts TIMESTAMP');
+      const q = await a.toDF().withWatermark('ts', '10 minutes').union(b.toDF().withWatermark('ts', '5 minutes'))
+        .groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
+        .writeStream.format('memory').queryName('quiet').outputMode('append').option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-quiet-'))).start();
+      a.addData([{ id: 'a', ts: t('12:20') }]);
+      await q.processAllAvailable();
+      b.addData([{ id: 'b', ts: t('12:12') }]);
+      await q.processAllAvailable();
+      await q.stop();
+      return q.recentProgress.map((p) => [p.batchId, p.numInputRows, hm(new Date(p.eventTime.watermark!))]);
+    };
+    // min: after batch 0, A's watermark is 12:10 but B has none yet (0): the global one stays at the start.
+    // B's 12:12 then gives min(12:10, 12:07) = 12:07.
+    expect(await runOne('min')).toEqual([[0, 1, '00:00'], [1, 1, '00:00'], [2, 0, '12:07']]);
+    // max: A alone moves it to 12:10; B's 12:07 does not move it back.
+    expect(await runOne('max')).toEqual([[0, 1, '00:00'], [1, 0, '12:10'], [2, 1, '12:10']]);
+  });
+
   it('a restart after any batch gives the same batches: the watermark of each input is logged in commits/N', async () => {
     // Spark keeps per-input watermarks in memory only: restarted after batch 2 (A 12:31, B still at 12:07),
     // it would know only what batch 3's input (B) says and compute min(12:21) alone; here both are restored.
