@@ -53,11 +53,23 @@ export function partitionOf(key: string, partitions: number): number {
 }
 
 /**
- * Each state key's event time (its window end, or its timestamp), and the keys by time. A key's time never
- * changes, so an entry stays right until its key is evicted. `complete` says every key in the state is
- * indexed; until then eviction scans the state (and indexes what it sees).
+ * Each state key's event time (its window end, or its timestamp), indexed so that eviction visits the keys
+ * behind the watermark instead of all state. A key's time never changes, so an entry stays right until its
+ * key is evicted. `complete` says every key in the state is indexed; until then eviction scans the state
+ * (and indexes what it sees), then marks it complete.
  */
-export class KeyTimeIndex {
+export interface KeyTimes {
+  complete: boolean;
+  /** The indexed time of a key, where the index can answer without I/O (memory); else undefined. */
+  get(key: string): number | null | undefined;
+  add(key: string, t: number | null): void;
+  delete(key: string, t: number | null): void;
+  /** The indexed keys whose time is at or before `ms`, with their times. */
+  through(ms: number): Array<[string, number]>;
+}
+
+/** Memory provider: the index in the heap, next to the state it indexes. */
+export class KeyTimeIndex implements KeyTimes {
   private readonly timeOf = new Map<string, number | null>();
   private readonly byTime = new Map<number, Set<string>>();
   complete = true;
@@ -82,10 +94,9 @@ export class KeyTimeIndex {
     keys?.delete(key);
     if (keys?.size === 0) this.byTime.delete(t);
   }
-  /** The indexed keys whose time is at or before `ms`. */
-  through(ms: number): string[] {
-    const out: string[] = [];
-    for (const [t, keys] of this.byTime) if (t <= ms) for (const k of keys) out.push(k);
+  through(ms: number): Array<[string, number]> {
+    const out: Array<[string, number]> = [];
+    for (const [t, keys] of this.byTime) if (t <= ms) for (const k of keys) out.push([k, t]);
     return out;
   }
   reset(complete: boolean): void {
@@ -96,24 +107,47 @@ export class KeyTimeIndex {
 }
 
 /**
+ * LMDB provider: the index on disk, one per partition, written in the same transaction as the state
+ * (state/store.ts), so it survives restarts; it is rebuilt, by one scan, only after the state was.
+ */
+class LmdbKeyTimes implements KeyTimes {
+  constructor(private readonly state: OperatorState) {}
+  get complete(): boolean {
+    return this.state.loadedStores().every((s) => s.timeIndex()?.timesComplete === true);
+  }
+  set complete(v: boolean) {
+    if (v) for (const s of this.state.loadedStores()) s.timeIndex()?.markTimesComplete();
+  }
+  get(): undefined {
+    return undefined;
+  }
+  add(key: string, t: number | null): void {
+    if (t !== null) this.state.store(key).timeIndex()?.timeAdd(t, key);
+  }
+  delete(key: string, t: number | null): void {
+    if (t !== null) this.state.store(key).timeIndex()?.timeDel(t, key);
+  }
+  through(ms: number): Array<[string, number]> {
+    return this.state.loadedStores().flatMap((s) => s.timeIndex()?.keysThrough(ms) ?? []);
+  }
+}
+
+/**
  * The state stores of one stateful operator: one per shuffle partition, keys spread by hash. `owned`
  * limits it to some partitions (a worker thread's share, exec/parallel.ts); by default it has them all.
  */
 export class OperatorState {
   private readonly providers: Array<StateStoreProvider | undefined>;
   readonly owned: number[];
-  /**
-   * Memory provider only: each key's event time and the keys by time, so that eviction visits the expired
-   * keys instead of all state. The LMDB provider has none: it keeps keys out of the heap (and scans).
-   */
-  readonly keyTimes: KeyTimeIndex | undefined;
+  /** Each key's event time and the keys by time, so that eviction visits the expired keys only. */
+  readonly keyTimes: KeyTimes;
   private stores: Array<StateStore | undefined> = [];
   /** Set by an operator whose state rows are not its keys (session windows: sessions per group), for this batch. */
   rowCount: number | undefined;
   constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory', owned?: number[]) {
     this.owned = owned ?? Array.from({ length: partitions }, (_, p) => p);
     this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(dirOf(p), 10, kind) : undefined));
-    this.keyTimes = kind === 'memory' ? new KeyTimeIndex() : undefined;
+    this.keyTimes = kind === 'memory' ? new KeyTimeIndex() : new LmdbKeyTimes(this);
   }
   close(): void {
     for (const p of this.providers) p?.close();
@@ -121,14 +155,18 @@ export class OperatorState {
   load(version: number): void {
     this.stores = this.providers.map((p) => p?.load(version));
     this.rowCount = undefined;
-    // State rebuilt from files (a restart, a re-run) may hold keys the index has not seen: index them again.
-    if (this.keyTimes && this.stores.some((s) => s?.rebuilt)) this.keyTimes.reset(this.stores.every((s) => !s || s.size === 0));
+    // State rebuilt from files (a restart, a re-run) may hold keys the heap index has not seen: index them again.
+    if (this.keyTimes instanceof KeyTimeIndex && this.stores.some((s) => s?.rebuilt)) this.keyTimes.reset(this.stores.every((s) => !s || s.size === 0));
   }
   store(key: string): StateStore {
     const p = partitionOf(key, this.partitions);
     const s = this.stores[p];
     if (!s) throw new Error(`State partition ${p} is not loaded here (owned: ${this.owned.join(', ')}).`);
     return s;
+  }
+  /** This batch's stores of the partitions held here. */
+  loadedStores(): StateStore[] {
+    return this.stores.filter((s): s is StateStore => s !== undefined);
   }
   *entries(): Generator<[string, unknown, StateStore]> {
     for (const s of this.stores) if (s) for (const [k, v] of s.entries()) yield [k, v, s];
@@ -332,7 +370,7 @@ export function applyToState(
     let buffers = store.get(key) as unknown[] | undefined;
     if (!buffers) {
       buffers = aggs.map((a) => a.init());
-      times?.add(key, keyedTimes[j]!);
+      times.add(key, keyedTimes[j]!);
     }
     for (let i = 0; i < aggs.length; i++) buffers[i] = aggs[i]!.update(buffers[i], row);
     store.put(key, buffers);
@@ -340,38 +378,41 @@ export function applyToState(
   const finish = (buffers: unknown[]): unknown[] => aggs.map((a, i) => a.finish(buffers[i]));
   const out: StateOutput = { updated: [], scanned: [] };
   if (opts.outputMode === 'update') for (const key of changed) out.updated.push([key, finish(state.store(key).get(key) as unknown[])]);
-  const expired: Array<[string, StateStore]> = [];
-  const evict = (key: string, buffers: unknown[], store: StateStore): void => {
+  const expired: Array<[string, number, StateStore]> = [];
+  const evict = (key: string, t: number, buffers: unknown[], store: StateStore): void => {
     if (opts.outputMode === 'append') out.scanned.push([key, finish(buffers)]);
-    expired.push([key, store]);
+    expired.push([key, t, store]);
   };
-  if (opts.outputMode !== 'complete' && opts.timeOfKey && times?.complete) {
+  if (opts.outputMode !== 'complete' && opts.timeOfKey && times.complete) {
     // Only the keys behind the watermark, from the index: no pass over all state.
-    for (const key of times.through(opts.watermarkMs)) {
+    for (const [key, t] of times.through(opts.watermarkMs)) {
       const store = state.store(key);
       const buffers = store.get(key) as unknown[] | undefined;
-      if (buffers === undefined) times.delete(key);
-      else evict(key, buffers, store);
+      if (buffers === undefined) times.delete(key, t);
+      else evict(key, t, buffers, store);
     }
   } else if (opts.outputMode === 'complete' || opts.timeOfKey) {
-    // One lazy pass over the state (it may be on disk), indexing key times as it goes (memory provider).
+    // One lazy pass over the state (it may be on disk), indexing key times as it goes.
+    // Complete mode never evicts: it needs no key times.
+    const timed = opts.timeOfKey !== undefined && opts.outputMode !== 'complete';
+    const indexing = timed && !times.complete;
     for (const [key, buffers, store] of state.entries()) {
       let t: number | null | undefined;
-      if (opts.timeOfKey) {
-        t = times?.get(key);
+      if (timed) {
+        t = times.get(key);
         if (t === undefined) {
-          t = opts.timeOfKey(key);
-          times?.add(key, t);
+          t = opts.timeOfKey!(key);
+          if (indexing) times.add(key, t);
         }
       }
       if (opts.outputMode === 'complete') out.scanned.push([key, finish(buffers as unknown[])]);
-      else if (t != null && t <= opts.watermarkMs) evict(key, buffers as unknown[], store);
+      else if (t != null && t <= opts.watermarkMs) evict(key, t, buffers as unknown[], store);
     }
-    if (times && opts.timeOfKey) times.complete = true;
+    if (indexing) times.complete = true;
   }
-  for (const [key, store] of expired) {
+  for (const [key, t, store] of expired) {
     store.remove(key);
-    times?.delete(key);
+    times.delete(key, t);
   }
   return out;
 }

@@ -72,6 +72,10 @@ export class StateStore {
   get size(): number {
     return this.map.size;
   }
+  /** LMDB provider: the on-disk index of keys by event time, written with the state (undefined in memory). */
+  timeIndex(): LmdbTimeIndex | undefined {
+    return this.map instanceof LmdbView ? this.map : undefined;
+  }
 
   /** Writes version+1 and returns it. */
   commit(): number {
@@ -95,7 +99,7 @@ export class StateStore {
 export class StateStoreProvider {
   /** memory: the map as of the last committed version, kept so the next batch need not read files. */
   private cached: { version: number; map: Map<string, unknown> } | undefined;
-  private lmdb: { root: RootDatabase; data: Database<unknown, string> } | undefined;
+  private lmdb: { root: RootDatabase; data: Database<unknown, string>; times: Database<number, [number, string]> } | undefined;
   private bytesPerEntry = 0;
 
   /** `dir` undefined: state kept in memory only (batch DataFrames, which have no checkpoint). */
@@ -160,19 +164,22 @@ export class StateStoreProvider {
   private lmdbAt(version: number): StateMap {
     if (!this.lmdb) {
       const root = open({ path: join(this.dir!, 'lmdb'), compression: false });
-      this.lmdb = { root, data: root.openDB<unknown, string>({ name: 'state' }) };
+      this.lmdb = { root, data: root.openDB<unknown, string>({ name: 'state' }), times: root.openDB<number, [number, string]>({ name: 'times' }) };
     }
-    const { root, data } = this.lmdb;
+    const { root, data, times } = this.lmdb;
     if (root.get('__version') !== version) {
       data.clearSync();
+      times.clearSync();
       const batch = new Map<string, unknown>();
       this.replay(version, (k, v) => batch.set(k, v), (k) => batch.set(k, undefined));
       root.transactionSync(() => {
         for (const [k, v] of batch) if (v !== undefined) data.putSync(k, v);
         root.putSync('__version', version);
+        // The time index is rebuilt by the operator's next pass over the state (only it knows a key's time).
+        root.putSync('__timesComplete', false);
       });
     }
-    return new LmdbView(data);
+    return new LmdbView(data, times, root.get('__timesComplete') === true);
   }
 
   /** @internal */
@@ -231,16 +238,50 @@ function writeLinesAtomic(path: string, entries: Iterable<[string, unknown]>): v
   renameSync(tmp, path);
 }
 
+/** The keys of an LMDB state partition by event time: `[t, key]` entries, written in the state's transaction. */
+export interface LmdbTimeIndex {
+  /** True when every key of this version is indexed (false after the database was rebuilt from files). */
+  readonly timesComplete: boolean;
+  timeAdd(t: number, key: string): void;
+  timeDel(t: number, key: string): void;
+  markTimesComplete(): void;
+  /** Committed keys whose time is at or before `ms` (integer milliseconds), with their times. */
+  keysThrough(ms: number): Array<[string, number]>;
+}
+
 /**
  * A Map-shaped view of an LMDB database for one batch: reads go to this batch's changes first, then to
- * LMDB; the changes are written in one transaction at commit.
+ * LMDB; the changes — and the time index's — are written in one transaction at commit.
  */
-class LmdbView implements StateMap {
+class LmdbView implements StateMap, LmdbTimeIndex {
   private readonly puts = new Map<string, unknown>();
   private readonly dels = new Set<string>();
+  private readonly timeAdds: Array<[number, string]> = [];
+  private readonly timeDels: Array<[number, string]> = [];
+  private markComplete = false;
   private count: number;
-  constructor(private readonly db: Database<unknown, string>) {
+  constructor(
+    private readonly db: Database<unknown, string>,
+    private readonly times: Database<number, [number, string]>,
+    readonly timesComplete: boolean,
+  ) {
     this.count = db.getCount();
+  }
+  timeAdd(t: number, key: string): void {
+    this.timeAdds.push([t, key]);
+  }
+  timeDel(t: number, key: string): void {
+    this.timeDels.push([t, key]);
+  }
+  markTimesComplete(): void {
+    this.markComplete = true;
+  }
+  keysThrough(ms: number): Array<[string, number]> {
+    const out: Array<[string, number]> = [];
+    if (!Number.isFinite(ms)) return out;
+    // Array keys sort element by element, and a shorter prefix first: [ms + 1] ends after every [ms, …].
+    for (const { key } of this.times.getRange({ end: [Math.floor(ms) + 1] as unknown as [number, string] })) out.push([key[1], key[0]]);
+    return out;
   }
   get(key: string): unknown {
     if (this.dels.has(key)) return undefined;
@@ -276,6 +317,9 @@ class LmdbView implements StateMap {
     root.transactionSync(() => {
       for (const [k, v] of this.puts) this.db.putSync(k, v);
       for (const k of this.dels) this.db.removeSync(k);
+      for (const entry of this.timeAdds) this.times.putSync(entry, 1);
+      for (const entry of this.timeDels) this.times.removeSync(entry);
+      if (this.markComplete) root.putSync('__timesComplete', true);
       root.putSync('__version', version);
     });
   }

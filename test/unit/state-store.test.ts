@@ -80,6 +80,39 @@ describe('lmdb state store provider', () => {
     expect([...v1.entries()].map(([k]) => k).sort()).toEqual(['k1', 'k2']);
     again.close();
   });
+
+  it('keeps its index of keys by event time with the state: across a restart, and rebuilt (empty, incomplete) with it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-lmdb-times-'));
+    const p = new StateStoreProvider(dir, 10, 'lmdb');
+    const v0 = p.load(0);
+    expect(v0.timeIndex()!.timesComplete).toBe(false); // a new database: its keys were never indexed
+    for (const [k, t] of [['a', 100], ['b', 200], ['c', 300]] as const) {
+      v0.put(k, 1);
+      v0.timeIndex()!.timeAdd(t, k);
+    }
+    v0.timeIndex()!.markTimesComplete();
+    v0.commit();
+    const v1 = p.load(1);
+    expect(v1.timeIndex()!.timesComplete).toBe(true);
+    expect(v1.timeIndex()!.keysThrough(200)).toEqual([['a', 100], ['b', 200]]);
+    v1.remove('a');
+    v1.timeIndex()!.timeDel(100, 'a');
+    v1.commit();
+    p.close();
+    // A restart finds the database at version 2 with its index.
+    const again = new StateStoreProvider(dir, 10, 'lmdb');
+    const v2 = again.load(2);
+    expect(v2.timeIndex()!.timesComplete).toBe(true);
+    expect(v2.timeIndex()!.keysThrough(1000)).toEqual([['b', 200], ['c', 300]]);
+    again.close();
+    // Re-running batch 1 rebuilds version 1 from the files: the index is cleared and marked incomplete.
+    const rerun = new StateStoreProvider(dir, 10, 'lmdb');
+    const r1 = rerun.load(1);
+    expect(r1.timeIndex()!.timesComplete).toBe(false);
+    expect(r1.timeIndex()!.keysThrough(1000)).toEqual([]);
+    expect([...r1.entries()].map(([k]) => k).sort()).toEqual(['a', 'b', 'c']);
+    rerun.close();
+  });
 });
 
 describe('state codec', () => {
