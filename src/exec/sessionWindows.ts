@@ -59,7 +59,7 @@ export function sessionAggregate(stage: AggregateStage, rows: Row[], ctx: BatchC
       group = { store, sessions: ((store.get(key) as Session[] | undefined) ?? []).map((x) => ({ ...x })) };
       touched.set(key, group);
     }
-    const buffers = stage.aggs.map((a, i) => a.update(a.init(), row));
+    const buffers = stage.aggs.map((a) => a.update(a.init(), row));
     group.sessions = insertSession(group.sessions, { s: t, e: end, b: buffers }, stage);
   }
   for (const [key, { store, sessions }] of touched) store.put(key, sessions);

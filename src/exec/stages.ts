@@ -254,7 +254,6 @@ export async function runStages(input: Row[], stages: Stage[], ctx: BatchContext
         rows = parallel ? await parallel.aggregate(rows, ctx) : aggregate(stage, rows, ctx);
         break;
       }
-        break;
       case 'dedupe':
         rows = dedupe(stage, rows, ctx);
         break;
@@ -274,6 +273,11 @@ export function keyTime(eventTimeKey: AggregateStage['eventTimeKey'], keyValues:
   const v = keyValues[eventTimeKey.index];
   if (v == null) return undefined;
   return eventTimeKey.isWindow ? (v as { end: Date }).end.getTime() : (v as Date).getTime();
+}
+
+/** How a stored key's event time is read back: decode the key, take its watermarked part. */
+export function timeOfKeyFn(eventTimeKey: AggregateStage['eventTimeKey']): ((key: string) => number | null) | undefined {
+  return eventTimeKey && ((key) => keyTime(eventTimeKey, decodeState(key) as unknown[]) ?? null);
 }
 
 /**
@@ -449,11 +453,11 @@ function aggregate(stage: AggregateStage, rows: Row[], ctx: BatchContext): Row[]
   if (stage.sessionKey) return sessionAggregate(stage, rows, ctx);
   const state = ctx.state(stage.id);
   const routed = routeRows(stage, rows, ctx);
-  const eventTimeKey = stage.eventTimeKey;
+  const timeOfKey = timeOfKeyFn(stage.eventTimeKey);
   const out = applyToState(state, stage.aggs, routed.keyed, {
     watermarkMs: ctx.watermarkMs,
     outputMode: ctx.outputMode,
-    ...(eventTimeKey ? { timeOfKey: (key: string) => keyTime(eventTimeKey, decodeState(key) as unknown[]) ?? null } : {}),
+    ...(timeOfKey ? { timeOfKey } : {}),
     changed: routed.updated.keys(),
   });
   ctx.operators.set(stage.id, aggregateProgress(stage, routed, state.metrics()));

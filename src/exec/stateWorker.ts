@@ -7,11 +7,10 @@
 import { parentPort } from 'node:worker_threads';
 import { bindAggregate, type AggregateImpl } from '../expr/aggregates.js';
 import type { Expr } from '../expr/column.js';
-import { decodeState } from '../state/codec.js';
 import type { StateStoreProviderKind } from '../state/store.js';
 import { StructType, parseDataType } from '../types/index.js';
 import type { OutputMode } from '../sinks/sink.js';
-import { OperatorState, applyToState, keyTime } from './stages.js';
+import { OperatorState, applyToState, timeOfKeyFn } from './stages.js';
 import type { AggregateStage } from '../plan/analyzer.js';
 
 /** How a worker rebuilds an aggregation: its aggregates by name, over arguments `_a0`, `_a1`, … */
@@ -34,7 +33,7 @@ export type WorkerRequest =
 let state: OperatorState | undefined;
 let aggs: AggregateImpl[] = [];
 let argNames: string[] = [];
-let eventTimeKey: AggregateStage['eventTimeKey'];
+let timeOfKey: ((key: string) => number | null) | undefined;
 
 function init(spec: WorkerSpec): void {
   argNames = spec.aggs.map((_, i) => `_a${i}`);
@@ -46,7 +45,7 @@ function init(spec: WorkerSpec): void {
     const call: Expr = { kind: 'fn', name: a.fn, args: a.argType ? [{ kind: 'col', name: argNames[i]! }] : [], options: a.options };
     return bindAggregate({ kind: 'alias', child: call, name: a.name }, schema, { batchTimestampMs: 0 });
   });
-  eventTimeKey = spec.eventTimeKey;
+  timeOfKey = timeOfKeyFn(spec.eventTimeKey);
   state = new OperatorState((p) => spec.dirs[p], spec.partitions, spec.kind, spec.owned);
 }
 
@@ -64,11 +63,10 @@ function handle(m: WorkerRequest): unknown {
         for (let i = 0; i < argNames.length; i++) row[argNames[i]!] = values[i];
         return row;
       });
-      const etk = eventTimeKey;
       return applyToState(state!, aggs, { keys: m.keys, times: m.times, rows }, {
         watermarkMs: m.watermarkMs,
         outputMode: m.outputMode,
-        ...(etk ? { timeOfKey: (key: string) => keyTime(etk, decodeState(key) as unknown[]) ?? null } : {}),
+        ...(timeOfKey ? { timeOfKey } : {}),
       });
     }
     case 'commit':

@@ -49,10 +49,16 @@ export function windowsOf(t: number, w: WindowSpec): Array<{ start: Date; end: D
   return out;
 }
 
+/** Which time-window function `e` calls (maybe aliased), if any: groupBy() treats these keys specially. */
+export function timeWindowKind(e: Expr): 'window' | 'session_window' | undefined {
+  const inner = e.kind === 'alias' ? e.child : e;
+  return inner.kind === 'fn' && (inner.name === 'window' || inner.name === 'session_window') ? inner.name : undefined;
+}
+
 /** If `e` is a call of the time-window function `fn` (maybe aliased): the call, its compiled time column, its output name. */
 function timeWindowCall(e: Expr, fn: string, schema: StructType, ctx: EvalContext): { options: Record<string, unknown>; args: Expr[]; time: Bound; name: string } | undefined {
-  const inner = e.kind === 'alias' ? e.child : e;
-  if (inner.kind !== 'fn' || inner.name !== fn) return undefined;
+  if (timeWindowKind(e) !== fn) return undefined;
+  const inner = (e.kind === 'alias' ? e.child : e) as Extract<Expr, { kind: 'fn' }>;
   const time = compile(inner.args[0]!, schema, ctx);
   if (time.type !== TimestampType) {
     throw new AnalysisError(`${fn}() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);

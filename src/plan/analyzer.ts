@@ -9,7 +9,7 @@ import type { Expr } from '../expr/column.js';
 import { AnalysisError, Bound, EvalContext, Evaluator, compile, expandProjection, prepareExpr, projector, schemaOf } from '../expr/compile.js';
 import '../expr/functions.js';
 import { compareValues } from '../expr/values.js';
-import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow } from '../expr/window.js';
+import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow, timeWindowKind } from '../expr/window.js';
 import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
@@ -196,10 +196,7 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
       const keyFields: StructField[] = [];
       let eventTimeKey: AggregateStage['eventTimeKey'];
       let sessionKey: AggregateStage['sessionKey'];
-      const timeWindows = p.groupBy.filter((e) => {
-        const inner = e.kind === 'alias' ? e.child : e;
-        return inner.kind === 'fn' && (inner.name === 'window' || inner.name === 'session_window');
-      });
+      const timeWindows = p.groupBy.filter((e) => timeWindowKind(e) !== undefined);
       if (timeWindows.length > 1) {
         throw new AnalysisError(
           `groupBy() has ${timeWindows.length} time windows (window() or session_window()); a row would need one group per combination of ` +
@@ -346,18 +343,20 @@ function resolveUnion(p: Extract<LogicalPlan, { kind: 'union' }>, ctx: EvalConte
     );
   }
   const first = branches[0]!.schema;
+  branches.forEach((b, i) => {
+    if (b.schema.fields.length !== first.fields.length) {
+      throw new AnalysisError(
+        `union(): input ${i + 1} has ${b.schema.fields.length} columns, the first has ${first.fields.length}. A union matches columns by ` +
+          'position; select the same columns on both sides, or use unionByName().',
+      );
+    }
+  });
   const fields = first.fields.map((f, col) => {
     let dataType = f.dataType;
     let nullable = f.nullable;
     let watermarkDelayMs = f.watermarkDelayMs;
     branches.forEach((b, i) => {
-      const g = b.schema.fields[col];
-      if (!g || b.schema.fields.length !== first.fields.length) {
-        throw new AnalysisError(
-          `union(): input ${i + 1} has ${b.schema.fields.length} columns, the first has ${first.fields.length}. A union matches columns by ` +
-            'position; select the same columns on both sides, or use unionByName().',
-        );
-      }
+      const g = b.schema.fields[col]!;
       if (g.dataType.simpleString() !== dataType.simpleString() && g.dataType !== NullType && dataType !== NullType) {
         throw new AnalysisError(
           `union(): column ${col + 1} (\`${f.name}\`) is ${f.dataType.simpleString()} in the first input but ${g.dataType.simpleString()} ` +

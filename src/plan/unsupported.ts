@@ -5,6 +5,7 @@
 import { AnalysisError } from '../expr/compile.js';
 import { isDistinctAggregate } from '../expr/aggregates.js';
 import { exprName } from '../expr/column.js';
+import { timeWindowKind } from '../expr/window.js';
 import type { OutputMode } from '../sinks/sink.js';
 import type { Analyzed } from './analyzer.js';
 import { LogicalPlan, children } from './logical.js';
@@ -45,12 +46,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
     }
   }
   const aggregated = aggregates.length > 0;
-  const sessioned = aggregates.some((a) =>
-    a.groupBy.some((e) => {
-      const inner = e.kind === 'alias' ? e.child : e;
-      return inner.kind === 'fn' && inner.name === 'session_window';
-    }),
-  );
+  const sessioned = aggregates.some((a) => a.groupBy.some((e) => timeWindowKind(e) === 'session_window'));
   if (mode === 'update' && sessioned) {
     throw new UnsupportedOperationError(
       'Update output mode is not supported for an aggregation over session_window() (Spark refuses it too). A session ' +
