@@ -2,11 +2,16 @@
 import type { StreamingQueryListener } from '../exec/progress.js';
 import type { StreamingQuery } from '../exec/microBatch.js';
 
+const EVENTS = ['onQueryStarted', 'onQueryProgress', 'onQueryIdle', 'onQueryTerminated'] as const;
+
 export class StreamingQueryManager {
   private readonly queries = new Map<string, StreamingQuery>();
   private readonly listeners: StreamingQueryListener[] = [];
   private terminatedWaiters: Array<(q: StreamingQuery) => void> = [];
   private lastTerminated: StreamingQuery | undefined;
+
+  /** `log`: where a failing listener is reported (the session's log). */
+  constructor(private readonly log: (line: string) => void = (l) => process.stderr.write(`[sluice] ${l}\n`)) {}
 
   /** The queries running now. */
   get active(): StreamingQuery[] {
@@ -37,9 +42,41 @@ export class StreamingQueryManager {
     const i = this.listeners.indexOf(l);
     if (i >= 0) this.listeners.splice(i, 1);
   }
-  /** @internal */
+  /**
+   * @internal The listeners, each wrapped so that it cannot hurt the query: a listener that throws (or
+   * returns a promise that rejects) is logged and the event goes on to the next listener; the query and
+   * the process carry on. Spark's listener bus isolates listeners the same way.
+   */
   allListeners(): StreamingQueryListener[] {
-    return this.listeners;
+    return this.listeners.map((l) => this.isolated(l));
+  }
+
+  private isolated(l: StreamingQueryListener): StreamingQueryListener {
+    const out: StreamingQueryListener = {};
+    for (const event of EVENTS) {
+      const fn = l[event] as ((e: unknown) => unknown) | undefined;
+      if (typeof fn !== 'function') continue;
+      const report = (e: unknown): void => {
+        const name = l.constructor?.name && l.constructor.name !== 'Object' ? `${l.constructor.name}.` : 'listener ';
+        const why = e instanceof Error ? (e.stack ?? e.message) : String(e);
+        // The log itself must not throw into the query either.
+        try {
+          this.log(`WARN A StreamingQueryListener failed in ${name}${event}; the query goes on. Fix the listener. ${why}`);
+        } catch {
+          /* a log that throws has nowhere to report to */
+        }
+      };
+      (out as Record<string, (e: unknown) => void>)[event] = (e: unknown) => {
+        try {
+          const r = fn.call(l, e);
+          // An async listener: its rejection would be an unhandled rejection, which ends a Node process.
+          if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(undefined, report);
+        } catch (err) {
+          report(err);
+        }
+      };
+    }
+    return out;
   }
   /** @internal */
   register(q: StreamingQuery): void {

@@ -46,7 +46,8 @@ let active: SluiceSession | undefined;
 
 export class SluiceSession {
   readonly conf = new RuntimeConfig();
-  readonly streams = new StreamingQueryManager();
+  /** The session's queries; a listener that fails is reported to `log`. */
+  readonly streams = new StreamingQueryManager((l) => this.log(l));
   private readonly tables = new Map<string, MemoryTable>();
   /** Where show(), printSchema() and the console sink print. Replace to capture output. */
   out: (text: string) => void = (t) => process.stdout.write(t);

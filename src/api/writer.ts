@@ -1,8 +1,15 @@
 /** `df.writeStream`: where and how a streaming query writes, as Spark's DataStreamWriter. */
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Checkpoint, CheckpointError } from '../checkpoint/checkpoint.js';
+import {
+  Checkpoint,
+  CheckpointError,
+  FORCE_DELETE_TEMP_CHECKPOINT_CONF,
+  MIN_BATCHES_TO_RETAIN_CONF,
+  checkpointFolderName,
+  minBatchesToRetain,
+} from '../checkpoint/checkpoint.js';
 import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { DeadLetterWriter, FileDeadLetterWriter, KafkaDeadLetterWriter } from '../exec/deadLetter.js';
 import { StreamingQuery } from '../exec/microBatch.js';
@@ -64,9 +71,10 @@ export class DataStreamWriter extends WithOptions {
     return this;
   }
 
-  private checkpointRoot(): string {
+  /** The query's checkpoint folder; `temporary` when Sluice made it (deleted when the query stops, see start()). */
+  private checkpointRoot(): { root: string; temporary: boolean } {
     const session = this.df.session;
-    if (this.opts.checkpointLocation) return resolve(this.opts.checkpointLocation);
+    if (this.opts.checkpointLocation) return { root: resolve(this.opts.checkpointLocation), temporary: false };
     const root = session.conf.get('sluice.sql.streaming.checkpointLocation');
     if (root) {
       // Spark's rule: the session root only supplies a default folder, named after the query.
@@ -76,9 +84,12 @@ export class DataStreamWriter extends WithOptions {
             'It cannot be found again after a restart, so the query would start over. Set .queryName() or .option("checkpointLocation", …).',
         );
       }
-      return resolve(root, this.name ?? crypto.randomUUID());
+      // The name is free text: as a folder it must stay inside the root (no "..", no "/").
+      return { root: resolve(root, this.name ? checkpointFolderName(this.name) : crypto.randomUUID()), temporary: false };
     }
-    if (this.fmt === 'console' || this.fmt === 'memory') return mkdtempSync(join(tmpdir(), 'sluice-temporary-checkpoint-'));
+    if (this.fmt === 'console' || this.fmt === 'memory') {
+      return { root: mkdtempSync(join(tmpdir(), 'sluice-temporary-checkpoint-')), temporary: true };
+    }
     throw new CheckpointError(
       `The ${this.fmt} sink needs a checkpoint: set .option("checkpointLocation", "./checkpoints/<query>") — one folder per query, ` +
         'kept across restarts; it is how the query resumes where it stopped without losing or repeating data.',
@@ -145,18 +156,64 @@ export class DataStreamWriter extends WithOptions {
     if (this.name && session.streams.active.some((q) => q.name === this.name)) {
       throw new AnalysisError(`Cannot start query with name ${this.name}: a query with that name is already active in this session.`);
     }
-    const checkpoint = new Checkpoint(this.checkpointRoot());
-    const existing = session.streams.active.find((q) => q.id === checkpoint.queryId());
-    if (existing) {
-      throw new CheckpointError(
-        `Query ${existing.name ?? existing.id} is already running on checkpoint ${checkpoint.root}. Two queries must never share a checkpoint: stop it first.`,
-      );
-    }
+    const retain = minBatchesToRetain(session.conf.get(MIN_BATCHES_TO_RETAIN_CONF));
     const onBad = (this.opts.onBadRecord ?? 'deadLetter').toLowerCase();
     if (onBad !== 'fail' && onBad !== 'deadletter') {
       throw new AnalysisError(`onBadRecord must be "deadLetter" (default) or "fail", got "${this.opts.onBadRecord}".`);
     }
-    const query = new StreamingQuery({
+    const { root, temporary } = this.checkpointRoot();
+    let query: StreamingQuery;
+    try {
+      const checkpoint = new Checkpoint(root, { minBatchesToRetain: retain });
+      const existing = session.streams.active.find((q) => q.id === checkpoint.queryId());
+      if (existing) {
+        throw new CheckpointError(
+          `Query ${existing.name ?? existing.id} is already running on checkpoint ${checkpoint.root}. Two queries must never share a checkpoint: stop it first.`,
+        );
+      }
+      query = this.newQuery(checkpoint, analyzed, ctx, sink, onBad);
+    } catch (e) {
+      if (temporary) rmSync(root, { recursive: true, force: true }); // nothing ran: nothing to keep
+      throw e;
+    }
+    if (temporary) {
+      query.whenTerminated(() => this.deleteTemporaryCheckpoint(root, query));
+      // Spark logs the same: the folder is not one a restart can find again.
+      session.log(`INFO Temporary checkpoint location created at ${root}: it is deleted when the query stops (and kept if it fails).`);
+    }
+    session.streams.register(query);
+    return query;
+  }
+
+  /**
+   * Deletes the temporary checkpoint of a query that had no checkpointLocation (Spark's rule): after a
+   * clean stop; after a failure only with sluice.sql.streaming.forceDeleteTempCheckpointLocation=true, so
+   * a failed query's checkpoint can be looked at (`sluice checkpoint explain`). A checkpoint holding
+   * dead-letter files is kept either way: dead letters are never deleted silently.
+   */
+  private deleteTemporaryCheckpoint(root: string, query: StreamingQuery): void {
+    const session = this.df.session;
+    const force = session.conf.get(FORCE_DELETE_TEMP_CHECKPOINT_CONF) === 'true';
+    const deadLetters = join(root, 'deadletter');
+    if (existsSync(deadLetters) && readdirSync(deadLetters).length > 0) {
+      session.log(`WARN Temporary checkpoint ${root} is kept: its deadletter/ folder holds records that could not be processed.`);
+    } else if (query.exception && !force) {
+      session.log(
+        `WARN Temporary checkpoint ${root} is kept because the query failed; delete it when done ` +
+          `(or set ${FORCE_DELETE_TEMP_CHECKPOINT_CONF}=true to always delete it).`,
+      );
+    } else {
+      try {
+        rmSync(root, { recursive: true, force: true });
+      } catch (e) {
+        session.log(`WARN Temporary checkpoint ${root} could not be deleted: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private newQuery(checkpoint: Checkpoint, analyzed: Awaited<ReturnType<DataFrame['analyze']>>, ctx: EvalContext, sink: Sink, onBad: string): StreamingQuery {
+    const session = this.df.session;
+    return new StreamingQuery({
       name: this.name ?? null,
       plan: this.df.plan,
       analyzed,
@@ -174,7 +231,5 @@ export class DataStreamWriter extends WithOptions {
         ? { lateEvents: (id: string) => new KafkaLateEventsWriter(this.opts['lateEvents.topic']!, this.sideTopicOptions('lateEvents'), id) }
         : {}),
     });
-    session.streams.register(query);
-    return query;
   }
 }

@@ -7,12 +7,23 @@
  *   sources/<i>/0         v1 / the offset source i started from (resolved startingOffsets)
  *   deadletter/N.jsonl    records of batch N that could not be processed (when no dead-letter topic is set)
  *
- * Every file is written to a temporary name and renamed, so a crash leaves either the old state or the
- * new file, never half a file.
+ * Every file is written to a temporary name, fsynced, and moved into place, then its folder is fsynced
+ * (./files.ts): a crash — even of the machine — leaves either the old state or the whole new file.
+ * `metadata`, `offsets/N` and `commits/N` are never replaced: a second writer fails.
+ *
+ * Only the last `minBatchesToRetain` batches are kept in offsets/ and commits/ (Spark's
+ * spark.sql.streaming.minBatchesToRetain, default 100): older entries are purged once a batch commits.
+ *
+ * Folders are created when something is first written to them, so reading a checkpoint (`sluice
+ * checkpoint explain`) never changes it; `readOnly` makes that a guarantee.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, rmSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { redactOptions } from '../util/redact.js';
+import { writeAtomic } from './files.js';
+
+export { writeAtomic } from './files.js';
 
 export type Offset = unknown;
 
@@ -44,11 +55,38 @@ export class CheckpointError extends Error {
 
 const VERSION = 'v1';
 
-/** Writes `text` to `path` atomically (temp file + rename). */
-export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+/** The session setting for how many batches offsets/, commits/ and the state files keep (Spark's name, `sluice.` prefix). */
+export const MIN_BATCHES_TO_RETAIN_CONF = 'sluice.sql.streaming.minBatchesToRetain';
+/** Spark's default for spark.sql.streaming.minBatchesToRetain. */
+export const DEFAULT_MIN_BATCHES_TO_RETAIN = 100;
+/** Deletes a temporary checkpoint even when its query failed (Spark's spark.sql.streaming.forceDeleteTempCheckpointLocation). */
+export const FORCE_DELETE_TEMP_CHECKPOINT_CONF = 'sluice.sql.streaming.forceDeleteTempCheckpointLocation';
+
+/** Reads `sluice.sql.streaming.minBatchesToRetain` (undefined: the default), refusing values that would keep nothing. */
+export function minBatchesToRetain(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_MIN_BATCHES_TO_RETAIN;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new CheckpointError(
+      `${MIN_BATCHES_TO_RETAIN_CONF} must be a whole number of batches, at least 1, got "${value}". ` +
+        `It is how many recent batches the checkpoint can re-run or roll back to (default ${DEFAULT_MIN_BATCHES_TO_RETAIN}).`,
+    );
+  }
+  return n;
+}
+
+/**
+ * The folder name for a query under a session checkpoint root (`<root>/<queryName>`). A query name is
+ * free text; as a folder name it must not climb out of the root (`..`, `/`), name a hidden or special
+ * folder, or differ by platform. Unsafe characters become `_`, and then a short hash of the original name
+ * is added, so two names that sanitize alike ("a/b", "a_b") still get different folders — two queries
+ * must never share a checkpoint. A name that is already safe is used as it is (Spark's folder name).
+ */
+export function checkpointFolderName(queryName: string): string {
+  const safe = queryName.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, (dots) => '_'.repeat(dots.length)).slice(0, 100);
+  if (safe === queryName && safe.length > 0) return safe;
+  const hash = createHash('sha256').update(queryName).digest('hex').slice(0, 8);
+  return `${safe || 'query'}-${hash}`;
 }
 
 /**
@@ -60,11 +98,11 @@ export class BatchLog<T> {
     readonly dir: string,
     private readonly encode: (v: T) => string[],
     private readonly decode: (lines: string[], path: string) => T,
-  ) {
-    mkdirSync(dir, { recursive: true });
-  }
+    private readonly opts: { readOnly?: boolean; afterAdd?: (batchId: number) => void } = {},
+  ) {}
 
   batchIds(): number[] {
+    if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
       .filter((f) => /^\d+$/.test(f))
       .map(Number)
@@ -94,15 +132,33 @@ export class BatchLog<T> {
     return this.decode(lines.slice(1), path);
   }
 
+  /** Writes batch `batchId` durably; fails if it exists, whoever wrote it and whenever. */
   add(batchId: number, value: T): void {
+    if (this.opts.readOnly) throw new CheckpointError(`${this.dir} was opened read-only; batch ${batchId} cannot be written.`);
     const path = join(this.dir, String(batchId));
-    if (existsSync(path)) {
-      throw new CheckpointError(
-        `${path} already exists: another query may be writing to the same checkpoint. ` +
-          'Two running queries must never share a checkpointLocation.',
+    const exists = (): CheckpointError =>
+      new CheckpointError(
+        `${path} already exists, so batch ${batchId} was already written by another run: another query may be writing to the ` +
+          'same checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
+          'Stop the other query — or, if none runs, this run was started twice — then start this one again: it resumes from the checkpoint.',
       );
+    if (existsSync(path)) throw exists();
+    try {
+      writeAtomic(path, [VERSION, ...this.encode(value)].join('\n') + '\n', { overwrite: false });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists(); // it appeared after the check: a concurrent writer
+      throw e;
     }
-    writeAtomic(path, [VERSION, ...this.encode(value)].join('\n') + '\n');
+    this.opts.afterAdd?.(batchId);
+  }
+
+  /** Removes the batches below `threshold`, oldest first, so a crash midway leaves an unbroken run of batches. */
+  purgeBefore(threshold: number): void {
+    if (this.opts.readOnly) return;
+    for (const id of this.batchIds()) {
+      if (id >= threshold) break;
+      rmSync(join(this.dir, String(id)), { force: true });
+    }
   }
 
   /** Removes batches >= batchId (used by tests that simulate a crash before a commit). */
@@ -119,37 +175,77 @@ function parseJson(text: string | undefined, path: string): unknown {
   }
 }
 
+export interface CheckpointOptions {
+  /** Never write, purge or create anything (for `sluice checkpoint explain`). */
+  readOnly?: boolean;
+  /** How many recent batches offsets/ and commits/ keep (default 100, Spark's). */
+  minBatchesToRetain?: number;
+}
+
 export class Checkpoint {
   readonly offsets: BatchLog<OffsetSeq>;
   readonly commits: BatchLog<CommitMetadata>;
+  readonly minBatchesToRetain: number;
+  private readonly readOnly: boolean;
 
-  constructor(readonly root: string) {
-    mkdirSync(root, { recursive: true });
+  constructor(
+    readonly root: string,
+    opts: CheckpointOptions = {},
+  ) {
+    this.readOnly = opts.readOnly ?? false;
+    this.minBatchesToRetain = opts.minBatchesToRetain ?? DEFAULT_MIN_BATCHES_TO_RETAIN;
+    if (!(Number.isInteger(this.minBatchesToRetain) && this.minBatchesToRetain >= 1)) {
+      throw new CheckpointError(`minBatchesToRetain must be a whole number, at least 1, got ${this.minBatchesToRetain}.`);
+    }
     this.offsets = new BatchLog<OffsetSeq>(
       join(root, 'offsets'),
-      (v) => [JSON.stringify(v.metadata), ...v.offsets.map((o) => JSON.stringify(o))],
+      // Settings are logged for restarts; a secret-bearing one is never written to disk in clear.
+      (v) => [JSON.stringify({ ...v.metadata, conf: redactOptions(v.metadata.conf) }), ...v.offsets.map((o) => JSON.stringify(o))],
       (lines, path) => ({
         metadata: parseJson(lines[0], path) as OffsetSeqMetadata,
         offsets: lines.slice(1).map((l) => parseJson(l, path)),
       }),
+      { readOnly: this.readOnly },
     );
     this.commits = new BatchLog<CommitMetadata>(
       join(root, 'commits'),
       (v) => [JSON.stringify(v)],
       (lines, path) => parseJson(lines[0], path) as CommitMetadata,
+      { readOnly: this.readOnly, afterAdd: (id) => this.purge(id) },
     );
+  }
+
+  /**
+   * After batch `committed` is committed, drops the log entries a restart can no longer need: batches below
+   * `committed - minBatchesToRetain` (Spark's purge threshold), so the last minBatchesToRetain batches can
+   * still be re-run (each needs its own offsets and those of the batch before it).
+   */
+  private purge(committed: number): void {
+    const threshold = committed - this.minBatchesToRetain;
+    if (threshold <= 0) return;
+    // commits first: a crash between the two leaves offsets without commits (harmless, below the latest), never the reverse.
+    this.commits.purgeBefore(threshold);
+    this.offsets.purgeBefore(threshold);
   }
 
   /** The query id stored in `metadata`, created on first use. The id survives restarts; the runId does not. */
   queryId(): string {
     const path = join(this.root, 'metadata');
-    if (existsSync(path)) {
+    const read = (): string => {
       const meta = parseJson(readFileSync(path, 'utf8'), path) as { id?: string };
       if (!meta.id) throw new CheckpointError(`${path} has no "id": the checkpoint is damaged.`);
       return meta.id;
-    }
+    };
+    if (existsSync(path)) return read();
+    if (this.readOnly) throw new CheckpointError(`${path} does not exist: ${this.root} is not a checkpoint (or its query never started).`);
     const id = randomUUID();
-    writeAtomic(path, JSON.stringify({ id }) + '\n');
+    try {
+      writeAtomic(path, JSON.stringify({ id }) + '\n', { overwrite: false });
+    } catch (e) {
+      // Another start on the same folder wrote it first: its id is the query's id.
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return read();
+      throw e;
+    }
     return id;
   }
 
@@ -162,14 +258,13 @@ export class Checkpoint {
   }
 
   setSourceStart(index: number, offset: Offset): void {
-    const dir = join(this.root, 'sources', String(index));
-    mkdirSync(dir, { recursive: true });
-    writeAtomic(join(dir, '0'), `${VERSION}\n${JSON.stringify(offset)}\n`);
+    if (this.readOnly) throw new CheckpointError(`${this.root} was opened read-only; sources/${index}/0 cannot be written.`);
+    writeAtomic(join(this.root, 'sources', String(index), '0'), `${VERSION}\n${JSON.stringify(offset)}\n`);
   }
 
   deadLetterDir(): string {
     const dir = join(this.root, 'deadletter');
-    mkdirSync(dir, { recursive: true });
+    if (!this.readOnly) mkdirSync(dir, { recursive: true });
     return dir;
   }
 }

@@ -61,7 +61,8 @@ export function explainCheckpoint(dir: string): CheckpointReport {
         'A checkpoint holds metadata, offsets/, commits/ and sources/.',
     );
   }
-  const cp = new Checkpoint(dir);
+  // Read-only: explaining a checkpoint must never change it (no folders created, nothing purged).
+  const cp = new Checkpoint(dir, { readOnly: true });
   const queryId = cp.queryId();
   const planned = cp.offsets.batchIds();
   const committed = new Set(cp.commits.batchIds());
@@ -123,6 +124,8 @@ export function formatCheckpointReport(r: CheckpointReport): string {
     );
   }
   if (r.batches.length > 10) lines.push(`    (${r.batches.length - 10} earlier batches not shown)`);
+  const first = r.batches[0]?.batchId ?? 0;
+  if (first > 0) lines.push(`    (batches before ${first} were purged: the checkpoint keeps the last minBatchesToRetain batches)`);
   for (const s of r.stateOperators) {
     lines.push(`  state operator ${s.operatorId}: ${s.partitions} partitions, latest version ${s.latestVersion} (${s.files} files)`);
   }

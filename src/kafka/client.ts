@@ -326,6 +326,28 @@ export interface OutgoingRecord {
 }
 
 /**
+ * The producer's librdkafka settings: Sluice's defaults, then the user's. Idempotence is on by default
+ * (`enable.idempotence=true`): with it the broker de-duplicates retried sends and keeps their order, so a
+ * retry after a timeout can neither duplicate nor reorder records within a partition. It needs `acks=all`
+ * and at most 5 requests in flight, so it is left off when the user asks for something it cannot give
+ * (`acks=0/1`, more in flight) — and whatever the user sets for `enable.idempotence` is kept as it is.
+ */
+export function producerConfig(conf: KafkaConfig): KafkaConfig {
+  const acks = conf.acks ?? conf['request.required.acks'];
+  const inFlight = conf['max.in.flight.requests.per.connection'] ?? conf['max.in.flight'];
+  const compatible = (acks === undefined || ['all', '-1'].includes(String(acks))) && (inFlight === undefined || Number(inFlight) <= 5);
+  return {
+    'client.id': 'sluice-producer',
+    dr_cb: true,
+    'linger.ms': 5,
+    'batch.num.messages': 10000,
+    'queue.buffering.max.messages': 500000,
+    ...(compatible ? { 'enable.idempotence': true } : {}),
+    ...conf,
+  };
+}
+
+/**
  * A producer whose `flush()` resolves only when every record sent so far is acknowledged by the broker,
  * and rejects if any failed: the sink calls it before a batch is committed (at-least-once).
  */
@@ -337,14 +359,7 @@ export class AckedProducer {
 
   private async connect(): Promise<Producer> {
     if (this.producer) return this.producer;
-    const p = new Kafka.Producer({
-      'client.id': 'sluice-producer',
-      dr_cb: true,
-      'linger.ms': 5,
-      'batch.num.messages': 10000,
-      'queue.buffering.max.messages': 500000,
-      ...this.conf,
-    } as ConstructorParameters<typeof Kafka.Producer>[0]);
+    const p = new Kafka.Producer(producerConfig(this.conf) as ConstructorParameters<typeof Kafka.Producer>[0]);
     p.on('delivery-report', (err) => {
       this.pending--;
       if (err && this.errors.length < 10) this.errors.push(err.message);

@@ -1,4 +1,5 @@
 /** The logical plan: what a DataFrame describes, before names and types are resolved. */
+import { redactOptions } from '../util/redact.js';
 import type { Expr } from '../expr/column.js';
 import { exprName } from '../expr/column.js';
 import type { Source } from '../sources/source.js';
@@ -50,8 +51,7 @@ export function planString(p: LogicalPlan, indent = 0): string {
   let line: string;
   switch (p.kind) {
     case 'streamingSource':
-      line = `StreamingRelation ${p.spec.format}${Object.keys(p.spec.options).length ? ` [${Object.entries(p.spec.options)
-        .filter(([k]) => !/password|secret|sasl\.jaas|basic\.auth/i.test(k))
+      line = `StreamingRelation ${p.spec.format}${Object.keys(p.spec.options).length ? ` [${Object.entries(redactOptions(p.spec.options))
         .map(([k, v]) => `${k}=${v}`)
         .join(', ')}]` : ''}`;
       break;

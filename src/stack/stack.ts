@@ -151,6 +151,38 @@ function alive(pid: number | undefined): boolean {
   }
 }
 
+/** The command line of process `pid` (arguments joined by spaces), or undefined if it cannot be read. */
+export function processCommandLine(pid: number): string | undefined {
+  try {
+    // Linux: arguments separated by NUL bytes.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    // Elsewhere (macOS, BSD): ask ps.
+    const r = spawnSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8' });
+    return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+  }
+}
+
+/**
+ * What the command line of each stack process contains, so a pid from stack.json is only trusted while it
+ * still names the process `up` started: pids are reused, and an old stack.json (after a reboot, or a crash
+ * of the stack) can hold the pid of some other program — which `down` must never signal.
+ */
+function expectedCommand(dir: string, ports: StackPorts): Record<'kafka' | 'registry', string[]> {
+  return {
+    kafka: ['kafka.Kafka', join(dir, 'server.properties')],
+    registry: ['apicurio-registry-app', `-Dquarkus.http.port=${ports.registry}`],
+  };
+}
+
+/** The pid if that process is alive and is the stack's `which` process of this stack folder; else undefined. */
+function ownProcess(i: StackInfo | undefined, which: 'kafka' | 'registry'): number | undefined {
+  const pid = i?.pids[which];
+  if (!i || !alive(pid)) return undefined;
+  const cmd = processCommandLine(pid!);
+  return cmd !== undefined && expectedCommand(i.dir, i.ports)[which].every((part) => cmd.includes(part)) ? pid : undefined;
+}
+
 function readInfo(dir: string): StackInfo | undefined {
   const path = join(dir, 'stack.json');
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as StackInfo) : undefined;
@@ -183,8 +215,9 @@ export interface StackStatus {
 
 export async function status(dir = defaultStackDir()): Promise<StackStatus> {
   const i = readInfo(dir);
-  const kafkaUp = alive(i?.pids.kafka);
-  const regUp = alive(i?.pids.registry);
+  // A pid counts only while it is still the process this stack started (pids are reused).
+  const kafkaUp = ownProcess(i, 'kafka') !== undefined;
+  const regUp = ownProcess(i, 'registry') !== undefined;
   return {
     dir,
     kafka: { running: kafkaUp, healthy: kafkaUp && !!i && (await tcpOpen(i.ports.kafka)), ...(i ? { pid: i.pids.kafka, bootstrapServers: i.bootstrapServers } : {}) },
@@ -357,7 +390,20 @@ export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = 
     log(`No stack in ${dir}.`);
     return;
   }
-  await Promise.all([kill(i.pids.registry), kill(i.pids.kafka)]);
+  // Signal only what `up` started: a pid whose process now runs something else is left alone.
+  const pids: number[] = [];
+  for (const which of ['registry', 'kafka'] as const) {
+    const pid = i.pids[which];
+    if (!pid) continue;
+    if (ownProcess({ ...i, dir: i.dir ?? dir }, which) !== undefined) pids.push(pid);
+    else if (alive(pid)) {
+      log(
+        `Not stopping pid ${pid}: stack.json names it as the ${which} of ${dir}, but that process now runs something else ` +
+          `(${(processCommandLine(pid) ?? 'command line unreadable').slice(0, 120)}). The ${which} had already stopped.`,
+      );
+    }
+  }
+  await Promise.all(pids.map((pid) => kill(pid)));
   writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...i, pids: {} }, null, 2) + '\n');
   if (opts.purge) {
     for (const f of readdirSync(dir)) if (f !== 'stack.json') rmSync(join(dir, f), { recursive: true, force: true });

@@ -2,18 +2,38 @@
  * Versioned key-value state, per stateful operator and partition (Spark's StateStore, HDFS-backed
  * provider model): batch N reads version N and commits version N+1. Each commit writes the changes as
  * `state/<op>/<partition>/<version>.delta`; every `minDeltasForSnapshot` versions a full
- * `<version>.snapshot` is written and older files are removed (maintenance). Loading version V reads the
- * newest snapshot at or below V and replays the deltas after it. A re-run batch rewrites its version.
+ * `<version>.snapshot` is written. Loading version V reads the newest snapshot at or below V and replays
+ * the deltas after it. A re-run batch rewrites its version. Files are written durably (fsync, then rename,
+ * then fsync of the folder: checkpoint/files.ts).
+ *
+ * Retention (maintenance, after each snapshot): the last `minVersionsToRetain` versions stay loadable
+ * (Spark's spark.sql.streaming.minBatchesToRetain, default 100): the newest snapshot at or below the oldest
+ * retained version and every delta after it are kept, older files are deleted (Spark's cleanup rule).
  *
  * The delta and snapshot files are the truth; where the current version lives is the provider's:
  * - `memory` (default): a JS Map (fast; all state in the heap);
  * - `lmdb`: an LMDB database in the same folder (state larger than memory: only the keys a batch touches
  *   are in the heap). It is rebuilt from the files when it is not at the version asked for.
+ *
+ * LMDB after a crash. A commit writes `<V>.delta` durably first, then one LMDB transaction with the
+ * changes and `__version = V`; the checkpoint's commits/N comes after both. LMDB is at most one version
+ * ahead of what a restart asks for, never behind the files it needs:
+ * - crash before or during the delta write: LMDB is at V-1, the restart re-runs the batch from V-1 — LMDB is used as is;
+ * - crash after the delta, before or during the LMDB transaction: LMDB is still V-1 (a transaction is atomic) — same;
+ * - crash after the LMDB transaction, before commits/N: LMDB says V, the restart asks for V-1, so LMDB is
+ *   rebuilt from the files (snapshot + deltas up to V-1);
+ * - after commits/N: the restart asks for V and LMDB is at V (or, had the OS lost LMDB's last transaction,
+ *   it is rebuilt from the durable files).
+ * LMDB also records which write of `<V>.delta` it holds (inode, size, time), so the same version written
+ * again by another attempt (a re-run after a crash, perhaps by the memory provider) is never mistaken for it.
+ * A rebuild first marks the database invalid (`__version = -1`, committed) before clearing it, so a crash
+ * in the middle of a rebuild can never leave an emptied database that claims a version.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { writeAtomic } from '../checkpoint/checkpoint.js';
+import { DEFAULT_MIN_BATCHES_TO_RETAIN } from '../checkpoint/checkpoint.js';
+import { isTempFile, writeAtomic } from '../checkpoint/files.js';
 import { decodeState, encodeState } from './codec.js';
 
 export interface StateStoreMetrics {
@@ -102,14 +122,25 @@ export class StateStoreProvider {
   private lmdb: { root: RootDatabase; data: Database<unknown, string>; times: Database<number, [number, string]> } | undefined;
   private bytesPerEntry = 0;
 
-  /** `dir` undefined: state kept in memory only (batch DataFrames, which have no checkpoint). */
+  /**
+   * `dir` undefined: state kept in memory only (batch DataFrames, which have no checkpoint).
+   * `minVersionsToRetain`: how many recent versions stay loadable (the query's minBatchesToRetain).
+   */
   constructor(
     readonly dir: string | undefined,
     private readonly minDeltasForSnapshot = 10,
     readonly kind: StateStoreProviderKind = 'memory',
+    private readonly minVersionsToRetain = DEFAULT_MIN_BATCHES_TO_RETAIN,
   ) {
-    if (dir) mkdirSync(dir, { recursive: true });
     if (kind === 'lmdb' && !dir) throw new Error('The lmdb state store needs a checkpoint folder.');
+    if (!(Number.isInteger(minVersionsToRetain) && minVersionsToRetain >= 1)) {
+      throw new Error(`minVersionsToRetain must be a whole number, at least 1, got ${minVersionsToRetain}.`);
+    }
+    if (dir) {
+      mkdirSync(dir, { recursive: true });
+      // A write cut short by a crash leaves its temporary file; this partition has one writer (this provider), so they are garbage.
+      for (const f of readdirSync(dir)) if (isTempFile(f)) rmSync(join(dir, f), { force: true });
+    }
   }
 
   private files(): Array<{ version: number; kind: 'delta' | 'snapshot' }> {
@@ -167,19 +198,40 @@ export class StateStoreProvider {
       this.lmdb = { root, data: root.openDB<unknown, string>({ name: 'state' }), times: root.openDB<number, [number, string]>({ name: 'times' }) };
     }
     const { root, data, times } = this.lmdb;
-    if (root.get('__version') !== version) {
-      data.clearSync();
-      times.clearSync();
+    // LMDB is a cache of the files: used only if it holds this version as written by this very delta file.
+    if (root.get('__version') !== version || root.get('__stamp') !== this.deltaStamp(version)) {
+      // Read the files first: if they cannot rebuild the version (a file missing), LMDB is left as it was.
       const batch = new Map<string, unknown>();
       this.replay(version, (k, v) => batch.set(k, v), (k) => batch.set(k, undefined));
+      // Invalid before empty: a crash between clearing and refilling must not leave an empty database
+      // that still claims its old version (it would be loaded as that version's state).
+      root.putSync('__version', -1);
+      data.clearSync();
+      times.clearSync();
       root.transactionSync(() => {
         for (const [k, v] of batch) if (v !== undefined) data.putSync(k, v);
         root.putSync('__version', version);
+        root.putSync('__stamp', this.deltaStamp(version));
         // The time index is rebuilt by the operator's next pass over the state (only it knows a key's time).
         root.putSync('__timesComplete', false);
       });
     }
     return new LmdbView(data, times, root.get('__timesComplete') === true);
+  }
+
+  /**
+   * Which write of `<version>.delta` this is (inode, size, modification time; '' when there is none): a
+   * re-run batch rewrites the delta under a new inode, so LMDB written by an earlier attempt of the same
+   * version — say, before a crash, with the re-run done by the memory provider — is never taken for it.
+   */
+  private deltaStamp(version: number): string {
+    if (!this.dir || version === 0) return '';
+    try {
+      const st = statSync(join(this.dir, `${version}.delta`));
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return '';
+    }
   }
 
   /** @internal */
@@ -191,20 +243,28 @@ export class StateStoreProvider {
       writeAtomic(join(this.dir, `${version}.delta`), lines.join('\n') + (lines.length ? '\n' : ''));
       if (lines.length) this.bytesPerEntry = Math.round(lines.reduce((n, l) => n + l.length * 2, 0) / lines.length);
     }
-    if (map instanceof LmdbView) map.flush(this.lmdb!.root, version);
+    if (map instanceof LmdbView) map.flush(this.lmdb!.root, version, this.deltaStamp(version));
     else this.cached = { version, map: map as Map<string, unknown> };
     if (this.dir && version % this.minDeltasForSnapshot === 0) {
-      writeLinesAtomic(join(this.dir, `${version}.snapshot`), map.entries());
+      writeAtomic(join(this.dir, `${version}.snapshot`), snapshotLines(map.entries()));
       this.maintenance(this.dir, version);
     }
   }
 
-  /** Removes files no longer needed to rebuild the versions a restart can ask for. */
-  private maintenance(dir: string, snapshotVersion: number): void {
-    for (const f of this.files()) {
-      // Keep the previous snapshot and its deltas: a re-run of the batch that wrote this snapshot reloads version-1.
-      if (f.version < snapshotVersion - this.minDeltasForSnapshot) rmSync(join(dir, `${f.version}.${f.kind}`), { force: true });
-    }
+  /**
+   * Removes the files no version a restart may ask for needs (Spark's HDFSBackedStateStoreProvider
+   * cleanup): versions from `latest - minVersionsToRetain` on must stay loadable, so the newest snapshot at
+   * or below that version is kept with every file after it. Runs after each snapshot (the only time a new
+   * base can appear below the threshold), so at most minDeltasForSnapshot more versions than asked are kept.
+   */
+  private maintenance(dir: string, latest: number): void {
+    const oldestRetained = latest - this.minVersionsToRetain;
+    if (oldestRetained <= 0) return;
+    const files = this.files();
+    const bases = files.filter((f) => f.kind === 'snapshot' && f.version <= oldestRetained).map((f) => f.version);
+    if (!bases.length) return; // no snapshot to start from: every delta since version 1 is still needed
+    const base = Math.max(...bases);
+    for (const f of files) if (f.version < base) rmSync(join(dir, `${f.version}.${f.kind}`), { force: true });
   }
 
   /** A rough estimate of the heap the state takes (UTF-16 size of encoded entries); LMDB state is off-heap. */
@@ -218,24 +278,9 @@ export class StateStoreProvider {
   }
 }
 
-/** Streams a snapshot to a temporary file and renames it: a snapshot of state larger than memory is never one string. */
-function writeLinesAtomic(path: string, entries: Iterable<[string, unknown]>): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    let chunk = '';
-    for (const [k, v] of entries) {
-      chunk += encodeState({ k, v }) + '\n';
-      if (chunk.length > 1 << 20) {
-        writeSync(fd, chunk);
-        chunk = '';
-      }
-    }
-    if (chunk) writeSync(fd, chunk);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+/** A snapshot's lines, one entry at a time: a snapshot of state larger than memory is never one string. */
+function* snapshotLines(entries: Iterable<[string, unknown]>): Generator<string> {
+  for (const [k, v] of entries) yield encodeState({ k, v }) + '\n';
 }
 
 /** The keys of an LMDB state partition by event time: `[t, key]` entries, written in the state's transaction. */
@@ -313,7 +358,7 @@ class LmdbView implements StateMap, LmdbTimeIndex {
   get size(): number {
     return this.count;
   }
-  flush(root: RootDatabase, version: number): void {
+  flush(root: RootDatabase, version: number, stamp: string): void {
     root.transactionSync(() => {
       for (const [k, v] of this.puts) this.db.putSync(k, v);
       for (const k of this.dels) this.db.removeSync(k);
@@ -321,6 +366,7 @@ class LmdbView implements StateMap, LmdbTimeIndex {
       for (const entry of this.timeDels) this.times.removeSync(entry);
       if (this.markComplete) root.putSync('__timesComplete', true);
       root.putSync('__version', version);
+      root.putSync('__stamp', stamp);
     });
   }
 }
