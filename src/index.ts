@@ -8,7 +8,7 @@ export { DataStreamReader } from './api/reader.js';
 export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
 export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
-export type { StateOperatorProgress } from './exec/stages.js';
+export type { StateOperatorProgress } from './exec/operators/statefulOperator.js';
 export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
 export type { TriggerOptions } from './exec/trigger.js';
 export { DLQ_HEADERS } from './exec/deadLetter.js';

@@ -7,7 +7,8 @@
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
 import { AnalysisError, EvalContext, splitName } from '../expr/compile.js';
-import { OperatorState, runPlan } from '../exec/stages.js';
+import { createOperators } from '../exec/incremental.js';
+import { buildPipeline, collector, runPipeline } from '../exec/planRunner.js';
 import { parseDuration } from '../util/duration.js';
 import { analyze, Analyzed } from '../plan/analyzer.js';
 import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
@@ -195,26 +196,24 @@ export class DataFrame {
   async collect(): Promise<Row[]> {
     this.requireBatch('collect');
     const a = await this.analyze();
-    // A batch is one pass: aggregations emit every group, state lives only for this call.
-    const states = new Map<number, OperatorState>();
-    return runPlan(a, [], {
-      watermarkMs: -Infinity,
-      outputMode: 'complete',
-      state: (id) => {
-        let st = states.get(id);
-        if (!st) {
-          st = new OperatorState(() => undefined, 1);
-          st.load(0);
-          states.set(id, st);
-        }
-        return st;
-      },
-      onBad: (_row, e) => {
-        throw new AnalysisError(`A row could not be processed: ${e.message}`);
-      },
-      eventTime: new Map(),
-      operators: new Map(),
-    });
+    // A batch is one pass: aggregations emit every group (complete mode, no watermark), state lives only
+    // for this call, in memory.
+    const operators = createOperators(a, { partitions: 1, provider: 'memory', workers: 1, log: () => {} });
+    try {
+      for (const op of operators.values()) await op.begin({ batchId: 0, outputMode: 'complete', lateEventsMs: -Infinity, evictionMs: -Infinity });
+      const out = collector();
+      const pipeline = buildPipeline(a, out, {
+        operators,
+        eventTime: new Map(),
+        onBad: (_row, e) => {
+          throw new AnalysisError(`A row could not be processed: ${e.message}`);
+        },
+      });
+      await runPipeline(pipeline, new Map());
+      return out.rows;
+    } finally {
+      for (const op of operators.values()) await op.close();
+    }
   }
 
   async count(): Promise<number> {

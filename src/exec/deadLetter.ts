@@ -18,6 +18,7 @@ export interface DeadLetter {
 
 export interface DeadLetterWriter {
   describe(): string;
+  /** Writes some of batch `batchId`'s dead letters; a batch may call it several times. */
   write(batchId: number, letters: DeadLetter[]): Promise<void>;
   stop(): Promise<void>;
 }
@@ -88,6 +89,8 @@ export class KafkaDeadLetterWriter extends KafkaSideTopicWriter implements DeadL
 }
 
 export class FileDeadLetterWriter implements DeadLetterWriter {
+  /** The batch written last: a batch's letters may come in several writes, appended to one file. */
+  private batch: number | undefined;
   constructor(private readonly dir: string) {}
   describe(): string {
     return `files in ${this.dir}`;
@@ -95,7 +98,8 @@ export class FileDeadLetterWriter implements DeadLetterWriter {
   async write(batchId: number, letters: DeadLetter[]): Promise<void> {
     if (!letters.length) return;
     const path = join(this.dir, `${batchId}.jsonl`);
-    rmSync(path, { force: true }); // a re-run batch rewrites its file
+    if (this.batch !== batchId) rmSync(path, { force: true }); // a re-run batch rewrites its file
+    this.batch = batchId;
     const lines = letters.map(({ row, reason, message }) =>
       JSON.stringify({ reason, message, row }, (_k, v) =>
         v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data) ? { base64: Buffer.from(v.data).toString('base64') } : v,

@@ -4,7 +4,7 @@
  * time and the operator in headers) instead of vanishing — without keeping a copy of all events.
  */
 import { KafkaSideTopicWriter, headerList } from './deadLetter.js';
-import type { LateRow } from './stages.js';
+import type { LateRow } from './operators/statefulOperator.js';
 
 export const LATE_HEADERS = {
   watermark: 'sluice.late.watermark',

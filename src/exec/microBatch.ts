@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, Offset, OffsetSeq } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
-import { allStages, sourceLeaves, statefulStages, type Analyzed, type WatermarkStage } from '../plan/analyzer.js';
+import { sourceLeaves, type Analyzed } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
 import type { ReadLimit, Source } from '../sources/source.js';
@@ -18,10 +18,11 @@ import type { Row } from '../types/index.js';
 import type { DeadLetter, DeadLetterWriter } from './deadLetter.js';
 import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from './progress.js';
 import type { Trigger } from './trigger.js';
-import { join } from 'node:path';
 import { KafkaLateEventsWriter } from './lateEvents.js';
-import { EventTimeStats, LateRow, OperatorState, StateOperatorProgress, runPlan } from './stages.js';
-import { ParallelOperatorState, notParallel } from './parallel.js';
+import { IncrementalExecution, createOperators } from './incremental.js';
+import type { LateRow, StateOperatorProgress } from './operators/statefulOperator.js';
+import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
+import { WatermarkTracker } from './watermarkTracker.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -81,10 +82,9 @@ export class StreamingQuery {
   private readonly drainWaiters: Array<{ after: number; resolve: () => void; reject: (e: Error) => void }> = [];
   private triggers = 0;
   private lastTriggerStart = 0;
-  /** State of each stateful operator, by operator id. */
-  private readonly states = new Map<number, OperatorState | ParallelOperatorState>();
-  /** Each watermark operator's own watermark; the global one is their min (or max, by policy). */
-  private readonly operatorWatermarks = new Map<number, number>();
+  /** The stateful operators and their per-batch watermarks; set when the loop starts. */
+  private incremental: IncrementalExecution | undefined;
+  private tracker!: WatermarkTracker;
   private onTerminated: Array<() => void> = [];
 
   constructor(private readonly spec: QuerySpec) {
@@ -147,10 +147,7 @@ export class StreamingQuery {
       `checkpoint: ${this.spec.checkpoint.root}`,
       `late events: ${this.lateWriter?.describe() ?? 'dropped (counted as numRowsDroppedByWatermark)'}`,
       `dead letters: ${this.deadLetterWriter.describe()}${this.spec.onBadRecord === 'fail' ? ' (onBadRecord=fail: the query stops instead)' : ''}`,
-      ...[...this.states].map(
-        ([id, st]) =>
-          `state operator ${id}: ${st.partitions} partitions in ${st instanceof ParallelOperatorState ? `${st.workerCount} worker threads` : "the query's thread"}`,
-      ),
+      ...[...(this.incremental?.operators.values() ?? [])].map((op) => `state operator ${op.id} (${op.name}): ${op.describe()}`),
     ].join('\n');
   }
 
@@ -186,7 +183,7 @@ export class StreamingQuery {
       this.spec.log(`ERROR ${this.exception.message}`);
     } finally {
       this.terminated = true;
-      await Promise.allSettled([...this.states.values()].map((st) => st.close()));
+      await this.incremental?.close();
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
@@ -255,9 +252,6 @@ export class StreamingQuery {
     }
     const lastCommit = lastCommitted !== undefined ? cp.commits.get(lastCommitted) : undefined;
     let watermarkMs = lastCommit?.nextBatchWatermarkMs ?? 0;
-    for (const [id, ms] of Object.entries(lastCommit?.operatorWatermarksMs ?? {})) this.operatorWatermarks.set(Number(id), ms);
-    // The watermark the last committed batch ran with: a no-data batch runs when the next one is newer.
-    let lastBatchWatermarkMs = lastCommitted !== undefined ? (cp.offsets.get(lastCommitted)?.metadata.batchWatermarkMs ?? 0) : 0;
     // Settings that shape state are fixed by the checkpoint: a restart keeps them, whatever the session says.
     const loggedConf = lastPlanned !== undefined ? cp.offsets.get(lastPlanned)!.metadata.conf : {};
     const conf: Record<string, string> = {
@@ -275,20 +269,16 @@ export class StreamingQuery {
     if (provider !== 'memory' && provider !== 'lmdb') {
       throw new CheckpointError(`${PROVIDER_CONF} must be "memory" or "lmdb", got "${provider}".`);
     }
-    for (const st of statefulStages(this.spec.analyzed)) {
-      const dirOf = (p: number): string => join(cp.root, 'state', String(st.id), String(p));
-      const why = st.kind === 'aggregate' ? notParallel(st) : 'only aggregations run in workers';
-      if (workers > 1 && st.kind === 'aggregate' && !why) {
-        this.states.set(st.id, new ParallelOperatorState(st, dirOf, partitions, provider, workers));
-      } else {
-        if (workers > 1) this.spec.log(`INFO Stateful operator ${st.id} runs in the query's thread, not in ${WORKERS_CONF} workers: ${why}.`);
-        this.states.set(st.id, new OperatorState(dirOf, partitions, provider));
-      }
+    this.tracker = new WatermarkTracker(this.spec.analyzed, conf[WATERMARK_POLICY_CONF] === 'max' ? 'max' : 'min');
+    this.tracker.restore(lastCommit?.operatorWatermarksMs);
+    const operators = createOperators(this.spec.analyzed, { checkpointRoot: cp.root, partitions, provider, workers, log: this.spec.log });
+    const incremental = (this.incremental = new IncrementalExecution(this.spec.analyzed, operators, this.spec.outputMode));
+    // A changed query on old state is refused here, before any batch, with what changed.
+    incremental.checkStateSchemas(cp.root);
+    // After a restart, the no-data batch decision compares the next watermark with the last batch's.
+    if (lastCommitted !== undefined) {
+      incremental.restoreLast(lastCommitted, this.batchWatermark(lastCommitted, 0), this.batchWatermark(lastCommitted - 1, 0));
     }
-    const watermarkOperators = allStages(this.spec.analyzed).filter((st) => st.kind === 'watermark').length;
-    const watermarked = watermarkOperators > 0;
-    // Complete mode never evicts, so a moved watermark alone gives it nothing to do (Spark's rule too).
-    const noDataBatches = watermarked && this.states.size > 0 && this.spec.outputMode !== 'complete';
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);
@@ -314,8 +304,8 @@ export class StreamingQuery {
         latest = await Promise.all(this.sources.map((s, i) => s.latestOffset(start[i], limit(i))));
         timing.latestOffset = Date.now() - t0;
         const hasData = latest.some((o, i) => JSON.stringify(o) !== JSON.stringify(start[i]));
-        // Spark's no-data batch: the watermark moved, so state may be emitted (append) or evicted.
-        const noDataBatch = !hasData && noDataBatches && watermarkMs > lastBatchWatermarkMs && trigger.kind !== 'once';
+        // Spark's no-data batch: the watermark moved, so some operator may emit (append) or evict state.
+        const noDataBatch = !hasData && trigger.kind !== 'once' && incremental.shouldRunAnotherBatch(watermarkMs);
         if (!hasData && !noDataBatch) {
           this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
           this.resolveDrainWaiters(triggerNo);
@@ -337,13 +327,10 @@ export class StreamingQuery {
       }
       this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
       const { progress, eventTime } = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
-      lastBatchWatermarkMs = seq.metadata.batchWatermarkMs;
-      watermarkMs = this.nextWatermark(seq.metadata.batchWatermarkMs, eventTime, conf[WATERMARK_POLICY_CONF]!);
+      watermarkMs = this.tracker.next(seq.metadata.batchWatermarkMs, eventTime);
       const t2 = Date.now();
-      cp.commits.add(nextBatch, {
-        nextBatchWatermarkMs: watermarkMs,
-        ...(watermarkOperators > 1 && this.operatorWatermarks.size ? { operatorWatermarksMs: Object.fromEntries(this.operatorWatermarks) } : {}),
-      });
+      const perNode = this.tracker.logged();
+      cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs, ...(perNode ? { operatorWatermarksMs: perNode } : {}) });
       progress.durationMs.commitOffsets = Date.now() - t2;
       progress.durationMs.triggerExecution = Date.now() - triggerStart;
       progress.batchDuration = progress.durationMs.triggerExecution;
@@ -372,25 +359,9 @@ export class StreamingQuery {
     }
   }
 
-  /**
-   * The watermark for the next batch: per watermark operator, max event time seen − delay (never going
-   * back); globally their minimum (or maximum with multipleWatermarkPolicy=max); never below the current.
-   * Computed at the end of batch N, used by batch N+1.
-   */
-  private nextWatermark(current: number, stats: Map<number, EventTimeStats>, policy: string): number {
-    const operators = allStages(this.spec.analyzed).filter((st): st is WatermarkStage => st.kind === 'watermark');
-    for (const st of operators) {
-      const s = stats.get(st.id);
-      if (!s || s.count === 0) continue;
-      this.operatorWatermarks.set(st.id, Math.max(this.operatorWatermarks.get(st.id) ?? -Infinity, s.max - st.delayMs));
-    }
-    if (this.operatorWatermarks.size === 0) return current;
-    // An input that has sent nothing yet counts as 0 (Spark 4's WatermarkTracker): with the min policy it
-    // holds the watermark until every input has spoken, so its first rows cannot arrive already late.
-    // (Spark 3.5 left such inputs out.)
-    const values = operators.map((st) => this.operatorWatermarks.get(st.id) ?? 0);
-    const global = policy === 'max' ? Math.max(...values) : Math.min(...values);
-    return Math.max(current, global);
+  /** The watermark batch `batchId` ran with (from its offsets/ entry), or `fallback` when there is none. */
+  private batchWatermark(batchId: number, fallback: number): number {
+    return batchId >= 0 ? (this.spec.checkpoint.offsets.get(batchId)?.metadata.batchWatermarkMs ?? fallback) : 0;
   }
 
   private async runBatch(
@@ -401,30 +372,49 @@ export class StreamingQuery {
     timing: { latestOffset: number; walCommit: number },
   ): Promise<{ progress: StreamingQueryProgress; eventTime: Map<number, EventTimeStats> }> {
     const { analyzed, ctx, sink, outputMode } = this.spec;
+    const incremental = this.incremental!;
     ctx.batchTimestampMs = seq.metadata.batchTimestampMs;
     const t0 = Date.now();
-    const inputs = await Promise.all(this.sources.map((s, i) => s.getBatch(start[i], seq.offsets[i])));
-    const getBatch = Date.now() - t0;
-    const numInputRows = inputs.reduce((n, rows) => n + rows.length, 0);
+    // State version N is the state after batch N-1: a re-run batch starts from the same state. Each operator
+    // gets this batch's watermark for eviction, and the previous batch's for late events (Spark 3.4+).
+    const late: LateRow[] = [];
+    const batches = incremental.planBatch(
+      batchId,
+      seq.metadata.batchWatermarkMs,
+      this.batchWatermark(batchId - 1, seq.metadata.batchWatermarkMs),
+      this.lateWriter ? (l) => void late.push(l) : undefined,
+    );
+    await incremental.begin(batches);
+    const queryPlanning = Date.now() - t0;
 
     const t1 = Date.now();
     const letters: DeadLetter[] = [];
-    // State version N is the state after batch N-1: a re-run batch starts from the same state.
-    await Promise.all([...this.states.values()].map((st) => st.load(batchId)));
+    // Dead letters and late rows are written out as they pile up, so a batch of bad records stays bounded too.
+    const drainSideOutputs = async (force: boolean): Promise<void> => {
+      if (letters.length && (force || letters.length >= SIDE_OUTPUT_CHUNK)) {
+        await this.deadLetterWriter.write(batchId, letters.splice(0));
+      }
+      if (this.lateWriter && late.length && (force || late.length >= SIDE_OUTPUT_CHUNK)) await this.lateWriter.write(batchId, late.splice(0));
+    };
+    let numDeadLetters = 0;
+    let firstReason = '';
     const eventTime = new Map<number, EventTimeStats>();
-    const operators = new Map<number, StateOperatorProgress>();
-    const late: LateRow[] = [];
-    const out = await runPlan(analyzed, inputs, {
-      watermarkMs: seq.metadata.batchWatermarkMs,
-      outputMode,
-      state: (id) => this.states.get(id) as OperatorState,
-      parallel: (id) => {
-        const st = this.states.get(id);
-        return st instanceof ParallelOperatorState ? st : undefined;
+    // The sink takes the batch chunk by chunk when it can (Kafka), else whole (memory, console, foreachBatch).
+    const writer = sink.openBatch?.(batchId, analyzed.schema, outputMode);
+    const collected = writer ? undefined : collector();
+    let numOutputRows = 0;
+    const sinkPipe: Pipe = {
+      async push(rows) {
+        numOutputRows += rows.length;
+        if (writer) await writer.write(rows);
+        else await collected!.push(rows);
+        await drainSideOutputs(false);
       },
+      async flush() {},
+    };
+    const pipeline = buildPipeline(analyzed, sinkPipe, {
+      operators: incremental.operators,
       eventTime,
-      operators,
-      ...(this.lateWriter ? { onLate: (l: LateRow) => void late.push(l) } : {}),
       onBad: (row, e) => {
         if (this.spec.onBadRecord === 'fail') {
           const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
@@ -433,20 +423,25 @@ export class StreamingQuery {
               'Remove that option to send such records to the dead-letter destination and keep going.',
           );
         }
+        if (!numDeadLetters) firstReason = e.reason;
+        numDeadLetters++;
         letters.push({ row, reason: e.reason, message: e.message });
       },
     });
-    await this.deadLetterWriter.write(batchId, letters);
-    await this.lateWriter?.write(batchId, late);
-    await sink.addBatch(batchId, out, analyzed.schema, outputMode);
-    for (const [id, st] of this.states) {
-      await st.commit();
-      // Commit time and state size are known only now.
-      const m = operators.get(id);
-      if (m) Object.assign(m, st.metrics());
-    }
+    const inputCounts = this.sources.map(() => 0);
+    const inputs = new Map(
+      this.sources.map((s, i) => [i, counted(s.getBatch(start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
+    );
+    await runPipeline(pipeline, inputs);
+    await drainSideOutputs(true);
+    if (writer) await writer.close();
+    else await sink.addBatch(batchId, collected!.rows, analyzed.schema, outputMode);
+    const numInputRows = inputCounts.reduce((n, c) => n + c, 0);
+    await incremental.commit();
+    // Commit time and state size are known only now.
+    const operators = [...incremental.operators.values()].sort((a, b) => a.id - b.id).map((op): StateOperatorProgress => op.progress());
     const addBatch = Date.now() - t1;
-    const nullTimes = [...operators.values()].reduce((n, o) => n + (o.customMetrics?.numRowsWithNullEventTime ?? 0), 0);
+    const nullTimes = operators.reduce((n, o) => n + (o.customMetrics?.numRowsWithNullEventTime ?? 0), 0);
     if (nullTimes) {
       this.spec.log(
         `WARN Batch ${batchId}: ${nullTimes} row(s) had a null event time and were left out of the window aggregation (as Spark does; ` +
@@ -454,8 +449,8 @@ export class StreamingQuery {
           'from_json on a bad record) is the usual cause: filter such rows out explicitly, or fix the parsing.',
       );
     }
-    if (letters.length) {
-      this.spec.log(`WARN Batch ${batchId}: ${letters.length} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${letters[0]!.reason}`);
+    if (numDeadLetters) {
+      this.spec.log(`WARN Batch ${batchId}: ${numDeadLetters} record(s) sent to the dead-letter destination (${this.deadLetterWriter.describe()}); first reason: ${firstReason}`);
     }
 
     const sinceLast = this.lastTriggerStart ? triggerStart - this.lastTriggerStart : 0;
@@ -470,22 +465,23 @@ export class StreamingQuery {
       numInputRows,
       inputRowsPerSecond: rate(numInputRows, sinceLast),
       processedRowsPerSecond: 0,
-      durationMs: { ...timing, getBatch, queryPlanning: 0, addBatch, commitOffsets: 0, triggerExecution: 0 },
-      eventTime: eventTimeProgress(eventTime, seq.metadata.batchWatermarkMs, allStages(analyzed).some((s) => s.kind === 'watermark')),
-      stateOperators: [...operators.entries()].sort(([a], [b]) => a - b).map(([, m]) => m),
+      // Reading, processing and writing overlap (chunk by chunk): addBatch covers all three, as Spark's does.
+      durationMs: { ...timing, getBatch: 0, queryPlanning, addBatch, commitOffsets: 0, triggerExecution: 0 },
+      eventTime: eventTimeProgress(eventTime, seq.metadata.batchWatermarkMs, this.tracker.watermarked),
+      stateOperators: operators,
       sources: this.sources.map((s, i) => ({
         description: s.describe(),
         startOffset: start[i],
         endOffset: seq.offsets[i],
         latestOffset: seq.offsets[i],
-        numInputRows: inputs[i]!.length,
-        inputRowsPerSecond: rate(inputs[i]!.length, sinceLast),
+        numInputRows: inputCounts[i]!,
+        inputRowsPerSecond: rate(inputCounts[i]!, sinceLast),
         processedRowsPerSecond: 0,
       })),
-      sink: { description: sink.describe(), numOutputRows: out.length },
-      numDeadLetterRows: letters.length,
+      sink: { description: sink.describe(), numOutputRows },
+      numDeadLetterRows: numDeadLetters,
       // Only a stateless query's rows add up: input = output + dead letters + filtered.
-      numFilteredRows: this.states.size === 0 ? numInputRows - out.length - letters.length : 0,
+      numFilteredRows: incremental.operators.size === 0 ? numInputRows - numOutputRows - numDeadLetters : 0,
     };
     return { progress, eventTime };
   }
@@ -510,6 +506,17 @@ function eventTimeProgress(stats: Map<number, EventTimeStats>, watermarkMs: numb
   }
   out.watermark = new Date(watermarkMs).toISOString();
   return out;
+}
+
+/** Dead letters and late rows held before they are written out, within a batch. */
+const SIDE_OUTPUT_CHUNK = 10_000;
+
+/** Counts the rows of a source's chunks as they pass. */
+async function* counted(chunks: AsyncIterable<Row[]>, add: (n: number) => void): AsyncGenerator<Row[]> {
+  for await (const rows of chunks) {
+    add(rows.length);
+    yield rows;
+  }
 }
 
 function rate(rows: number, ms: number): number {

@@ -1,4 +1,4 @@
-import type { StateOperatorProgress } from './stages.js';
+import type { StateOperatorProgress } from './operators/statefulOperator.js';
 
 /** Progress reports, with Spark's StreamingQueryProgress field names (so Spark's docs read across). */
 export interface SourceProgress {

@@ -247,8 +247,23 @@ export class RangeReader {
     return c;
   }
 
-  /** Reads every record with start[p] <= offset < end[p]. */
+  /** Reads every record with start[p] <= offset < end[p], all at once (the CLI, tests). */
   async read(start: PartitionOffsets, end: PartitionOffsets): Promise<KafkaRecord[]> {
+    const out: KafkaRecord[] = [];
+    for await (const chunk of this.readChunks(start, end)) for (const r of chunk) out.push(r);
+    return out;
+  }
+
+  /**
+   * Reads every record with start[p] <= offset < end[p], in chunks of at most `chunkSize`, partition after
+   * partition (topic, then partition, then offset order): the same order every time, so that a re-run batch
+   * sees its rows in the same order, and memory bounded by the chunk, not the range.
+   *
+   * A range is finished when the record at end-1 has come, or a record at or past the end (offsets skip
+   * transaction markers and, under read_committed, aborted records), or the partition's end was reached and
+   * the local queue is drained: the last offsets of a range may be a transaction marker, never delivered.
+   */
+  async *readChunks(start: PartitionOffsets, end: PartitionOffsets, chunkSize = 10_000): AsyncGenerator<KafkaRecord[]> {
     const wanted: Array<{ topic: string; partition: number; from: number; to: number }> = [];
     for (const [topic, parts] of Object.entries(end)) {
       for (const [p, to] of Object.entries(parts)) {
@@ -256,57 +271,60 @@ export class RangeReader {
         if (to > from) wanted.push({ topic, partition: Number(p), from, to });
       }
     }
-    if (wanted.length === 0) return [];
+    wanted.sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+    if (wanted.length === 0) return;
     const c = await this.connect();
-    c.assign(wanted.map((w) => ({ topic: w.topic, partition: w.partition, offset: w.from })));
-    const key = (t: string, p: number): string => `${t}\u0000${p}`;
-    const remaining = new Map(wanted.map((w) => [key(w.topic, w.partition), w]));
-    const out: KafkaRecord[] = [];
-    // EOF means the fetcher reached the end, not that the records were handed to us yet: a partition
-    // whose EOF is past `to` is finished once a consume call comes back empty (the local queue drained).
-    // This matters when a transaction marker, not a record, fills the partition's last offset.
-    const eofSeen = new Set<string>();
-    const onEof = (e: { topic: string; partition: number; offset: number }): void => {
-      const w = remaining.get(key(e.topic, e.partition));
-      if (w && e.offset >= w.to) eofSeen.add(key(e.topic, e.partition));
-    };
-    c.on('partition.eof', onEof);
-    let lastProgress = Date.now();
-    try {
-      while (remaining.size > 0) {
-        const msgs = await new Promise<Message[]>((resolve, reject) =>
-          c.consume(10_000, (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
-        );
-        if (msgs.length) lastProgress = Date.now();
-        else for (const k of eofSeen) remaining.delete(k);
-        for (const m of msgs) {
-          const k = key(m.topic, m.partition);
-          const w = remaining.get(k);
-          if (!w || m.offset >= w.to) continue;
-          out.push({
-            key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
-            value: m.value,
-            topic: m.topic,
-            partition: m.partition,
-            offset: m.offset,
-            timestamp: m.timestamp ?? -1,
-            ...(m.headers ? { headers: m.headers } : {}),
-          });
-          if (m.offset + 1 >= w.to) remaining.delete(k);
-        }
-        if (remaining.size > 0 && Date.now() - lastProgress > this.pollTimeoutMs) {
-          const missing = [...remaining.values()].map((w) => `${w.topic}-${w.partition} [${w.from}, ${w.to})`).join(', ');
-          throw new KafkaError(
-            `Timed out after ${this.pollTimeoutMs} ms reading ${missing}: the broker did not return records that its ` +
-              'offsets say exist. Check that the broker is reachable (kafkaConsumer.pollTimeoutMs sets this limit).',
+    for (const w of wanted) {
+      c.assign([{ topic: w.topic, partition: w.partition, offset: w.from }]);
+      let eofSeen = false;
+      const onEof = (e: { topic: string; partition: number; offset: number }): void => {
+        if (e.topic === w.topic && e.partition === w.partition && e.offset >= w.to) eofSeen = true;
+      };
+      c.on('partition.eof', onEof);
+      let done = false;
+      let chunk: KafkaRecord[] = [];
+      let lastProgress = Date.now();
+      try {
+        while (!done) {
+          const msgs = await new Promise<Message[]>((resolve, reject) =>
+            c.consume(Math.min(chunkSize, 10_000), (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
           );
+          if (msgs.length) lastProgress = Date.now();
+          else if (eofSeen) done = true;
+          for (const m of msgs) {
+            if (m.topic !== w.topic || m.partition !== w.partition || m.offset < w.from) continue;
+            if (m.offset >= w.to) {
+              done = true; // past the range: what lay before its end was markers or aborted records
+              continue;
+            }
+            chunk.push({
+              key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
+              value: m.value,
+              topic: m.topic,
+              partition: m.partition,
+              offset: m.offset,
+              timestamp: m.timestamp ?? -1,
+              ...(m.headers ? { headers: m.headers } : {}),
+            });
+            if (m.offset + 1 >= w.to) done = true;
+          }
+          if (chunk.length >= chunkSize || (done && chunk.length)) {
+            yield chunk;
+            chunk = [];
+          }
+          if (!done && Date.now() - lastProgress > this.pollTimeoutMs) {
+            throw new KafkaError(
+              `Timed out after ${this.pollTimeoutMs} ms reading ${w.topic}-${w.partition} [${w.from}, ${w.to}): the broker did not return ` +
+                'records that its offsets say exist. Check that the broker is reachable (kafkaConsumer.pollTimeoutMs sets this limit). ' +
+                'If a producer holds a transaction open on this topic, read_committed readers wait for it to end.',
+            );
+          }
         }
+      } finally {
+        c.removeListener('partition.eof', onEof);
       }
-    } finally {
-      c.removeListener('partition.eof', onEof);
     }
-    out.sort((a, b) => (a.topic === b.topic ? a.partition - b.partition || a.offset - b.offset : a.topic < b.topic ? -1 : 1));
-    return out;
+    c.unassign();
   }
 
   async close(): Promise<void> {

@@ -37,6 +37,8 @@ export interface AggregateStage {
   /** Stateful operator id: its state lives in `state/<id>/`. */
   id: number;
   keys: KeyPart[];
+  /** The grouping keys' columns (names and types), as the output has them: the state's key schema. */
+  keySchema: StructType;
   aggs: AggregateImpl[];
   /** Which key part is the watermarked event time (or its window): what late rows and eviction are judged by. */
   eventTimeKey?: { index: number; isWindow: boolean };
@@ -49,8 +51,18 @@ export interface DedupeStage {
   kind: 'dedupe';
   id: number;
   key: (row: Row) => string;
-  /** The watermarked event-time column, when the dedupe can use it to expire state. */
-  eventTime?: { eval: Evaluator; delayMs: number };
+  /** The key columns (names and types): the state's key schema. */
+  keySchema: StructType;
+  /**
+   * The event time rows are judged late by: the input's first watermarked column, key or not (Spark's
+   * StreamingDeduplicateExec filters late rows by it whenever the input has one).
+   */
+  lateTime?: Evaluator;
+  /**
+   * When a key may be forgotten: its event time + `addMs`. dropDuplicates can know it only when the event
+   * time is a key (addMs 0); dropDuplicatesWithinWatermark always (addMs = the delay). Else kept forever.
+   */
+  expiry?: { eventTime: Evaluator; addMs: number };
   withinWatermark: boolean;
 }
 
@@ -228,31 +240,35 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
       const aggs = p.aggs.map((e) => bindAggregate(e, c.schema, ctx));
       const fields = [...keyFields, ...aggs.map((a) => ({ name: a.name, dataType: a.type, nullable: true }))];
       checkUnique(fields.map((f) => f.name));
-      const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, aggs, ...(eventTimeKey ? { eventTimeKey } : {}), ...(sessionKey ? { sessionKey } : {}) };
+      const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, keySchema: new StructType(keyFields), aggs, ...(eventTimeKey ? { eventTimeKey } : {}), ...(sessionKey ? { sessionKey } : {}) };
       return { ...c, schema: new StructType(fields), stages: [...c.stages, stage] };
     }
     case 'dedupe': {
       const c = resolve(p.child, ctx, ids);
       const cols = p.columns ?? c.schema.fieldNames;
       const evs = cols.map((n) => compile(quote(n), c.schema, ctx).eval);
-      // The event time: a watermarked column among the keys (a timestamp, or a window of one), else any.
+      // Spark's rules (StreamingDeduplicateExec / WatermarkSupport): rows are judged late by the input's first
+      // watermarked column (a timestamp, or a window of one: its end), whether or not it is a key; a key can
+      // be forgotten when a watermarked column is among the keys; dropDuplicatesWithinWatermark always can.
       const watermarked = c.schema.fields.filter((f) => f.watermarkDelayMs !== undefined);
-      const wm = watermarked.find((f) => cols.includes(f.name)) ?? watermarked[0];
-      if (p.withinWatermark && !wm) {
+      const first = watermarked[0];
+      const keyed = watermarked.find((f) => cols.includes(f.name));
+      if (p.withinWatermark && !first) {
         throw new AnalysisError(
           'dropDuplicatesWithinWatermark needs a watermark: call withWatermark(eventTimeColumn, delay) before it. ' +
             'Duplicates are then only looked for within the delay, which bounds the state.',
         );
       }
-      // dropDuplicates can expire state only when the event time is one of the keys (Spark's rule);
-      // dropDuplicatesWithinWatermark always can.
-      const useEventTime = wm && (p.withinWatermark || cols.includes(wm.name));
+      const timeOf = (f: StructField): Evaluator => eventTimeOf(compile(quote(f.name), c.schema, ctx).eval, f.dataType);
+      const expiry = p.withinWatermark ? { eventTime: timeOf(first!), addMs: first!.watermarkDelayMs! } : keyed ? { eventTime: timeOf(keyed), addMs: 0 } : undefined;
       const stage: DedupeStage = {
         kind: 'dedupe',
         id: ids.stateful++,
         key: (row) => encodeState(evs.map((ev) => ev(row))),
+        keySchema: new StructType(cols.map((n) => c.schema.field(n)!).map((f) => ({ name: f.name, dataType: f.dataType, nullable: f.nullable }))),
         withinWatermark: p.withinWatermark,
-        ...(useEventTime ? { eventTime: { eval: eventTimeOf(compile(quote(wm.name), c.schema, ctx).eval, wm.dataType), delayMs: wm.watermarkDelayMs! } } : {}),
+        ...(first ? { lateTime: timeOf(first) } : {}),
+        ...(expiry ? { expiry } : {}),
       };
       return { ...c, stages: [...c.stages, stage] };
     }

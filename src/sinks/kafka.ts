@@ -7,7 +7,7 @@
 import { AnalysisError } from '../expr/compile.js';
 import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions } from '../kafka/client.js';
 import { ArrayType, BinaryType, DataType, IntegerType, NullType, Row, StringType, StructType } from '../types/index.js';
-import type { OutputMode, Sink } from './sink.js';
+import type { BatchWriter, OutputMode, Sink } from './sink.js';
 
 const bytes = (v: unknown): Buffer | null =>
   v == null ? null : Buffer.isBuffer(v) ? v : v instanceof Uint8Array ? Buffer.from(v) : Buffer.from(String(v), 'utf8');
@@ -70,10 +70,18 @@ export class KafkaSink implements Sink {
   validate(schema: StructType): void {
     this.maker = kafkaRecordMaker(schema, this.options.topic);
   }
-  async addBatch(_batchId: number, rows: Row[], schema: StructType, _mode: OutputMode): Promise<void> {
+  async addBatch(batchId: number, rows: Row[], schema: StructType, mode: OutputMode): Promise<void> {
+    const w = this.openBatch(batchId, schema, mode);
+    await w.write(rows);
+    await w.close();
+  }
+  /** Records go to the producer as chunks come (its queue bounds what is in flight); close waits for every ack. */
+  openBatch(_batchId: number, schema: StructType, _mode: OutputMode): BatchWriter {
     const make = (this.maker ??= kafkaRecordMaker(schema, this.options.topic));
-    await this.producer.send(rows.map(make));
-    await this.producer.flush();
+    return {
+      write: (rows) => this.producer.send(rows.map(make)),
+      close: () => this.producer.flush(),
+    };
   }
   async stop(): Promise<void> {
     await this.producer.close();

@@ -11,5 +11,18 @@ export interface Sink {
    * and the same rows: a sink that can recognise it (memory, files, transactional Kafka) skips it.
    */
   addBatch(batchId: number, rows: Row[], schema: StructType, mode: OutputMode): Promise<void>;
+  /**
+   * A sink that can take a batch in chunks, as the rows are produced, implements this instead of being
+   * handed the whole batch: a batch's memory then stays bounded however large its backlog (Kafka). The batch
+   * is complete, and may be committed, only after `close()` resolves.
+   */
+  openBatch?(batchId: number, schema: StructType, mode: OutputMode): BatchWriter;
   stop(): Promise<void>;
+}
+
+/** One batch written chunk by chunk (Sink.openBatch). */
+export interface BatchWriter {
+  write(rows: Row[]): Promise<void>;
+  /** Resolves when every row written is durable in the sink (for Kafka: acknowledged). */
+  close(): Promise<void>;
 }

@@ -7,7 +7,7 @@
 import type { Offset } from '../checkpoint/checkpoint.js';
 import { KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, kafkaConfigFromOptions } from '../kafka/client.js';
 import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
-import type { ReadLimit, Source } from './source.js';
+import { CHUNK_ROWS, type ReadLimit, type Source } from './source.js';
 
 export function kafkaSchema(includeHeaders: boolean): StructType {
   let s = new StructType()
@@ -200,37 +200,31 @@ export class KafkaSource implements Source {
     this.log(`WARN ${msg} Continuing because failOnDataLoss=false.`);
   }
 
-  async getBatch(start: Offset, end: Offset): Promise<Row[]> {
+  async *getBatch(start: Offset, end: Offset): AsyncGenerator<Row[]> {
     // Records may have been deleted since the batch was planned (or, for a re-run, since it first ran).
     const from = structuredClone(start as PartitionOffsets);
     const parts = Object.entries(end as PartitionOffsets).flatMap(([topic, ps]) => Object.keys(ps).map((p) => ({ topic, partition: Number(p) })));
     this.checkDataLoss(start as PartitionOffsets, from, await this.admin.listOffsets(parts, 'earliest'));
-    const records = await this.reader.read(from, end as PartitionOffsets);
     const withHeaders = this.includeHeaders;
-    return records.map((m) => {
-      const row: Row = {
-        key: m.key,
-        value: m.value,
-        topic: m.topic,
-        partition: m.partition,
-        offset: m.offset,
-        timestamp: new Date(m.timestamp),
-        timestampType: 0,
-      };
-      if (withHeaders) {
-        row.headers = (m.headers ?? []).flatMap((h) =>
-          Object.entries(h).map(([key, value]) => ({ key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) })),
-        );
-      }
-      return row;
-    });
-  }
-
-  rowsBetween(start: Offset, end: Offset): number {
-    const s = start as PartitionOffsets;
-    let n = 0;
-    for (const [t, ps] of Object.entries(end as PartitionOffsets)) for (const [p, e] of Object.entries(ps)) n += e - (s[t]?.[p] ?? 0);
-    return n;
+    for await (const records of this.reader.readChunks(from, end as PartitionOffsets, CHUNK_ROWS)) {
+      yield records.map((m) => {
+        const row: Row = {
+          key: m.key,
+          value: m.value,
+          topic: m.topic,
+          partition: m.partition,
+          offset: m.offset,
+          timestamp: new Date(m.timestamp),
+          timestampType: 0,
+        };
+        if (withHeaders) {
+          row.headers = (m.headers ?? []).flatMap((h) =>
+            Object.entries(h).map(([key, value]) => ({ key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) })),
+          );
+        }
+        return row;
+      });
+    }
   }
 
   async stop(): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import type { Offset } from '../checkpoint/checkpoint.js';
 import type { Row, StructType } from '../types/index.js';
-import type { ReadLimit, Source } from './source.js';
+import { CHUNK_ROWS, type ReadLimit, type Source } from './source.js';
 
 let nextId = 0;
 
@@ -33,11 +33,8 @@ export class MemoryStream implements Source {
     if (limit.upTo !== undefined) end = Math.min(end, limit.upTo as number);
     return Math.max(end, start as number);
   }
-  async getBatch(start: Offset, end: Offset): Promise<Row[]> {
-    return this.rows.slice(start as number, end as number);
-  }
-  rowsBetween(start: Offset, end: Offset): number {
-    return (end as number) - (start as number);
+  async *getBatch(start: Offset, end: Offset): AsyncGenerator<Row[]> {
+    for (let i = start as number; i < (end as number); i += CHUNK_ROWS) yield this.rows.slice(i, Math.min(i + CHUNK_ROWS, end as number));
   }
   async stop(): Promise<void> {}
 }

@@ -5,7 +5,7 @@
  */
 import type { Offset } from '../checkpoint/checkpoint.js';
 import { LongType, Row, StructType, TimestampType } from '../types/index.js';
-import type { ReadLimit, Source } from './source.js';
+import { CHUNK_ROWS, type ReadLimit, type Source } from './source.js';
 
 interface RateOffset {
   startMs: number;
@@ -34,17 +34,18 @@ export class RateSource implements Source {
     if (limit.upTo !== undefined) value = Math.min(value, (limit.upTo as RateOffset).value);
     return { startMs: s.startMs, value: Math.max(value, s.value) };
   }
-  async getBatch(start: Offset, end: Offset): Promise<Row[]> {
+  async *getBatch(start: Offset, end: Offset): AsyncGenerator<Row[]> {
     const s = start as RateOffset;
     const e = end as RateOffset;
-    const rows: Row[] = [];
+    let rows: Row[] = [];
     for (let v = s.value; v < e.value; v++) {
       rows.push({ timestamp: new Date(s.startMs + Math.floor((v * 1000) / this.rowsPerSecond)), value: v });
+      if (rows.length === CHUNK_ROWS) {
+        yield rows;
+        rows = [];
+      }
     }
-    return rows;
-  }
-  rowsBetween(start: Offset, end: Offset): number {
-    return (end as RateOffset).value - (start as RateOffset).value;
+    if (rows.length) yield rows;
   }
   async stop(): Promise<void> {}
 }

@@ -2,6 +2,9 @@
 import type { Offset } from '../checkpoint/checkpoint.js';
 import type { Row, StructType } from '../types/index.js';
 
+/** About how many rows a source hands over at once (Source.getBatch). */
+export const CHUNK_ROWS = 10_000;
+
 export interface ReadLimit {
   /** At most this many rows in the batch (`maxOffsetsPerTrigger`); undefined = all available. */
   maxRows?: number;
@@ -19,10 +22,12 @@ export interface Source {
   initialOffset(): Promise<Offset>;
   /** The end offset of the next batch starting at `start`. Equal to `start` means no new data. */
   latestOffset(start: Offset, limit: ReadLimit): Promise<Offset>;
-  /** The rows in (start, end]: exactly the same rows every time it is asked (re-runs depend on it). */
-  getBatch(start: Offset, end: Offset): Promise<Row[]>;
-  /** Number of rows between two offsets (for progress), when the source can tell cheaply. */
-  rowsBetween?(start: Offset, end: Offset): number;
+  /**
+   * The rows in (start, end], in chunks of at most about CHUNK_ROWS, in a fixed order: exactly the same
+   * rows every time it is asked (re-runs depend on it). Chunks keep a batch's memory bounded whatever the
+   * backlog: the loop processes each before the next is read.
+   */
+  getBatch(start: Offset, end: Offset): AsyncIterable<Row[]>;
   /** Called after batch end is committed; sources may release data before it. */
   commit?(end: Offset): Promise<void>;
   stop(): Promise<void>;

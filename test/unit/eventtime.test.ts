@@ -117,7 +117,7 @@ describe.each(['memory', 'lmdb'])('watermark and append mode (tumbling windows, 
       expect.objectContaining({ operatorName: 'stateStoreSave', numRowsTotal: 1, numRowsUpdated: 1, numRowsRemoved: 0, numRowsDroppedByWatermark: 0, numShufflePartitions: 4 }),
     ]);
     expect(query.recentProgress[1]!.eventTime).toEqual({ watermark: '2025-01-01T11:58:00.000Z' });
-    expect(query.explain()).toContain(`state operator 0: 4 partitions in ${WORKERS === '1' ? "the query's thread" : '2 worker threads'}`);
+    expect(query.explain()).toContain(`state operator 0 (stateStoreSave): 4 partitions in ${WORKERS === '1' ? "the query's thread" : '2 worker threads'}`);
   });
 
   it('sliding windows: each row counts in every window that contains it; each window is emitted when final', async () => {

@@ -154,9 +154,14 @@ describe('rate source', () => {
     const src = new RateSource({ rowsPerSecond: '4' });
     const start = { startMs: Date.parse('2025-01-01T00:00:00Z'), value: 0 };
     const end = { startMs: start.startMs, value: 5 };
-    const rows = await src.getBatch(start, end);
+    const read = async (): Promise<unknown[]> => {
+      const out: unknown[] = [];
+      for await (const chunk of src.getBatch(start, end)) out.push(...chunk);
+      return out;
+    };
+    const rows = await read();
     expect(rows).toEqual([0, 250, 500, 750, 1000].map((ms, value) => ({ timestamp: new Date(start.startMs + ms), value })));
-    expect(await src.getBatch(start, end)).toEqual(rows);
+    expect(await read()).toEqual(rows);
     // The offset only counts rows that are due; a cap (maxRows) limits a batch.
     const latest = (await src.latestOffset(start, { maxRows: 3 })) as { value: number };
     expect(latest.value).toBe(3);

@@ -1,17 +1,19 @@
 /**
- * A worker thread that owns some state partitions of one aggregation (exec/parallel.ts). It receives, per
- * batch, the group keys, their event times and the aggregates' pre-evaluated arguments for its partitions,
- * and runs the same state side as the query's thread (`applyToState`) on its own stores and files.
+ * A worker thread that owns some state partitions of one aggregation (parallelState.ts). It receives, per
+ * chunk of a batch, the group keys, their event times and the aggregates' pre-evaluated arguments for its
+ * partitions, and at the end of the batch the eviction watermark; it runs the same state side as the
+ * query's thread (aggregationState.ts) on its own stores and files.
  * Requests are answered in order: `{ ok: true, result }` or `{ ok: false, message }`.
  */
 import { parentPort } from 'node:worker_threads';
-import { bindAggregate, type AggregateImpl } from '../expr/aggregates.js';
-import type { Expr } from '../expr/column.js';
-import type { StateStoreProviderKind } from '../state/store.js';
-import { StructType, parseDataType } from '../types/index.js';
-import type { OutputMode } from '../sinks/sink.js';
-import { OperatorState, applyToState, timeOfKeyFn } from './stages.js';
-import type { AggregateStage } from '../plan/analyzer.js';
+import { bindAggregate, type AggregateImpl } from '../../expr/aggregates.js';
+import type { Expr } from '../../expr/column.js';
+import type { StateStoreProviderKind } from '../../state/store.js';
+import { StructType, parseDataType } from '../../types/index.js';
+import type { OutputMode } from '../../sinks/sink.js';
+import type { AggregateStage } from '../../plan/analyzer.js';
+import { emitAndEvict, timeOfKeyFn, updateState } from './aggregationState.js';
+import { OperatorState } from './operatorState.js';
 
 /** How a worker rebuilds an aggregation: its aggregates by name, over arguments `_a0`, `_a1`, … */
 export interface WorkerSpec {
@@ -26,7 +28,8 @@ export interface WorkerSpec {
 export type WorkerRequest =
   | { type: 'init'; spec: WorkerSpec }
   | { type: 'load'; version: number }
-  | { type: 'batch'; keys: string[]; times: Array<number | null>; args: unknown[][]; watermarkMs: number; outputMode: OutputMode }
+  | { type: 'update'; keys: string[]; times: Array<number | null>; args: unknown[][] }
+  | { type: 'finish'; evictionMs: number; outputMode: OutputMode; changed: string[] }
   | { type: 'commit' }
   | { type: 'close' };
 
@@ -57,18 +60,17 @@ function handle(m: WorkerRequest): unknown {
     case 'load':
       state!.load(m.version);
       return null;
-    case 'batch': {
+    case 'update': {
       const rows = m.args.map((values) => {
         const row: Record<string, unknown> = {};
         for (let i = 0; i < argNames.length; i++) row[argNames[i]!] = values[i];
         return row;
       });
-      return applyToState(state!, aggs, { keys: m.keys, times: m.times, rows }, {
-        watermarkMs: m.watermarkMs,
-        outputMode: m.outputMode,
-        ...(timeOfKey ? { timeOfKey } : {}),
-      });
+      updateState(state!, aggs, { keys: m.keys, times: m.times, rows });
+      return null;
     }
+    case 'finish':
+      return emitAndEvict(state!, aggs, { evictionMs: m.evictionMs, outputMode: m.outputMode, changed: m.changed, ...(timeOfKey ? { timeOfKey } : {}) });
     case 'commit':
       state!.commit();
       return state!.metrics();

@@ -4,7 +4,7 @@
  * The query's thread keeps the row side — evaluating grouping keys and aggregate arguments, dropping late
  * rows (`routeRows`) — because expressions are closures that do not cross threads. Each worker owns the
  * partitions p with p mod workers = its index: their stores, files and key-time cache, and runs the state side
- * (`applyToState`) for them, all workers at once. What crosses threads per batch is one structured clone of
+ * (`updateState`, `emitAndEvict`) for them, all workers at once. What crosses threads per batch is one structured clone of
  * the keys, event times and argument values, and the finished values of the groups emitted. The checkpoint
  * layout is the same as in one thread, so the number of workers may change between runs.
  *
@@ -14,15 +14,19 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
+import type { Row } from '../../types/index.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { AggregateStage } from '../plan/analyzer.js';
-import type { StateStoreProviderKind } from '../state/store.js';
-import { parseDataType, type Row } from '../types/index.js';
-import { type BatchContext, type RoutedRows, type StateOperatorProgress, type StateOutput, aggregateProgress, aggregateRows, partitionOf, routeRows } from './stages.js';
+import type { AggregateStage } from '../../plan/analyzer.js';
+import type { OutputMode } from '../../sinks/sink.js';
+import type { StateStoreProviderKind } from '../../state/store.js';
+import { parseDataType } from '../../types/index.js';
+import type { AggregationStateBackend } from './aggregation.js';
+import type { KeyedRows, StateOutput } from './aggregationState.js';
+import { partitionOf, type OperatorStateMetrics } from './operatorState.js';
 import type { WorkerRequest, WorkerSpec } from './stateWorker.js';
 
-type Metrics = Omit<StateOperatorProgress, 'operatorName' | 'numRowsDroppedByWatermark'>;
+type Metrics = OperatorStateMetrics;
 
 /** Why an aggregation cannot run in workers, or undefined when it can. */
 export function notParallel(stage: AggregateStage): string | undefined {
@@ -87,8 +91,8 @@ class StateWorker {
   }
 }
 
-/** An aggregation's state, spread over worker threads by partition. Same role as OperatorState. */
-export class ParallelOperatorState {
+/** An aggregation's state, spread over worker threads by partition. Same role as LocalAggregationState. */
+export class ParallelAggregationState implements AggregationStateBackend {
   private readonly workers: StateWorker[];
   private readonly ready: Promise<unknown>;
   private lastMetrics: Metrics | undefined;
@@ -129,13 +133,16 @@ export class ParallelOperatorState {
     await Promise.all(this.workers.map((w) => w.call({ type: 'load', version })));
   }
 
-  /** One batch of the aggregation: the row side here, the state side in the workers at once. */
-  async aggregate(rows: Row[], ctx: BatchContext): Promise<Row[]> {
-    const routed: RoutedRows = routeRows(this.stage, rows, ctx);
+  describe(): string {
+    return `${this.partitions} partitions in ${this.workers.length} worker threads`;
+  }
+
+  /** A chunk's rows, split by the worker that owns their partition; the aggregates' arguments evaluated here. */
+  async update(keyed: KeyedRows): Promise<void> {
     const n = this.workers.length;
     const parts = this.workers.map(() => ({ keys: [] as string[], times: [] as Array<number | null>, args: [] as unknown[][] }));
     const argEvals = this.stage.aggs.map((a) => a.call.arg);
-    const { keys, times, rows: keyedRows } = routed.keyed;
+    const { keys, times, rows: keyedRows } = keyed;
     let lastRow: Row | undefined;
     let lastArgs: unknown[] = [];
     for (let j = 0; j < keys.length; j++) {
@@ -150,13 +157,18 @@ export class ParallelOperatorState {
       part.times.push(times[j]!);
       part.args.push(lastArgs);
     }
+    await Promise.all(this.workers.map((w, i) => (parts[i]!.keys.length ? w.call({ type: 'update', ...parts[i]! }) : undefined)));
+  }
+
+  /** The end of the batch, in every worker at once. */
+  async finish(opts: { evictionMs: number; outputMode: OutputMode; changed: string[] }): Promise<StateOutput> {
+    const n = this.workers.length;
+    const changed = this.workers.map(() => [] as string[]);
+    for (const key of opts.changed) changed[partitionOf(key, this.partitions) % n]!.push(key);
     const outs = await Promise.all(
-      this.workers.map((w, i) => w.call<StateOutput>({ type: 'batch', ...parts[i]!, watermarkMs: ctx.watermarkMs, outputMode: ctx.outputMode })),
+      this.workers.map((w, i) => w.call<StateOutput>({ type: 'finish', evictionMs: opts.evictionMs, outputMode: opts.outputMode, changed: changed[i]! })),
     );
-    const merged: StateOutput = { updated: outs.flatMap((o) => o.updated), scanned: outs.flatMap((o) => o.scanned) };
-    // State metrics are known after the commit; until then the operator reports the previous batch's.
-    ctx.operators.set(this.stage.id, aggregateProgress(this.stage, routed, this.metrics()));
-    return aggregateRows(this.stage, routed, merged);
+    return { updated: outs.flatMap((o) => o.updated), scanned: outs.flatMap((o) => o.scanned) };
   }
 
   async commit(): Promise<void> {
