@@ -90,11 +90,27 @@ export class RegistryClient {
       }
       this.retry[k] = v;
     }
-    this.base = config.url.replace(/\/+$/, '');
+    // Credentials in the URL (http://user:password@host) become basic auth: fetch refuses such URLs, and
+    // the URL is shown in messages, where a password must never appear.
+    let userInfo: string | undefined;
+    let base = config.url;
+    try {
+      const u = new URL(config.url);
+      if (u.username || u.password) {
+        userInfo = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+        u.username = '';
+        u.password = '';
+        base = u.toString();
+      }
+    } catch {
+      // Not a URL fetch can use either; the first request says so.
+    }
+    this.base = base.replace(/\/+$/, '');
     this.shown = redactUrl(this.base);
     this.headers = { Accept: CONTENT_TYPE, 'Content-Type': CONTENT_TYPE };
     if (config.basicAuth) this.headers.Authorization = `Basic ${Buffer.from(config.basicAuth).toString('base64')}`;
     else if (config.bearerToken) this.headers.Authorization = `Bearer ${config.bearerToken}`;
+    else if (userInfo) this.headers.Authorization = `Basic ${Buffer.from(userInfo).toString('base64')}`;
   }
 
   /**
@@ -141,7 +157,7 @@ export class RegistryClient {
             'Is it overloaded or unreachable? Raise timeoutMs in the registry settings if it is just slow.',
         );
       }
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      const cause = redactUrl((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message);
       throw new RegistryError(
         `Cannot reach the Schema Registry at ${this.shown} (${cause}). Is it running? For the local stack: sluice up; sluice status.`,
       );
