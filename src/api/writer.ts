@@ -145,7 +145,11 @@ export class DataStreamWriter extends WithOptions {
     return (queryId) => new KafkaDeadLetterWriter(topic, kafkaOpts, queryId);
   }
 
-  /** Checks the query, then starts it; resolves to its handle once it is running. */
+  /**
+   * Checks the query, then starts it; resolves to its handle once it is running. A console or memory query
+   * without a checkpointLocation (and no session checkpoint root) gets a temporary checkpoint, deleted when
+   * the query stops — kept if it failed or holds dead letters (see deleteTemporaryCheckpoint).
+   */
   async start(): Promise<StreamingQuery> {
     const session = this.df.session;
     checkStreamingPlan(this.df.plan, this.mode);
@@ -176,11 +180,9 @@ export class DataStreamWriter extends WithOptions {
       if (temporary) rmSync(root, { recursive: true, force: true }); // nothing ran: nothing to keep
       throw e;
     }
-    if (temporary) {
-      query.whenTerminated(() => this.deleteTemporaryCheckpoint(root, query));
-      // Spark logs the same: the folder is not one a restart can find again.
-      session.log(`INFO Temporary checkpoint location created at ${root}: it is deleted when the query stops (and kept if it fails).`);
-    }
+    // Not logged at creation (Spark logs it to log4j; here it would print a random path in every lesson's
+    // output): only keeping the folder is worth a line, see deleteTemporaryCheckpoint.
+    if (temporary) query.whenTerminated(() => this.deleteTemporaryCheckpoint(root, query));
     session.streams.register(query);
     return query;
   }
