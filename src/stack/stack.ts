@@ -392,18 +392,29 @@ export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = 
   }
   // Signal only what `up` started: a pid whose process now runs something else is left alone.
   const pids: number[] = [];
+  const unknown: number[] = [];
   for (const which of ['registry', 'kafka'] as const) {
     const pid = i.pids[which];
     if (!pid) continue;
     if (ownProcess({ ...i, dir: i.dir ?? dir }, which) !== undefined) pids.push(pid);
     else if (alive(pid)) {
-      log(
-        `Not stopping pid ${pid}: stack.json names it as the ${which} of ${dir}, but that process now runs something else ` +
-          `(${(processCommandLine(pid) ?? 'command line unreadable').slice(0, 120)}). The ${which} had already stopped.`,
-      );
+      const cmd = processCommandLine(pid);
+      if (cmd === undefined) {
+        unknown.push(pid);
+        log(
+          `Not stopping pid ${pid} (the ${which} of ${dir} in stack.json): its command line cannot be read (no /proc, no ps), so ` +
+            `Sluice cannot tell whether it is still the ${which}. If it is, stop it yourself: kill ${pid}.`,
+        );
+      } else {
+        log(`Not stopping pid ${pid}: stack.json names it as the ${which} of ${dir}, but that process now runs something else (${cmd.slice(0, 120)}). The ${which} had already stopped.`);
+      }
     }
   }
   await Promise.all(pids.map((pid) => kill(pid)));
+  if (unknown.length && opts.purge) {
+    // Deleting the data of a broker that may still run would corrupt it.
+    throw new StackError(`Not deleting the data in ${dir}: pid ${unknown.join(', ')} may still be using it. Stop it, then run sluice down --purge again.`);
+  }
   writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...i, pids: {} }, null, 2) + '\n');
   if (opts.purge) {
     for (const f of readdirSync(dir)) if (f !== 'stack.json') rmSync(join(dir, f), { recursive: true, force: true });
