@@ -415,7 +415,9 @@ export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = 
     // Deleting the data of a broker that may still run would corrupt it.
     throw new StackError(`Not deleting the data in ${dir}: pid ${unknown.join(', ')} may still be using it. Stop it, then run sluice down --purge again.`);
   }
-  writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...i, pids: {} }, null, 2) + '\n');
+  // A pid that may still be the stack's stays recorded, so `status` and a later `down` can see it.
+  const kept = Object.fromEntries(Object.entries(i.pids).filter(([, pid]) => pid !== undefined && unknown.includes(pid)));
+  writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...i, pids: kept }, null, 2) + '\n');
   if (opts.purge) {
     for (const f of readdirSync(dir)) if (f !== 'stack.json') rmSync(join(dir, f), { recursive: true, force: true });
   }
