@@ -11,7 +11,8 @@
  * assigned it, and a replica that does not know it yet is lagging (Confluent's followers, a registry behind
  * a load balancer). So a 404 for an id is retried too, and once the retries are spent it is remembered only
  * for `unknownIdRecheckMs`: later look-ups within that time fail at once (no request per record), later
- * ones ask the registry again. It is never cached as missing for good.
+ * ones ask the registry again. It is never cached as missing for good. Once an id stayed unknown through
+ * its retries, other unknown ids get one attempt each for `unknownIdRecheckMs` (no backoff per garbage id).
  */
 import { redactUrl } from '../util/redact.js';
 
@@ -70,6 +71,12 @@ export class RegistryClient {
   private readonly byId = new Map<number, Promise<RegisteredSchema>>();
   /** Ids the registry did not know after all retries, with when to ask again (never forever: replication lag). */
   private readonly unknownIds = new Map<number, { error: RegistryError; until: number }>();
+  /**
+   * Until when a 404 for an id is final at once: after one id stayed unknown through all its retries, the
+   * registry is not merely a moment behind (or the ids are garbage: random bytes after a 0 byte), and
+   * waiting out the backoff again for every further unknown id would stall the query for seconds per id.
+   */
+  private notFoundFinalUntil = 0;
   private readonly registered = new Map<string, number>();
   private readonly base: string;
   /** The base URL as shown in messages: no password. */
@@ -119,6 +126,7 @@ export class RegistryClient {
    */
   private async request<T>(method: string, path: string, body?: unknown, retryNotFound = false): Promise<T> {
     const { retries, retryBackoffMs, retryMaxBackoffMs } = this.retry;
+    if (retryNotFound && Date.now() < this.notFoundFinalUntil) retryNotFound = false;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.attempt<T>(method, path, body);
@@ -127,6 +135,7 @@ export class RegistryClient {
         const transient = err.status === undefined || err.status >= 500 || err.status === 408 || err.status === 429 || (retryNotFound && err.status === 404);
         if (!transient || attempt >= retries) {
           if (attempt > 0) err.message += ` (after ${attempt + 1} attempts)`;
+          if (retryNotFound && err.status === 404) this.notFoundFinalUntil = Date.now() + this.retry.unknownIdRecheckMs;
           throw err;
         }
         // Exponential backoff with "equal jitter": between half and all of the doubled delay, so clients
