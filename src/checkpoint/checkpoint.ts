@@ -138,9 +138,9 @@ export class BatchLog<T> {
     const path = join(this.dir, String(batchId));
     const exists = (): CheckpointError =>
       new CheckpointError(
-        `${path} already exists, so batch ${batchId} was already written by another run: another query may be writing to the ` +
-          'same checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
-          'Stop the other query — or, if none runs, this run was started twice — then start this one again: it resumes from the checkpoint.',
+        `${path} already exists: batch ${batchId} was planned by another run, so another query may be writing to the same ` +
+          'checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
+          'Stop the other query, then start this one again: it resumes from the checkpoint.',
       );
     if (existsSync(path)) throw exists();
     try {
