@@ -7,7 +7,7 @@ import { isDistinctAggregate } from '../expr/aggregates.js';
 import { exprName } from '../expr/column.js';
 import { timeWindowKind } from '../expr/window.js';
 import type { OutputMode } from '../sinks/sink.js';
-import type { Analyzed } from './analyzer.js';
+import { statefulStages, type Analyzed } from './analyzer.js';
 import { LogicalPlan, children } from './logical.js';
 
 export class UnsupportedOperationError extends AnalysisError {
@@ -25,13 +25,6 @@ function nodes(p: LogicalPlan): LogicalPlan[] {
 export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed?: Analyzed): void {
   const all = nodes(plan);
   const aggregates = all.filter((n): n is Extract<LogicalPlan, { kind: 'aggregate' }> => n.kind === 'aggregate');
-  if (aggregates.length > 1) {
-    throw new UnsupportedOperationError(
-      'Multiple streaming aggregations in one query are not supported: the second would need the first one\'s ' +
-        'results to be final, which only append mode with a watermark gives, one batch late. Write the first ' +
-        'aggregation to a topic and aggregate that topic in a second query, or compute both levels in one groupBy.',
-    );
-  }
   for (const agg of aggregates) {
     const distinct = agg.aggs.find(isDistinctAggregate);
     if (distinct) {
@@ -64,20 +57,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
         '"update" — for a query without aggregation both write each new row once.',
     );
   }
-  const aggStage = analyzed?.stages.find((s) => s.kind === 'aggregate');
-  if (mode === 'append' && aggStage && aggStage.kind === 'aggregate' && !aggStage.eventTimeKey) {
-    const hasWatermark = all.some((n) => n.kind === 'watermark');
-    throw new UnsupportedOperationError(
-      'Append output mode is not supported for a streaming aggregation without a watermark on a grouping key. ' +
-        'Append writes each group once, when it is final; a group is final only when the watermark has passed ' +
-        'its event time (or its window end). ' +
-        (hasWatermark
-          ? 'This query has withWatermark(), but no groupBy key is that column or a window() of it, so no group ever becomes final. '
-          : 'This query has no withWatermark(), so no group ever becomes final. ') +
-        'Group by window(col(eventTime), …) after withWatermark(eventTime, delay), or use outputMode("update") ' +
-        '(changed groups every batch) or "complete" (all groups every batch).',
-    );
-  }
+  if (analyzed) checkAnalyzed(analyzed, mode, all.some((n) => n.kind === 'watermark'));
   for (const n of all) {
     if (n.kind === 'sort' && !(mode === 'complete' && aggregated)) {
       throw new UnsupportedOperationError(
@@ -87,4 +67,68 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
       );
     }
   }
+}
+
+/** The checks that need resolved columns: watermarks on grouping keys, chains of stateful operators. */
+function checkAnalyzed(analyzed: Analyzed, mode: OutputMode, hasWatermark: boolean): void {
+  const stateful = statefulStages(analyzed);
+  for (const st of stateful) {
+    if (st.kind !== 'aggregate') continue;
+    if (st.sessionKey && st.keys.length === 1) {
+      throw new UnsupportedOperationError(
+        'Global aggregation with session window in streaming query is not supported (Spark refuses it too): ' +
+          'groupBy(session_window(…)) alone puts every event of the stream in one group, so one ever-growing chain of ' +
+          'sessions would be merged in a single state partition. Group by a key as well, e.g. ' +
+          "groupBy(col('user_id'), session_window(col('ts'), '5 minutes')) — sessions are per user, device, … in practice.",
+      );
+    }
+    // Spark checks the aggregation nearest the sink before start and the others when they run; Sluice
+    // checks every one before start.
+    if (mode === 'append' && !st.eventTimeKey) {
+      throw new UnsupportedOperationError(
+        'Append output mode is not supported for a streaming aggregation without a watermark on a grouping key. ' +
+          'Append writes each group once, when it is final; a group is final only when the watermark has passed ' +
+          'its event time (or its window end). ' +
+          (hasWatermark
+            ? `This query has withWatermark(), but no key of the aggregation grouped by ${st.keys.map((k) => `\`${k.name}\``).join(', ')} ` +
+              'is that column, a window() of it, or the window of an earlier aggregation, so no group ever becomes final. '
+            : 'This query has no withWatermark(), so no group ever becomes final. ') +
+          'Group by window(col(eventTime), …) after withWatermark(eventTime, delay), or use outputMode("update") ' +
+          '(changed groups every batch) or "complete" (all groups every batch).',
+      );
+    }
+  }
+  checkGlobalWatermarkLimit(analyzed, mode);
+}
+
+/**
+ * Spark's checkStreamingQueryGlobalWatermarkLimit (3.5): a stateful operator may follow an aggregation only
+ * in append mode. In update or complete mode an aggregation emits a group again each time it changes, with
+ * event times the watermark has long passed: the operator after it would drop those rows as late, or count
+ * a group several times. Stateful here means, as in Spark: an aggregation, a dedupe whose keys include the
+ * event time (or dropDuplicatesWithinWatermark) — a dedupe without event time keeps every key and judges
+ * nothing by time, so it may follow.
+ */
+function checkGlobalWatermarkLimit(analyzed: Analyzed, mode: OutputMode): void {
+  if (mode === 'append') return;
+  const walk = (a: Analyzed): boolean => {
+    let aggregatedBelow = a.leaf.kind === 'union' ? a.leaf.branches.map(walk).some((x) => x) : false;
+    for (const st of a.stages) {
+      const isStateful = st.kind === 'aggregate' || (st.kind === 'dedupe' && st.expiry !== undefined);
+      if (isStateful && aggregatedBelow) {
+        const what = st.kind === 'aggregate' ? 'a second aggregation' : 'a dropDuplicates on the event time';
+        throw new UnsupportedOperationError(
+          `This query has ${what} after a streaming aggregation, in ${mode} mode. Spark refuses this too ("Detected pattern ` +
+            "of possible 'correctness' issue due to global watermark\"): in update or complete mode the first aggregation emits " +
+            'a group again every time it changes, with an event time the watermark has already passed, so the operator after it ' +
+            'would drop those rows as late or count a group more than once. Use outputMode("append") with withWatermark() ' +
+            '(each group is emitted once, when final, and the next operator sees it once), or split the query in two: write ' +
+            'the first aggregation to a topic and run the second operator on that topic.',
+        );
+      }
+      if (st.kind === 'aggregate') aggregatedBelow = true;
+    }
+    return aggregatedBelow;
+  };
+  walk(analyzed);
 }
