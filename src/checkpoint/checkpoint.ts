@@ -138,7 +138,7 @@ export class BatchLog<T> {
     const path = join(this.dir, String(batchId));
     const exists = (): CheckpointError =>
       new CheckpointError(
-        `${path} already exists: batch ${batchId} was planned by another run, so another query may be writing to the same ` +
+        `${path} already exists: batch ${batchId} was written by another run, so another query may be writing to the same ` +
           'checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
           'Stop the other query, then start this one again: it resumes from the checkpoint.',
       );
