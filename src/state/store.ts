@@ -254,8 +254,8 @@ export class StateStoreProvider {
   /**
    * Removes the files no version a restart may ask for needs (Spark's HDFSBackedStateStoreProvider
    * cleanup): versions from `latest - minVersionsToRetain` on must stay loadable, so the newest snapshot at
-   * or below that version is kept with every file after it. Runs after each snapshot (the only time a new
-   * base can appear below the threshold), so at most minDeltasForSnapshot more versions than asked are kept.
+   * or below that version is kept with every file after it. It runs after each snapshot rather than each
+   * commit (one folder listing per snapshot), so files linger about minDeltasForSnapshot versions longer.
    */
   private maintenance(dir: string, latest: number): void {
     const oldestRetained = latest - this.minVersionsToRetain;
