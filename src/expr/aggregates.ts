@@ -2,7 +2,8 @@
  * Aggregate functions for `groupBy(...).agg(...)`. Each keeps a buffer that is JSON-serialisable (with
  * the state codec), so that streaming aggregation state can live in the state store between batches.
  */
-import { ArrayType, DataType, DoubleType, LongType, NullType, Row, isIntegral, isNumeric } from '../types/index.js';
+import { ArrayType, DataType, DoubleType, LongType, NullType, Row, isDecimal, isIntegral, isNumeric } from '../types/index.js';
+import { decimalAvg, decimalExtreme, decimalSum } from './decimalAggregates.js';
 import { Column, ColumnLike, Expr, colExpr, exprName } from './column.js';
 import { AnalysisError, Bound, EvalContext, Evaluator, compile } from './compile.js';
 import { compareValues } from './values.js';
@@ -132,6 +133,7 @@ AGGREGATES.set('count', {
 AGGREGATES.set('sum', {
   bind: (a) => {
     const arg = needArg('sum', a);
+    if (isDecimal(arg.type)) return decimalSum(arg, arg.type);
     if (!isNumeric(arg.type) && arg.type !== NullType) throw new AnalysisError(`sum() needs a number, but \`${arg.name}\` is ${arg.type.simpleString()}.`);
     const ev = arg.eval;
     return {
@@ -150,6 +152,7 @@ AGGREGATES.set('sum', {
 AGGREGATES.set('avg', {
   bind: (a) => {
     const arg = needArg('avg', a);
+    if (isDecimal(arg.type)) return decimalAvg(arg, arg.type);
     if (!isNumeric(arg.type) && arg.type !== NullType) throw new AnalysisError(`avg() needs a number, but \`${arg.name}\` is ${arg.type.simpleString()}.`);
     const ev = arg.eval;
     return {
@@ -177,6 +180,7 @@ function extreme(name: string, keep: (c: number) => boolean): void {
   AGGREGATES.set(name, {
     bind: (a) => {
       const arg = needArg(name, a);
+      if (isDecimal(arg.type)) return decimalExtreme(arg, keep);
       const ev = arg.eval;
       return {
         type: arg.type,

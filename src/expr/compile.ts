@@ -20,7 +20,7 @@ import {
   isNumeric,
 } from '../types/index.js';
 import { Expr, exprName } from './column.js';
-import { castValue, compareValues, literalType } from './values.js';
+import { castValue, compareValues, decimalCommonType, literalType } from './values.js';
 
 export class AnalysisError extends Error {
   override name = 'AnalysisError';
@@ -153,6 +153,8 @@ function commonType(a: DataType, b: DataType): DataType {
   if (a.equals(b)) return a;
   if (a === NullType) return b;
   if (b === NullType) return a;
+  const decimal = decimalCommonType(a, b);
+  if (decimal) return decimal;
   if (isNumeric(a) && isNumeric(b)) {
     if (isIntegral(a) && isIntegral(b)) return a === LongType || b === LongType ? LongType : IntegerType;
     return DoubleType;

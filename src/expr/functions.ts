@@ -23,7 +23,7 @@ import {
 import { Column, ColumnLike, colExpr, toExpr } from './column.js';
 import { AnalysisError, Bound, Evaluator, FunctionCall, registerFunction } from './compile.js';
 import { formatWithPattern, parseWithPattern } from './datetime.js';
-import { RecordError, castToString, castValue, formatDate, parseTimestamp } from './values.js';
+import { RecordError, castToString, castValue, formatDate, parseTimestamp, toJsonText } from './values.js';
 
 const call = (name: string, args: unknown[], options?: Record<string, unknown>): Column =>
   new Column({ kind: 'fn', name, args: args.map((a) => toExpr(a)), ...(options ? { options } : {}) });
@@ -650,7 +650,7 @@ registerFunction('to_json', {
     }
     const ev = a.eval;
     const t = a.type;
-    return { type: StringType, eval: (row) => { const v = ev(row); return v == null ? null : JSON.stringify(toJsonValue(v, t)); } };
+    return { type: StringType, eval: (row) => { const v = ev(row); return v == null ? null : toJsonText(toJsonValue(v, t)); } };
   },
 });
 

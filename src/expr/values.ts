@@ -6,6 +6,8 @@ import {
   ByteType,
   DataType,
   DateType,
+  Decimal,
+  DecimalType,
   DoubleType,
   FloatType,
   IntegerType,
@@ -16,6 +18,9 @@ import {
   StringType,
   StructType,
   TimestampType,
+  epochMicros,
+  fromEpochMicros,
+  microsOfMilli,
 } from '../types/index.js';
 
 /** Thrown while evaluating one record: the record goes to the dead-letter destination, the query goes on. */
@@ -32,33 +37,42 @@ export class RecordError extends Error {
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 
-/** Spark's string form of a timestamp: `2025-08-22 17:23:54` (fraction only when non-zero), in UTC. */
+/**
+ * Spark's string form of a timestamp: `2025-08-22 17:23:54` in UTC, with the fraction only when non-zero
+ * and without trailing zeros, down to microseconds (`…:54.12`, `…:54.000123`).
+ */
 export function formatTimestamp(d: Date): string {
   const base = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(
     d.getUTCMinutes(),
   )}:${pad(d.getUTCSeconds())}`;
   const ms = d.getUTCMilliseconds();
-  return ms ? `${base}.${pad(ms, 3).replace(/0+$/, '')}` : base;
+  const us = microsOfMilli(d);
+  return ms || us ? `${base}.${(pad(ms, 3) + pad(us, 3)).replace(/0+$/, '')}` : base;
 }
 
 export function formatDate(d: Date): string {
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
 }
 
-/** Parses Spark's accepted timestamp strings (ISO 8601 or `yyyy-MM-dd[ HH:mm:ss[.SSS]]`); no zone means UTC. */
+/**
+ * Parses Spark's accepted timestamp strings (ISO 8601 or `yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]`); no zone means UTC.
+ * Fraction digits beyond microseconds are dropped, as Spark does.
+ */
 export function parseTimestamp(s: string): Date | null {
   const t = s.trim();
   const m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
   if (!m) return null;
   const [, y, mo, d, h = '0', mi = '0', sec = '0', frac = '', zone] = m;
   const ms = frac ? Number(frac.slice(0, 3).padEnd(3, '0')) : 0;
+  const us = frac.length > 3 ? Number(frac.slice(3, 6).padEnd(3, '0')) : 0;
   let time = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec), ms);
   if (zone && zone !== 'Z') {
     const sign = zone[0] === '-' ? -1 : 1;
     const digits = zone.slice(1).replace(':', '');
     time -= sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
   }
-  return Number.isNaN(time) ? null : new Date(time);
+  if (Number.isNaN(time)) return null;
+  return us ? fromEpochMicros(time * 1000 + us) : new Date(time);
 }
 
 function toInteger(v: unknown, bits: number): number | null {
@@ -70,6 +84,8 @@ function toInteger(v: unknown, bits: number): number | null {
     n = Number(t);
   } else if (typeof v === 'boolean') n = v ? 1 : 0;
   else if (v instanceof Date) n = Math.floor(v.getTime() / 1000);
+  // Spark truncates a decimal toward zero when it casts it to an integral type.
+  else if (v instanceof Decimal) n = Number(v.unscaled / 10n ** BigInt(v.scale));
   else return null;
   if (!Number.isFinite(n)) return null;
   n = Math.trunc(n);
@@ -90,8 +106,18 @@ function toDouble(v: unknown): number | null {
     return Number.isNaN(n) && t.toLowerCase() !== 'nan' ? null : n;
   }
   if (typeof v === 'boolean') return v ? 1 : 0;
-  if (v instanceof Date) return v.getTime() / 1000;
+  if (v instanceof Date) return epochMicros(v) / 1e6;
+  if (v instanceof Decimal) return v.toNumber();
   return null;
+}
+
+/**
+ * The `decimal(p,s)` value of `v` (Spark's non-ANSI cast): rounded HALF_UP to the scale, null when it does
+ * not fit the precision or is not a number. A timestamp becomes its seconds since the epoch.
+ */
+function toDecimal(v: unknown, to: DecimalType): Decimal | null {
+  const d = v instanceof Date ? Decimal.of(epochMicros(v), 6) : Decimal.from(v);
+  return d ? d.toPrecision(to.precision, to.scale) : null;
 }
 
 /** The string a value casts to (`CAST(x AS STRING)`). */
@@ -99,6 +125,8 @@ export function castToString(v: unknown): string | null {
   if (v === null || v === undefined) return null;
   if (typeof v === 'string') return v;
   if (v instanceof Date) return formatTimestamp(v);
+  // Java's BigDecimal.toString, as Spark's non-ANSI cast (show() prints the plain form: sinks/show.ts).
+  if (v instanceof Decimal) return v.toString();
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
   if (Array.isArray(v)) return `[${v.map((x) => castToString(x) ?? 'null').join(', ')}]`;
@@ -119,9 +147,11 @@ export function castValue(v: unknown, to: DataType): unknown {
   if (to === ShortType) return toInteger(v, 16);
   if (to === ByteType) return toInteger(v, 8);
   if (to === DoubleType || to === FloatType) return toDouble(v);
+  if (to instanceof DecimalType) return toDecimal(v, to);
   if (to === BooleanType) {
     if (typeof v === 'boolean') return v;
     if (typeof v === 'number') return v !== 0;
+    if (v instanceof Decimal) return v.unscaled !== 0n;
     if (typeof v === 'string') {
       const t = v.trim().toLowerCase();
       if (['true', 't', 'yes', 'y', '1'].includes(t)) return true;
@@ -132,6 +162,8 @@ export function castValue(v: unknown, to: DataType): unknown {
   if (to === TimestampType) {
     if (v instanceof Date) return v;
     if (typeof v === 'number') return new Date(Math.round(v * 1000));
+    // Seconds since the epoch; Spark keeps microseconds and truncates the rest.
+    if (v instanceof Decimal) return fromEpochMicros(Number((v.unscaled * 1_000_000n) / 10n ** BigInt(v.scale)));
     if (typeof v === 'string') {
       if (/^\d{4}-\d{2}-\d{2}$/.test(v.trim())) return parseTimestamp(v);
       return parseTimestamp(v);
@@ -169,9 +201,36 @@ export function castValue(v: unknown, to: DataType): unknown {
   return v;
 }
 
+/** Spark's `DecimalType.forType`: the decimal that holds every value of an integral type. */
+const INTEGRAL_AS_DECIMAL = new Map<DataType, DecimalType>([
+  [ByteType, new DecimalType(3, 0)],
+  [ShortType, new DecimalType(5, 0)],
+  [IntegerType, new DecimalType(10, 0)],
+  [LongType, new DecimalType(20, 0)],
+]);
+
+/**
+ * The type a decimal and another operand are compared in (Spark's DecimalPrecision / TypeCoercion):
+ * two decimals → the wider decimal (max integer digits + max scale, capped at 38); decimal and an
+ * integral type → the integral type as a decimal, widened likewise; decimal and float/double/string →
+ * double. Undefined when neither side is a decimal.
+ */
+export function decimalCommonType(a: DataType, b: DataType): DataType | undefined {
+  if (!(a instanceof DecimalType) && !(b instanceof DecimalType)) return undefined;
+  const x = a instanceof DecimalType ? a : INTEGRAL_AS_DECIMAL.get(a);
+  const y = b instanceof DecimalType ? b : INTEGRAL_AS_DECIMAL.get(b);
+  if (x && y) {
+    const scale = Math.max(x.scale, y.scale);
+    return DecimalType.bounded(Math.max(x.precision - x.scale, y.precision - y.scale) + scale, scale);
+  }
+  const other = a instanceof DecimalType ? b : a;
+  return other === DoubleType || other === FloatType || other === StringType ? DoubleType : undefined;
+}
+
 /** Total order used by comparisons, sorting and equality; null handling is the caller's. */
 export function compareValues(a: unknown, b: unknown): number {
-  if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime();
+  if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime() || microsOfMilli(a) - microsOfMilli(b);
+  if (a instanceof Decimal && b instanceof Decimal) return a.compareTo(b);
   if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
   if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
   if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
@@ -192,6 +251,8 @@ export function literalType(v: unknown): DataType {
   }
   if (typeof v === 'bigint') return LongType;
   if (v instanceof Date) return TimestampType;
+  // Spark's lit(BigDecimal): DecimalType(max(precision, scale), scale).
+  if (v instanceof Decimal) return new DecimalType(Math.max(v.precision, v.scale, 1), v.scale);
   if (v instanceof Uint8Array) return BinaryType;
   if (Array.isArray(v)) return new ArrayType(v.length ? literalType(v[0]) : NullType);
   throw new TypeError(`lit(): cannot make a literal of ${typeof v}; use struct() or a typed column instead.`);
@@ -207,4 +268,21 @@ export class NeedsIO extends Error {
   constructor(readonly promise: Promise<unknown>) {
     super('needs I/O before this row can be evaluated');
   }
+}
+
+/**
+ * JSON text of a JSON-shaped value (plain objects, arrays, strings, numbers, booleans, null) in which a
+ * {@link Decimal} is written as a JSON number with all its digits (`{"price":12.30}`), as Spark's to_json
+ * writes decimals (Jackson's `writeNumber(BigDecimal)`). `JSON.stringify` cannot: it would write a string
+ * (Decimal.toJSON) or, through a double, lose digits and the scale.
+ */
+export function toJsonText(v: unknown): string {
+  if (v instanceof Decimal) return v.toString();
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : toJsonText(x))).join(',')}]`;
+  if (v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+    const parts: string[] = [];
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) parts.push(`${JSON.stringify(k)}:${toJsonText(x)}`);
+    return `{${parts.join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
 }

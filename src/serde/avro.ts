@@ -14,6 +14,8 @@ import {
   BooleanType,
   DataType,
   DateType,
+  Decimal,
+  DecimalType,
   DoubleType,
   FloatType,
   IntegerType,
@@ -24,6 +26,8 @@ import {
   StringType,
   StructType,
   TimestampType,
+  epochMicros,
+  fromEpochMicros,
 } from '../types/index.js';
 import { RegistryConfig, RegistryError, registryClient } from './registry.js';
 import { frame, unframe } from './wireformat.js';
@@ -72,7 +76,63 @@ function logical(s: { [k: string]: unknown }): string | undefined {
   return typeof s.logicalType === 'string' ? s.logicalType : undefined;
 }
 
-/** The Spark type of an Avro schema (records → struct, [null, T] → nullable T, timestamp-millis → timestamp, …). */
+const PRIMITIVES = new Set(['null', 'boolean', 'int', 'long', 'float', 'double', 'bytes', 'string']);
+
+/** The Avro type name of a branch as Spark's union rules see it (`int`, `long`, `record`, …; logical types count as their base). */
+function baseTypeName(s: AvroSchema, named: Map<string, AvroSchema>, namespace: string): string | undefined {
+  if (typeof s === 'string') {
+    if (PRIMITIVES.has(s)) return s;
+    const ref = named.get(s) ?? named.get(`${namespace}.${s}`);
+    return ref === undefined ? undefined : baseTypeName(ref, named, namespace);
+  }
+  if (Array.isArray(s)) return 'union';
+  return typeof s.type === 'string' ? s.type : baseTypeName(s.type as AvroSchema, named, namespace);
+}
+
+/** Spark's type for a union of several non-null branches: int+long → long, float+double → double, else undefined (a struct). */
+function numericUnionType(names: Array<string | undefined>): DataType | undefined {
+  if (names.length !== 2) return undefined;
+  const set = new Set(names);
+  if (set.has('int') && set.has('long')) return LongType;
+  if (set.has('float') && set.has('double')) return DoubleType;
+  return undefined;
+}
+
+/**
+ * The decimal type of an Avro `decimal` logical type on `bytes` or `fixed`, or undefined when the logical
+ * type is not valid (Avro then ignores it and the value is plain binary, as in Spark): precision ≥ 1,
+ * 0 ≤ scale ≤ precision, and for a `fixed` a precision its size can hold. Above 38 digits Spark refuses.
+ */
+function decimalOf(s: { [k: string]: unknown }): DecimalType | undefined {
+  if (logical(s) !== 'decimal' || (s.type !== 'bytes' && s.type !== 'fixed')) return undefined;
+  const precision = s.precision;
+  const scale = s.scale ?? 0;
+  if (typeof precision !== 'number' || !Number.isInteger(precision) || precision < 1) return undefined;
+  if (typeof scale !== 'number' || !Number.isInteger(scale) || scale < 0 || scale > precision) return undefined;
+  // Avro's maxPrecision for a fixed of n bytes: floor(log10(2^(8n-1) - 1)).
+  if (s.type === 'fixed' && precision > Math.floor(Math.log10(2) * (8 * Number(s.size) - 1))) return undefined;
+  if (precision > DecimalType.MAX_PRECISION) {
+    throw new AnalysisError(
+      `Avro decimal(${precision},${scale}) has more digits than Spark's decimal can hold (${DecimalType.MAX_PRECISION}); ` +
+        'read it as bytes by removing the logicalType from the reader schema.',
+    );
+  }
+  return new DecimalType(precision, scale);
+}
+
+/** Bytes a `fixed` needs for any decimal of this precision (Spark's `Decimal.minBytesForPrecision`). */
+function minBytesForPrecision(precision: number): number {
+  let n = 1;
+  while (1n << BigInt(8 * n - 1) < 10n ** BigInt(precision)) n++;
+  return n;
+}
+
+/**
+ * The Spark type of an Avro schema, as Spark's SchemaConverters.toSqlType: records → struct; [null, T] →
+ * nullable T; a union of several non-null types → struct<member0, member1, …> in branch order, nulls left
+ * out (int+long → long and float+double → double instead); timestamp-millis/-micros → timestamp;
+ * decimal on bytes/fixed → decimal(p,s).
+ */
 export function avroToSparkType(schema: AvroSchema, named = new Map<string, AvroSchema>(), namespace = ''): DataType {
   if (typeof schema === 'string') {
     switch (schema) {
@@ -102,13 +162,22 @@ export function avroToSparkType(schema: AvroSchema, named = new Map<string, Avro
   if (Array.isArray(schema)) {
     const nonNull = schema.filter((s) => s !== 'null');
     if (nonNull.length === 1) return avroToSparkType(nonNull[0]!, named, namespace);
-    // Spark turns other unions into a struct member0, member1, …
+    const numeric = numericUnionType(nonNull.map((s) => baseTypeName(s, named, namespace)));
+    if (numeric) return numeric;
+    // Spark turns other unions into a struct member0, member1, … (only the branch that was written is non-null).
     return new StructType(nonNull.map((s, i) => ({ name: `member${i}`, dataType: avroToSparkType(s, named, namespace), nullable: true })));
   }
   const type = schema.type as AvroSchema;
   const lt = logical(schema);
-  if (lt === 'timestamp-millis' || lt === 'timestamp-micros' || lt === 'local-timestamp-millis') return TimestampType;
+  if (lt === 'timestamp-millis' || lt === 'timestamp-micros' || lt === 'local-timestamp-millis' || lt === 'local-timestamp-micros') {
+    return TimestampType;
+  }
   if (lt === 'date') return DateType;
+  const decimal = decimalOf(schema);
+  if (decimal) {
+    if (type === 'fixed') named.set(schema.name as string, schema);
+    return decimal;
+  }
   switch (type) {
     case 'record': {
       const ns = (schema.namespace as string | undefined) ?? namespace;
@@ -140,7 +209,12 @@ export function avroToSparkType(schema: AvroSchema, named = new Map<string, Avro
   }
 }
 
-/** The Avro schema for a Spark type (nullable fields become ["null", T] with default null, so they can evolve). */
+/**
+ * The Avro schema for a Spark type (nullable fields become ["null", T] with default null, so they can evolve).
+ * A decimal(p,s) becomes a `fixed` of the fewest bytes that hold p digits with the decimal logical type, as
+ * Spark's SchemaConverters.toAvroType writes it. Timestamps stay timestamp-millis (Spark writes
+ * timestamp-micros): see docs/decisions.md, "Timestamps keep microseconds".
+ */
 export function sparkToAvroSchema(t: DataType, name = 'topLevelRecord', namespace = ''): AvroSchema {
   let n = 0;
   const walk = (type: DataType, recName: string): AvroSchema => {
@@ -158,6 +232,10 @@ export function sparkToAvroSchema(t: DataType, name = 'topLevelRecord', namespac
     }
     if (type instanceof ArrayType) return { type: 'array', items: walk(type.elementType, recName) };
     if (type instanceof MapType) return { type: 'map', values: walk(type.valueType, recName) };
+    if (type instanceof DecimalType) {
+      // Spark names it "<record>.<field>.fixed" so that two decimal fields never clash; so does this.
+      return { type: 'fixed', name: `${recName}.fixed`, size: minBytesForPrecision(type.precision), logicalType: 'decimal', precision: type.precision, scale: type.scale };
+    }
     if (type === StringType) return 'string';
     if (type === IntegerType) return 'int';
     if (type === LongType) return 'long';
@@ -180,79 +258,217 @@ type Conv = (v: unknown) => unknown;
 const identity: Conv = (v) => v;
 const DAY_MS = 86_400_000;
 
-/** What differs between decoding and encoding: the conversion of logical types and of bytes. */
+/** What differs between decoding and encoding: the conversion of logical types and of bytes, and the direction of unions. */
 interface LeafConversions {
-  logical(logicalType: string): Conv | undefined;
+  readonly decoding: boolean;
+  /** The conversion for a schema with a logical type, or undefined to convert it as its base type. */
+  logical(schema: { [k: string]: unknown }): Conv | undefined;
   bytes: Conv;
 }
 
-/** Avro values → Sluice values: timestamps → Date, dates → 'YYYY-MM-DD'. */
+/** Avro values → Sluice values: timestamps → Date (with microseconds), dates → 'YYYY-MM-DD', decimals → Decimal. */
 const DECODE: LeafConversions = {
-  logical: (lt) =>
-    lt === 'timestamp-millis' || lt === 'local-timestamp-millis'
-      ? (v) => new Date(Number(v))
-      : lt === 'timestamp-micros'
-        ? (v) => new Date(Math.floor(Number(v) / 1000))
-        : lt === 'date'
-          ? (v) => formatDate(new Date(Number(v) * DAY_MS))
-          : undefined,
+  decoding: true,
+  logical: (s) => {
+    const lt = logical(s);
+    if (lt === 'timestamp-millis' || lt === 'local-timestamp-millis') return (v) => new Date(Number(v));
+    // Spark keeps microseconds; a Date alone would cut them (MicrosDate keeps them: types/timestamp.ts).
+    if (lt === 'timestamp-micros' || lt === 'local-timestamp-micros') return (v) => fromEpochMicros(Number(v));
+    if (lt === 'date') return (v) => formatDate(new Date(Number(v) * DAY_MS));
+    const decimal = decimalOf(s);
+    if (decimal) return (v) => Decimal.fromTwosComplement(v as Buffer, decimal.scale);
+    return undefined;
+  },
   bytes: identity,
 };
 
+/**
+ * A Sluice value as the Avro decimal `type` (two's complement bytes; a `fixed` is sign-extended to its size).
+ * A Decimal must fit without rounding (a wider scale is rescaled only if the extra digits are zeros);
+ * numbers and numeric strings are converted as a cast would (HALF_UP), since they carry no scale.
+ */
+function encodeDecimal(v: unknown, type: DecimalType, fixedSize: number | undefined): Buffer {
+  let d = Decimal.from(v);
+  if (d === null) throw new Error(`${String(v)} is not a decimal`);
+  if (v instanceof Decimal && d.scale > type.scale && d.rescale(type.scale).compareTo(d) !== 0) {
+    throw new Error(`${d.toPlainString()} has more than ${type.scale} decimal places for ${type.simpleString()}; round it first (cast to ${type.simpleString()})`);
+  }
+  d = d.rescale(type.scale);
+  if (!d.fits(type.precision)) throw new Error(`${d.toPlainString()} has more than ${type.precision} digits for ${type.simpleString()}`);
+  return d.toTwosComplement(fixedSize);
+}
+
 /** Sluice values → Avro values: the reverse of DECODE; strings are accepted for bytes. */
 const ENCODE: LeafConversions = {
-  logical: (lt) =>
-    lt === 'timestamp-millis' || lt === 'local-timestamp-millis'
-      ? (v) => (v instanceof Date ? v.getTime() : v)
-      : lt === 'timestamp-micros'
-        ? (v) => (v instanceof Date ? v.getTime() * 1000 : v)
-        : lt === 'date'
-          ? (v) => (typeof v === 'string' ? Math.round(Date.parse(v + 'T00:00:00Z') / DAY_MS) : v)
-          : undefined,
+  decoding: false,
+  logical: (s) => {
+    const lt = logical(s);
+    // Spark writes a timestamp's microseconds to timestamp-millis floored (microsToMillis): getTime() is that.
+    if (lt === 'timestamp-millis' || lt === 'local-timestamp-millis') return (v) => (v instanceof Date ? v.getTime() : v);
+    if (lt === 'timestamp-micros' || lt === 'local-timestamp-micros') return (v) => (v instanceof Date ? epochMicros(v) : v);
+    if (lt === 'date') return (v) => (typeof v === 'string' ? Math.round(Date.parse(v + 'T00:00:00Z') / DAY_MS) : v);
+    const decimal = decimalOf(s);
+    if (decimal) {
+      const size = s.type === 'fixed' ? Number(s.size) : undefined;
+      return (v) => encodeDecimal(v, decimal, size);
+    }
+    return undefined;
+  },
   bytes: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(String(v))),
 };
 
-/** A converter for values of `schema`: records become plain objects, nulls stay null, leaves per `leaf`. */
-function converterFor(schema: AvroSchema, named: Map<string, AvroSchema>, leaf: LeafConversions): Conv {
-  if (typeof schema === 'string') {
-    const ref = named.get(schema);
-    if (ref) return (v) => converterFor(ref, named, leaf)(v);
-    return schema === 'bytes' ? leaf.bytes : identity;
+/** The JS "bucket" of a value, by which avsc picks the branch of an unwrapped union (avsc's getValueBucket). */
+function valueBucket(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (Buffer.isBuffer(v)) return 'buffer';
+  return typeof v;
+}
+
+/** The bucket of an avsc type's values (avsc's getTypeBucket; no avsc logical types are registered here). */
+function typeBucket(t: avro.Type): string {
+  switch (t.typeName) {
+    case 'double':
+    case 'float':
+    case 'int':
+    case 'long':
+      return 'number';
+    case 'bytes':
+    case 'fixed':
+      return 'buffer';
+    case 'enum':
+      return 'string';
+    case 'map':
+    case 'error':
+    case 'record':
+      return 'object';
+    default:
+      return t.typeName;
   }
+}
+
+/** Every named type of a schema by full name, wherever it is defined, so references resolve in any order. */
+function collectNamed(schema: AvroSchema, namespace: string, into: Map<string, { [k: string]: unknown }>): void {
+  if (typeof schema === 'string') return;
   if (Array.isArray(schema)) {
-    const nonNull = schema.filter((s) => s !== 'null');
-    if (nonNull.length !== 1) return identity;
-    const inner = converterFor(nonNull[0]!, named, leaf);
-    return (v) => (v == null ? null : inner(v));
+    for (const s of schema) collectNamed(s, namespace, into);
+    return;
   }
-  const lt = logical(schema);
-  const byLogical = lt ? leaf.logical(lt) : undefined;
-  if (byLogical) return byLogical;
-  switch (schema.type) {
-    case 'record': {
-      named.set(schema.name as string, schema);
-      if (schema.namespace) named.set(`${schema.namespace}.${schema.name}`, schema);
-      const fields = (schema.fields as Array<{ name: string; type: AvroSchema }>).map((f) => [f.name, converterFor(f.type, named, leaf)] as const);
+  let ns = namespace;
+  if (typeof schema.name === 'string' && ['record', 'error', 'enum', 'fixed'].includes(schema.type as string)) {
+    const name = schema.name;
+    ns = name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : ((schema.namespace as string | undefined) ?? namespace);
+    into.set(name.includes('.') ? name : ns ? `${ns}.${name}` : name, schema);
+  }
+  if (Array.isArray(schema.fields)) for (const f of schema.fields as Array<{ type: AvroSchema }>) collectNamed(f.type, ns, into);
+  if (schema.items !== undefined) collectNamed(schema.items as AvroSchema, ns, into);
+  if (schema.values !== undefined) collectNamed(schema.values as AvroSchema, ns, into);
+  if (typeof schema.type === 'object') collectNamed(schema.type as AvroSchema, ns, into);
+}
+
+/**
+ * A converter for values of `schema`, walked together with avsc's `type` for it (which has resolved the
+ * named references, and knows whether avsc wraps each union). Records become plain objects, nulls stay
+ * null, unions of several types become (or come from) Spark's member struct, leaves per `leaf`.
+ */
+function converterFor(schema: AvroSchema, type: avro.Type, leaf: LeafConversions): Conv {
+  const named = new Map<string, { [k: string]: unknown }>();
+  collectNamed(schema, '', named);
+  const built = new Map<avro.Type, Conv>();
+
+  const walk = (s: AvroSchema, t: avro.Type): Conv => {
+    if (typeof s === 'string') {
+      if (PRIMITIVES.has(s)) return s === 'bytes' ? leaf.bytes : identity;
+      // A reference: avsc knows the type's full name; the definition has its logical type.
+      const def = t.name !== undefined ? named.get(t.name) : undefined;
+      return def ? walk(def, t) : identity;
+    }
+    if (Array.isArray(s)) return union(s, t as avro.types.WrappedUnionType | avro.types.UnwrappedUnionType);
+    const byLogical = logical(s) ? leaf.logical(s) : undefined;
+    if (byLogical) return byLogical;
+    switch (s.type) {
+      case 'record':
+      case 'error': {
+        const done = built.get(t);
+        if (done) return done;
+        // Recursive records refer back to themselves: register before building the fields.
+        let fields: Array<readonly [string, Conv]> = [];
+        const conv: Conv = (v) => {
+          const src = v as Row;
+          const o: Row = {};
+          for (const [k, c] of fields) o[k] = src[k] == null ? null : c(src[k]);
+          return o;
+        };
+        built.set(t, conv);
+        const rt = t as avro.types.RecordType;
+        fields = (s.fields as Array<{ name: string; type: AvroSchema }>).map((f, i) => [f.name, walk(f.type, rt.fields[i]!.type)] as const);
+        return conv;
+      }
+      case 'array': {
+        const inner = walk(s.items as AvroSchema, (t as avro.types.ArrayType).itemsType);
+        return (v) => (v as unknown[]).map(inner);
+      }
+      case 'map': {
+        const inner = walk(s.values as AvroSchema, (t as avro.types.MapType).valuesType as avro.Type);
+        return (v) => Object.fromEntries(Object.entries(v as Row).map(([k, x]) => [k, inner(x)]));
+      }
+      case 'bytes':
+        return leaf.bytes;
+      default:
+        return typeof s.type === 'object' ? walk(s.type as AvroSchema, t) : identity;
+    }
+  };
+
+  const union = (s: AvroSchema[], t: avro.types.WrappedUnionType | avro.types.UnwrappedUnionType): Conv => {
+    const wrapped = t.typeName === 'union:wrapped';
+    const branches = s
+      .map((b, i) => ({ schema: b, type: t.types[i]! }))
+      .filter((b) => b.type.typeName !== 'null')
+      .map((b) => ({ ...b, conv: walk(b.schema, b.type), key: b.type.branchName! }));
+    if (branches.length === 0) return () => null;
+    const unwrap = (v: unknown): unknown => (wrapped && v != null ? (v as Row)[Object.keys(v as Row)[0]!] : v);
+    if (branches.length === 1) {
+      // [null, T]: avsc never wraps it (null has its own bucket), but stay correct if it did.
+      const only = branches[0]!;
+      return leaf.decoding
+        ? (v) => (v == null ? null : only.conv(unwrap(v)))
+        : (v) => (v == null ? null : wrapped ? { [only.key]: only.conv(v) } : only.conv(v));
+    }
+    const numeric = numericUnionType(branches.map((b) => b.type.typeName));
+    if (numeric) {
+      // Spark reads int+long as long and float+double as double, and writes the wider branch back.
+      const wide = branches.find((b) => b.type.typeName === (numeric === LongType ? 'long' : 'double'))!;
+      return leaf.decoding ? (v) => (v == null ? null : unwrap(v)) : (v) => (v == null ? null : wrapped ? { [wide.key]: v } : v);
+    }
+    if (leaf.decoding) {
+      // Which branch was written: a wrapped union names it; an unwrapped one is told apart by the value's kind.
+      const byKey = new Map(branches.map((b, i) => [b.key, i]));
+      const byBucket = new Map(branches.map((b, i) => [typeBucket(b.type), i]));
       return (v) => {
-        const src = v as Row;
-        const o: Row = {};
-        for (const [k, conv] of fields) o[k] = src[k] == null ? null : conv(src[k]);
-        return o;
+        if (v == null) return null;
+        const i = wrapped ? byKey.get(Object.keys(v as Row)[0]!) : byBucket.get(valueBucket(v));
+        if (i === undefined) throw new Error(`a value of none of the union's types: ${String(v)}`);
+        const out: Row = {};
+        branches.forEach((b, j) => (out[`member${j}`] = j === i ? b.conv(unwrap(v)) : null));
+        return out;
       };
     }
-    case 'array': {
-      const inner = converterFor(schema.items as AvroSchema, named, leaf);
-      return (v) => (v as unknown[]).map(inner);
-    }
-    case 'map': {
-      const inner = converterFor(schema.values as AvroSchema, named, leaf);
-      return (v) => Object.fromEntries(Object.entries(v as Row).map(([k, x]) => [k, inner(x)]));
-    }
-    case 'bytes':
-      return leaf.bytes;
-    default:
-      return typeof schema.type === 'object' ? converterFor(schema.type as AvroSchema, named, leaf) : identity;
-  }
+    // Encoding Spark's member struct: the first non-null member is the branch written (Spark's AvroSerializer).
+    return (v) => {
+      if (v == null) return null;
+      const o = v as Row;
+      if (typeof o !== 'object' || Array.isArray(o) || Buffer.isBuffer(o) || !('member0' in o)) return v; // a bare value: avsc picks the branch
+      for (let j = 0; j < branches.length; j++) {
+        const x = o[`member${j}`];
+        if (x == null) continue;
+        const b = branches[j]!;
+        return wrapped ? { [b.key]: b.conv(x) } : b.conv(x);
+      }
+      return null;
+    };
+  };
+
+  return walk(schema, type);
 }
 
 function parseAvro(text: string | object, what: string): AvroSchema {
@@ -318,7 +534,7 @@ registerFunction('from_avro', {
     }
     const type = avscType(schema, 'fromAvro reader schema');
     const sparkType = avroToSparkType(schema);
-    o[READER] = { schema, type, sparkType, decode: converterFor(schema, new Map(), DECODE) };
+    o[READER] = { schema, type, sparkType, decode: converterFor(schema, type, DECODE) };
   },
   bind({ args, options }) {
     const o = options as FromAvroOptions & { [READER]?: ReaderState };
@@ -349,6 +565,7 @@ registerFunction('from_avro', {
           const v = ev(row) as Buffer | null;
           if (v == null) return null;
           try {
+            // Inside the try: a value can fail its conversion too (a decimal of zero bytes).
             return reader.decode(reader.type.fromBuffer(v));
           } catch (e) {
             return fail(new RecordError(`Avro decoding failed: ${(e as Error).message}`, 'avro.decode'));
@@ -396,7 +613,11 @@ registerFunction('from_avro', {
         } catch (e) {
           return fail(new RecordError(`Avro payload does not match writer schema ${framed.schemaId}: ${(e as Error).message}`, 'avro.decode'));
         }
-        return reader.decode(decoded);
+        try {
+          return reader.decode(decoded);
+        } catch (e) {
+          return fail(new RecordError(`Avro value cannot be converted (writer schema ${framed.schemaId}): ${(e as Error).message}`, 'avro.decode'));
+        }
       },
     };
   },
@@ -424,7 +645,7 @@ registerFunction('to_avro', {
       schema: o.schema !== undefined ? parseAvro(o.schema, 'toAvro schema') : sparkToAvroSchema(a.type, o.recordName, o.recordNamespace),
     };
     const type = avscType(state.schema, 'toAvro writer schema');
-    const encode = converterFor(state.schema, new Map(), ENCODE);
+    const encode = converterFor(state.schema, type, ENCODE);
     const ev = a.eval;
     const toBuf = (v: unknown): Buffer => {
       try {

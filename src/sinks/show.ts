@@ -1,9 +1,11 @@
 /** Spark's `show()` table layout, shared by DataFrame.show() and the console sink. */
 import { castToString } from '../expr/values.js';
-import type { Row, StructType } from '../types/index.js';
+import { Decimal, type Row, type StructType } from '../types/index.js';
 
 function cell(v: unknown): string {
   if (v === null || v === undefined) return 'null';
+  // Spark's show() prints decimals in plain notation with their scale (12.30, 0.00000001): ToPrettyString.
+  if (v instanceof Decimal) return v.toPlainString();
   if (Buffer.isBuffer(v)) return `[${[...v].map((b) => b.toString(16).toUpperCase().padStart(2, '0')).join(' ')}]`;
   if (Array.isArray(v)) return `[${v.map(cell).join(', ')}]`;
   if (typeof v === 'object' && !(v instanceof Date)) return `{${Object.values(v as Row).map(cell).join(', ')}}`;

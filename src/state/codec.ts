@@ -1,5 +1,9 @@
+import { Decimal, MicrosDate } from '../types/index.js';
+
 /**
- * JSON for state files and state keys, keeping the types JSON loses: Date → {"$d": ms}, Buffer → {"$b": base64}.
+ * JSON for state files and state keys, keeping the types JSON loses: Date → {"$d": ms}, Buffer → {"$b": base64},
+ * a timestamp with microseconds → {"$d": ms, "$us": 0–999}, Decimal → {"$dec": "12.30"} (every digit and the
+ * scale, so a state key or a sum read back is the same decimal, exactly).
  *
  * State keys are compared as these strings, so the text must never change for the same value. The fast
  * paths below (a hand-written encoder for rows' plain shapes, and a reviver-free parse) produce and read
@@ -23,8 +27,11 @@ function enc(v: unknown): string {
       if (v === null) return 'null';
       if (v instanceof Date) {
         const t = v.getTime();
+        // "$us" only when there are microseconds: keys and files written before µs existed keep their text.
+        if (v instanceof MicrosDate && Number.isFinite(t)) return `{"$d":${t},"$us":${v.microsOfMilli}}`;
         return Number.isFinite(t) ? `{"$d":${t}}` : '{"$d":null}';
       }
+      if (v instanceof Decimal) return `{"$dec":"${v.toPlainString()}"}`;
       if (Buffer.isBuffer(v)) return `{"$b":"${v.toString('base64')}"}`;
       if (Array.isArray(v)) {
         let out = '[';
@@ -59,7 +66,9 @@ function enc(v: unknown): string {
 export function slowEncode(v: unknown): string {
   return JSON.stringify(v, function (this: Record<string, unknown>, k, x) {
     const raw = this[k];
+    if (raw instanceof MicrosDate) return { $d: raw.getTime(), $us: raw.microsOfMilli };
     if (raw instanceof Date) return { $d: raw.getTime() };
+    if (raw instanceof Decimal) return { $dec: raw.toPlainString() };
     if (Buffer.isBuffer(raw)) return { $b: raw.toString('base64') };
     return x;
   });
@@ -83,6 +92,9 @@ function revive(x: unknown): unknown {
   if (keys.length === 1) {
     if (keys[0] === '$d' && typeof o.$d === 'number') return new Date(o.$d);
     if (keys[0] === '$b' && typeof o.$b === 'string') return Buffer.from(o.$b, 'base64');
+    if (keys[0] === '$dec' && typeof o.$dec === 'string') return Decimal.parse(o.$dec) ?? o;
+  } else if (keys.length === 2 && typeof o.$d === 'number' && typeof o.$us === 'number') {
+    return new MicrosDate(o.$d, o.$us);
   }
   return o;
 }
@@ -93,6 +105,8 @@ export function slowDecode(text: string): unknown {
     if (x && typeof x === 'object' && !Array.isArray(x)) {
       if (typeof x.$d === 'number' && Object.keys(x).length === 1) return new Date(x.$d);
       if (typeof x.$b === 'string' && Object.keys(x).length === 1) return Buffer.from(x.$b, 'base64');
+      if (typeof x.$dec === 'string' && Object.keys(x).length === 1) return Decimal.parse(x.$dec) ?? x;
+      if (typeof x.$d === 'number' && typeof x.$us === 'number' && Object.keys(x).length === 2) return new MicrosDate(x.$d, x.$us);
     }
     return x;
   });

@@ -6,7 +6,8 @@
  * | string       | `string`                                            |
  * | int, long, short, byte, double, float | `number` (long is exact up to 2^53) |
  * | boolean      | `boolean`                                           |
- * | timestamp    | `Date` (millisecond precision)                      |
+ * | timestamp    | `Date`; a `MicrosDate` (a Date) when it has microseconds |
+ * | decimal(p,s) | `Decimal` (exact: bigint digits + scale)            |
  * | date         | `string` `YYYY-MM-DD` (a calendar day has no instant)|
  * | binary       | `Buffer`                                            |
  * | struct       | plain object                                        |
@@ -16,6 +17,9 @@
  */
 
 export type Row = Record<string, unknown>;
+
+export { Decimal } from './decimal.js';
+export { MicrosDate, epochMicros, fromEpochMicros, microsOfMilli } from './timestamp.js';
 
 export abstract class DataType {
   /** Spark's short name, as printed by printSchema (`string`, `struct<...>`). */
@@ -51,6 +55,36 @@ export const DateType = new Atomic('date');
 export const BinaryType = new Atomic('binary');
 /** The type of a `null` literal; it fits any column. */
 export const NullType = new Atomic('void');
+
+/**
+ * Spark's `decimal(precision, scale)`: at most `precision` digits, `scale` of them after the point
+ * (1 ≤ precision ≤ 38, 0 ≤ scale ≤ precision). Values are {@link Decimal}s.
+ */
+export class DecimalType extends DataType {
+  static readonly MAX_PRECISION = 38;
+  static readonly MAX_SCALE = 38;
+  /** `decimal` without arguments is `decimal(10,0)`, as in Spark (`DecimalType.USER_DEFAULT`). */
+  static readonly USER_DEFAULT = new DecimalType(10, 0);
+  constructor(
+    readonly precision = 10,
+    readonly scale = 0,
+  ) {
+    super();
+    if (!Number.isInteger(precision) || precision < 1 || precision > DecimalType.MAX_PRECISION) {
+      throw new SchemaError(`decimal(${precision},${scale}): precision must be 1 to ${DecimalType.MAX_PRECISION}.`);
+    }
+    if (!Number.isInteger(scale) || scale < 0 || scale > precision) {
+      throw new SchemaError(`decimal(${precision},${scale}): scale must be 0 to the precision (${precision}).`);
+    }
+  }
+  /** Spark's `DecimalType.bounded`: precision and scale capped at 38 (result types of sum and avg). */
+  static bounded(precision: number, scale: number): DecimalType {
+    return new DecimalType(Math.min(precision, DecimalType.MAX_PRECISION), Math.min(scale, DecimalType.MAX_SCALE));
+  }
+  simpleString(): string {
+    return `decimal(${this.precision},${this.scale})`;
+  }
+}
 
 export class ArrayType extends DataType {
   constructor(
@@ -222,6 +256,13 @@ class TypeParser {
         `Use Spark's type syntax, e.g. "user_id STRING, ts TIMESTAMP" or "struct<a:int,b:array<string>>".`,
     );
   }
+  private int(): number {
+    this.skip();
+    const m = /^\d+/.exec(this.src.slice(this.pos));
+    if (!m) this.fail('expected a number');
+    this.pos += m![0].length;
+    return Number(m![0]);
+  }
   end(): void {
     if (this.peek() !== '') this.fail('unexpected text');
   }
@@ -248,11 +289,18 @@ class TypeParser {
       this.expect('>');
       return s;
     }
-    if (name === 'decimal' && this.peek() === '(') {
-      // Decimals are held as JS numbers: Sluice has no arbitrary-precision decimal yet.
-      while (this.peek() !== ')' && this.peek() !== '') this.pos++;
+    if (name === 'decimal' || name === 'dec' || name === 'numeric') {
+      // Spark: DECIMAL is decimal(10,0), DECIMAL(p) is decimal(p,0).
+      if (this.peek() !== '(') return DecimalType.USER_DEFAULT;
+      this.pos++;
+      const precision = this.int();
+      let scale = 0;
+      if (this.peek() === ',') {
+        this.pos++;
+        scale = this.int();
+      }
       this.expect(')');
-      return DoubleType;
+      return new DecimalType(precision, scale);
     }
     const t = ATOMIC_NAMES[name];
     if (!t) this.fail(`unknown type "${name}"`);
@@ -281,10 +329,19 @@ class TypeParser {
   }
 }
 
+/**
+ * Types whose values are JS numbers. Spark counts decimal as numeric too, but its values are
+ * {@link Decimal}s, not numbers: see {@link isDecimal}.
+ */
 export function isNumeric(t: DataType): boolean {
   return ([IntegerType, LongType, ShortType, ByteType, DoubleType, FloatType] as DataType[]).includes(t);
 }
 
 export function isIntegral(t: DataType): boolean {
   return ([IntegerType, LongType, ShortType, ByteType] as DataType[]).includes(t);
+}
+
+/** Whether `t` is a `decimal(p,s)` (values are {@link Decimal}s). */
+export function isDecimal(t: DataType): t is DecimalType {
+  return t instanceof DecimalType;
 }
