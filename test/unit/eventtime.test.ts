@@ -143,7 +143,8 @@ describe('rows without an event time', () => {
       const logs: string[] = [];
       s.log = (l) => logs.push(l);
       const input = s.memoryStream('id STRING, ts TIMESTAMP');
-      const q = await input.toDF().withWatermark('ts', '10 minutes').groupBy(by).agg(count('*').alias('n'))
+      // With a key beside the window: Spark refuses a session window alone on a stream (a global session).
+      const q = await input.toDF().withWatermark('ts', '10 minutes').groupBy(lit('all').alias('k'), by).agg(count('*').alias('n'))
         .writeStream.format('memory').queryName('nulls').outputMode('complete').option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-null-'))).start();
       input.addData([{ id: 'a', ts: t('12:01') }, { id: 'b', ts: null }, { id: 'c', ts: null }]);
       await q.processAllAvailable();
@@ -398,10 +399,14 @@ describe('what streaming aggregation refuses, with the reason', () => {
   });
   it('append with a watermark that is not on a grouping key', async () => {
     await expect(start(stream().withWatermark('ts', '1 minute').groupBy('id').count(), 'append')).rejects.toThrow(UnsupportedOperationError);
-    await expect(start(stream().withWatermark('ts', '1 minute').groupBy('id').count(), 'append')).rejects.toThrow(/no groupBy key is that column or a window\(\) of it/);
+    await expect(start(stream().withWatermark('ts', '1 minute').groupBy('id').count(), 'append')).rejects.toThrow(/no key of the aggregation grouped by `id` is that column, a window\(\) of it/);
   });
   it('two aggregations, and sorting outside complete mode', async () => {
-    await expect(start(stream().groupBy('id').count().groupBy('count').count(), 'complete')).rejects.toThrow(/Multiple streaming aggregations/);
+    // Spark 3.4+ chains aggregations in append mode only (stateful-operators.test.ts); in complete mode the first
+    // one re-emits groups, which the second would count again.
+    await expect(start(stream().groupBy('id').count().groupBy('count').agg(max('id').alias('m')), 'complete')).rejects.toThrow(
+      /a second aggregation after a streaming aggregation, in complete mode/,
+    );
     await expect(start(stream().groupBy('id').count().orderBy('count'), 'update')).rejects.toThrow(/Sorting is not supported/);
     const q = await start(stream().groupBy('id').count().orderBy('count'), 'complete');
     await q.stop();
