@@ -4,8 +4,11 @@
  * the state codec, and sum/avg/min/max. Also microsecond timestamps in the codec and in comparisons.
  * Spark 3.5 is the reference; each test cites the rule it pins.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SluiceSession, col, struct, to_json } from '../../src/index.js';
+import { SluiceSession, avg, col, max, struct, sum, to_json } from '../../src/index.js';
 import { bindAggregate } from '../../src/expr/aggregates.js';
 import type { Expr } from '../../src/expr/column.js';
 import { castToString, castValue, compareValues, formatTimestamp, literalType, parseTimestamp } from '../../src/expr/values.js';
@@ -212,5 +215,44 @@ describe('sum, avg, min, max of decimals (Spark: Sum, Average, Min, Max)', () =>
     const cloned = structuredClone(d('1.25')); // what postMessage delivers: { unscaled: 125n, scale: 2 }
     expect(cloned).not.toBeInstanceOf(Decimal);
     expect(String(a.finish(a.update(a.init(), { v: cloned })))).toBe('1.25');
+  });
+});
+
+describe.each(['memory', 'lmdb'])('a streaming aggregation keyed by decimals and µs timestamps, restarted (%s state store)', (provider) => {
+  it('keeps keys apart and sums exact across a restart from the state files', async () => {
+    // Spark keeps decimal(38,18) keys exact and timestamps to the µs; state is restored exactly on restart.
+    // Keys 0.1…0 and 0.1…1 are the same double, and so are two instants 1 µs apart in the same millisecond.
+    const k0 = d('0.100000000000000000');
+    const k1 = d('0.100000000000000001');
+    const t0 = fromEpochMicros(1_700_000_000_000_001);
+    const t1 = fromEpochMicros(1_700_000_000_000_002);
+    const input = [
+      [{ k: k0, ts: t0, v: d('0.10') }, { k: k1, ts: t0, v: d('0.20') }, { k: k1, ts: t1, v: d('99999999.99') }],
+      [{ k: k0, ts: t0, v: d('0.20') }, { k: k1, ts: t1, v: d('99999999.99') }, { k: k1, ts: t1, v: d('0.01') }],
+    ];
+    const cp = mkdtempSync(join(tmpdir(), 'sluice-decimal-restart-'));
+    let last: Array<Record<string, string>> = [];
+    for (let i = 1; i <= input.length; i++) {
+      const s = new SluiceSession('decimal-restart');
+      s.out = () => {};
+      s.log = () => {};
+      s.conf.set('sluice.sql.streaming.stateStore.provider', provider);
+      const stream = s.memoryStream('k DECIMAL(38,18), ts TIMESTAMP, v DECIMAL(10,2)');
+      stream.addData(input.slice(0, i).flat()); // each run sees all input so far; the checkpoint knows what was read
+      const out = stream.toDF().groupBy('k', 'ts').agg(sum('v').alias('s'), avg('v').alias('a'), max('v').alias('m'));
+      const q = await out.writeStream.format('memory').queryName('dec').outputMode('complete').option('checkpointLocation', cp).start();
+      await q.processAllAvailable();
+      await q.stop();
+      last = (await s.table('dec').collect())
+        .map((r) => ({ k: String(r.k), ts: castToString(r.ts)!, s: String(r.s), a: String(r.a), m: String(r.m) }))
+        .sort((x, y) => (x.k + x.ts < y.k + y.ts ? -1 : 1));
+      if (i === 1) expect(last).toHaveLength(3);
+    }
+    // sum is decimal(20,2), avg decimal(14,6): 99999999.99 * 2 + 0.01 exceeds neither.
+    expect(last).toEqual([
+      { k: '0.100000000000000000', ts: '2023-11-14 22:13:20.000001', s: '0.30', a: '0.150000', m: '0.20' },
+      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000001', s: '0.20', a: '0.200000', m: '0.20' },
+      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000002', s: '199999999.99', a: '66666666.663333', m: '99999999.99' },
+    ]);
   });
 });
