@@ -3,7 +3,8 @@
  * not fit the output schema): a Kafka topic with the reason in headers, or — when no topic is set — a
  * JSON-lines file per batch in the checkpoint's `deadletter/` folder. Nothing is dropped silently.
  */
-import { appendFileSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { fsyncDir } from '../checkpoint/files.js';
 import { join } from 'node:path';
 import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions } from '../kafka/client.js';
 import type { Row } from '../types/index.js';
@@ -105,7 +106,15 @@ export class FileDeadLetterWriter implements DeadLetterWriter {
         v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data) ? { base64: Buffer.from(v.data).toString('base64') } : v,
       ),
     );
-    appendFileSync(path, lines.join('\n') + '\n');
+    // Durable before commits/N: a committed batch's dead letters must survive a machine crash too.
+    const fd = openSync(path, 'a');
+    try {
+      writeSync(fd, lines.join('\n') + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    fsyncDir(this.dir);
   }
   async stop(): Promise<void> {}
 }

@@ -23,6 +23,7 @@ import { DedupeOperator } from './operators/dedupe.js';
 import { ParallelAggregationState, notParallel } from './operators/parallelState.js';
 import { SessionWindowOperator } from './operators/sessionWindow.js';
 import type { LateRow, OperatorBatch, StatefulOperator } from './operators/statefulOperator.js';
+import type { StateLayout } from './operators/operatorState.js';
 
 /** Where operators keep state and how it runs. */
 export interface OperatorEnv {
@@ -33,6 +34,8 @@ export interface OperatorEnv {
   /** Worker threads for aggregation state; 1 = none. */
   workers: number;
   log: (line: string) => void;
+  /** State versions kept for recovery (`sluice.sql.streaming.minBatchesToRetain`). */
+  minBatchesToRetain?: number;
 }
 
 /** Builds the stateful operators of an analyzed plan, by operator id. */
@@ -40,21 +43,26 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
   const ops = new Map<number, StatefulOperator>();
   for (const st of statefulStages(plan)) {
     const root = env.checkpointRoot;
-    const dirOf = (p: number): string | undefined => (root ? join(root, 'state', String(st.id), String(p)) : undefined);
+    const layout: StateLayout = {
+      dirOf: (p) => (root ? join(root, 'state', String(st.id), String(p)) : undefined),
+      partitions: env.partitions,
+      kind: env.provider,
+      ...(env.minBatchesToRetain !== undefined ? { minBatchesToRetain: env.minBatchesToRetain } : {}),
+    };
     if (st.kind === 'dedupe') {
-      ops.set(st.id, new DedupeOperator(st, dirOf, env.partitions, env.provider));
+      ops.set(st.id, new DedupeOperator(st, layout));
       continue;
     }
     if (st.sessionKey) {
-      ops.set(st.id, new SessionWindowOperator(st, st.keySchema, dirOf, env.partitions, env.provider));
+      ops.set(st.id, new SessionWindowOperator(st, st.keySchema, layout));
       continue;
     }
     const why = notParallel(st);
     let backend;
-    if (env.workers > 1 && !why && root) backend = new ParallelAggregationState(st, dirOf, env.partitions, env.provider, env.workers);
+    if (env.workers > 1 && !why && root) backend = new ParallelAggregationState(st, layout, env.workers);
     else {
       if (env.workers > 1) env.log(`INFO Stateful operator ${st.id} runs in the query's thread, not in worker threads: ${why ?? 'no checkpoint'}.`);
-      backend = new LocalAggregationState(st.aggs, st.eventTimeKey, dirOf, env.partitions, env.provider);
+      backend = new LocalAggregationState(st.aggs, st.eventTimeKey, layout);
     }
     ops.set(st.id, new AggregationOperator(st, st.keySchema, backend));
   }

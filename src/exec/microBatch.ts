@@ -7,7 +7,7 @@
  *  4. write commits/N after the sink has accepted the batch.
  */
 import { randomUUID } from 'node:crypto';
-import { Checkpoint, CheckpointError, Offset, OffsetSeq } from '../checkpoint/checkpoint.js';
+import { Checkpoint, CheckpointError, MIN_BATCHES_TO_RETAIN_CONF, Offset, OffsetSeq, minBatchesToRetain } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
 import { sourceLeaves, type Analyzed } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
@@ -271,7 +271,14 @@ export class StreamingQuery {
     }
     this.tracker = new WatermarkTracker(this.spec.analyzed, conf[WATERMARK_POLICY_CONF] === 'max' ? 'max' : 'min');
     this.tracker.restore(lastCommit?.operatorWatermarksMs);
-    const operators = createOperators(this.spec.analyzed, { checkpointRoot: cp.root, partitions, provider, workers, log: this.spec.log });
+    const operators = createOperators(this.spec.analyzed, {
+      checkpointRoot: cp.root,
+      partitions,
+      provider,
+      workers,
+      log: this.spec.log,
+      minBatchesToRetain: minBatchesToRetain(this.spec.conf[MIN_BATCHES_TO_RETAIN_CONF]),
+    });
     const incremental = (this.incremental = new IncrementalExecution(this.spec.analyzed, operators, this.spec.outputMode));
     // A changed query on old state is refused here, before any batch, with what changed.
     incremental.checkStateSchemas(cp.root);

@@ -18,7 +18,7 @@ import type { AggregateStage } from '../../plan/analyzer.js';
 import type { StateSchema } from '../../state/schema.js';
 import type { StructType, Row } from '../../types/index.js';
 import { emitAndEvict, keyTime, timeOfKeyFn, updateState, type KeyedRows, type StateOutput } from './aggregationState.js';
-import { OperatorState, type OperatorStateMetrics } from './operatorState.js';
+import { OperatorState, type OperatorStateMetrics, type StateLayout } from './operatorState.js';
 import { sortByKeyValues } from './order.js';
 import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
@@ -41,14 +41,14 @@ type AggregationMode = OperatorBatch['outputMode'];
 export class LocalAggregationState implements AggregationStateBackend {
   private readonly state: OperatorState;
   private readonly timeOfKey: ((key: string) => number | null) | undefined;
+  readonly partitions: number;
   constructor(
     private readonly aggs: AggregateImpl[],
     eventTimeKey: AggregateStage['eventTimeKey'],
-    dirOf: (partition: number) => string | undefined,
-    readonly partitions: number,
-    kind: 'memory' | 'lmdb',
+    layout: StateLayout,
   ) {
-    this.state = new OperatorState(dirOf, partitions, kind);
+    this.partitions = layout.partitions;
+    this.state = new OperatorState(layout);
     this.timeOfKey = timeOfKeyFn(eventTimeKey);
   }
   describe(): string {

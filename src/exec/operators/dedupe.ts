@@ -11,11 +11,12 @@ import type { DedupeStage } from '../../plan/analyzer.js';
 import type { StateSchema } from '../../state/schema.js';
 import type { StateStore } from '../../state/store.js';
 import type { Row } from '../../types/index.js';
-import { OperatorState } from './operatorState.js';
+import { OperatorState, type StateLayout } from './operatorState.js';
 import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
 export class DedupeOperator implements StatefulOperator {
   readonly id: number;
+  readonly partitions: number;
   readonly name: string;
   private readonly state: OperatorState;
   private batch: OperatorBatch | undefined;
@@ -23,13 +24,12 @@ export class DedupeOperator implements StatefulOperator {
 
   constructor(
     private readonly stage: DedupeStage,
-    dirOf: (partition: number) => string | undefined,
-    readonly partitions: number,
-    kind: 'memory' | 'lmdb',
+    layout: StateLayout,
   ) {
+    this.partitions = layout.partitions;
     this.id = stage.id;
     this.name = stage.withinWatermark ? 'dedupeWithinWatermark' : 'dedupe';
-    this.state = new OperatorState(dirOf, partitions, kind);
+    this.state = new OperatorState(layout);
   }
 
   describe(): string {

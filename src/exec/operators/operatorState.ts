@@ -4,6 +4,16 @@
  */
 import { StateStore, StateStoreProvider, type StateStoreMetrics, type StateStoreProviderKind } from '../../state/store.js';
 
+/** Where and how an operator's state is kept: one folder per partition, the provider, how many versions to keep. */
+export interface StateLayout {
+  /** The folder of a partition's files; undefined: in memory only (batch DataFrames). */
+  dirOf(partition: number): string | undefined;
+  partitions: number;
+  kind: StateStoreProviderKind;
+  /** `sluice.sql.streaming.minBatchesToRetain`: state versions kept for recovery (default 100). */
+  minBatchesToRetain?: number;
+}
+
 /** A store's metrics summed over an operator's partitions, with the partition counts Spark reports. */
 export type OperatorStateMetrics = StateStoreMetrics & { numShufflePartitions: number; numStateStoreInstances: number };
 
@@ -106,9 +116,12 @@ export class OperatorState {
   private stores: Array<StateStore | undefined> = [];
   /** Set by an operator whose state rows are not its keys (session windows: sessions per group), for this batch. */
   rowCount: number | undefined;
-  constructor(dirOf: (partition: number) => string | undefined, readonly partitions: number, kind: StateStoreProviderKind = 'memory', owned?: number[]) {
+  readonly partitions: number;
+  constructor(layout: StateLayout, owned?: number[]) {
+    const { partitions, kind } = layout;
+    this.partitions = partitions;
     this.owned = owned ?? Array.from({ length: partitions }, (_, p) => p);
-    this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(dirOf(p), 10, kind) : undefined));
+    this.providers = Array.from({ length: partitions }, (_, p) => (this.owned.includes(p) ? new StateStoreProvider(layout.dirOf(p), 10, kind, layout.minBatchesToRetain) : undefined));
     this.keyTimes = kind === 'memory' ? new KeyTimeIndex() : new LmdbKeyTimes(this);
   }
   close(): void {

@@ -19,11 +19,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import type { OutputMode } from '../../sinks/sink.js';
-import type { StateStoreProviderKind } from '../../state/store.js';
 import { parseDataType } from '../../types/index.js';
 import type { AggregationStateBackend } from './aggregation.js';
 import type { KeyedRows, StateOutput } from './aggregationState.js';
-import { partitionOf, type OperatorStateMetrics } from './operatorState.js';
+import { partitionOf, type OperatorStateMetrics, type StateLayout } from './operatorState.js';
 import type { WorkerRequest, WorkerSpec } from './stateWorker.js';
 
 type Metrics = OperatorStateMetrics;
@@ -96,14 +95,15 @@ export class ParallelAggregationState implements AggregationStateBackend {
   private readonly workers: StateWorker[];
   private readonly ready: Promise<unknown>;
   private lastMetrics: Metrics | undefined;
+  readonly partitions: number;
 
   constructor(
     private readonly stage: AggregateStage,
-    dirOf: (partition: number) => string | undefined,
-    readonly partitions: number,
-    kind: StateStoreProviderKind,
+    layout: StateLayout,
     workers: number,
   ) {
+    const { partitions, kind } = layout;
+    this.partitions = partitions;
     const n = Math.min(workers, partitions);
     this.workers = Array.from({ length: n }, () => new StateWorker());
     this.ready = Promise.all(
@@ -112,7 +112,8 @@ export class ParallelAggregationState implements AggregationStateBackend {
         const spec: WorkerSpec = {
           partitions,
           owned,
-          dirs: Object.fromEntries(owned.map((p) => [p, dirOf(p)!])),
+          dirs: Object.fromEntries(owned.map((p) => [p, layout.dirOf(p)!])),
+          ...(layout.minBatchesToRetain !== undefined ? { minBatchesToRetain: layout.minBatchesToRetain } : {}),
           kind,
           aggs: stage.aggs.map((a) => ({ fn: a.call.fn, options: a.call.options, name: a.name, ...(a.call.argType ? { argType: a.call.argType.simpleString() } : {}) })),
           ...(stage.eventTimeKey ? { eventTimeKey: stage.eventTimeKey } : {}),

@@ -19,7 +19,7 @@ import type { AggregateStage } from '../../plan/analyzer.js';
 import type { StateSchema } from '../../state/schema.js';
 import type { Row, StructType } from '../../types/index.js';
 import { aggregateBufferType } from './aggregation.js';
-import { OperatorState } from './operatorState.js';
+import { OperatorState, type StateLayout } from './operatorState.js';
 import { sortByKeyValues } from './order.js';
 import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
@@ -31,6 +31,7 @@ interface Session {
 
 export class SessionWindowOperator implements StatefulOperator {
   readonly id: number;
+  readonly partitions: number;
   readonly name = 'sessionWindowStateStoreSaveExec'; // Spark's short name
   private readonly state: OperatorState;
   private readonly session: NonNullable<AggregateStage['sessionKey']>;
@@ -44,15 +45,14 @@ export class SessionWindowOperator implements StatefulOperator {
   constructor(
     private readonly stage: AggregateStage,
     private readonly keySchema: StructType,
-    dirOf: (partition: number) => string | undefined,
-    readonly partitions: number,
-    kind: 'memory' | 'lmdb',
+    layout: StateLayout,
   ) {
+    this.partitions = layout.partitions;
     this.id = stage.id;
     this.session = stage.sessionKey!;
     this.watermarked = stage.eventTimeKey?.index === this.session.index;
     this.others = stage.keys.filter((_, i) => i !== this.session.index) as Array<{ name: string; eval: (r: Row) => unknown }>;
-    this.state = new OperatorState(dirOf, partitions, kind);
+    this.state = new OperatorState(layout);
   }
 
   describe(): string {

@@ -21,6 +21,7 @@ export interface WorkerSpec {
   owned: number[];
   dirs: Record<number, string>;
   kind: StateStoreProviderKind;
+  minBatchesToRetain?: number;
   aggs: Array<{ fn: string; options: Record<string, unknown>; name: string; argType?: string }>;
   eventTimeKey?: AggregateStage['eventTimeKey'];
 }
@@ -49,7 +50,10 @@ function init(spec: WorkerSpec): void {
     return bindAggregate({ kind: 'alias', child: call, name: a.name }, schema, { batchTimestampMs: 0 });
   });
   timeOfKey = timeOfKeyFn(spec.eventTimeKey);
-  state = new OperatorState((p) => spec.dirs[p], spec.partitions, spec.kind, spec.owned);
+  state = new OperatorState(
+    { dirOf: (p) => spec.dirs[p], partitions: spec.partitions, kind: spec.kind, ...(spec.minBatchesToRetain !== undefined ? { minBatchesToRetain: spec.minBatchesToRetain } : {}) },
+    spec.owned,
+  );
 }
 
 function handle(m: WorkerRequest): unknown {
