@@ -2,7 +2,7 @@
  * Sluice: Structured Streaming for TypeScript. The public API, named as PySpark's.
  * @packageDocumentation
  */
-export { SluiceSession, RuntimeConfig } from './api/session.js';
+export { SluiceSession, RuntimeConfig, Catalog, type TableInfo } from './api/session.js';
 export { DataFrame, GroupedData } from './api/dataframe.js';
 export { DataStreamReader } from './api/reader.js';
 export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
@@ -18,6 +18,8 @@ export {
   count, sum, avg, mean, min, max, first, last, collect_list, collectList, collect_set, collectSet,
   approx_count_distinct, approxCountDistinct, count_distinct, countDistinct,
 } from './expr/aggregates.js';
+export { interval, CalendarInterval, CalendarIntervalType } from './expr/interval.js';
+export { expr, ParseException, SqlError, UnsupportedSqlError } from './sql/index.js';
 export { window, session_window, sessionWindow } from './expr/window.js';
 export { AnalysisError } from './expr/compile.js';
 export { RecordError } from './expr/values.js';

@@ -6,7 +6,7 @@
  */
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
-import { AnalysisError, EvalContext, splitName } from '../expr/compile.js';
+import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { createOperators } from '../exec/incremental.js';
 import { buildPipeline, collector, runPipeline } from '../exec/planRunner.js';
 import { parseDuration } from '../util/duration.js';
@@ -14,6 +14,7 @@ import { analyze, Analyzed } from '../plan/analyzer.js';
 import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
 import { showString } from '../sinks/show.js';
 import { Row, StructType, parseDataType } from '../types/index.js';
+import { aggregatesFromDict, conditionFromSql, selectExprs } from '../sql/index.js';
 import type { SluiceSession } from './session.js';
 import { DataStreamWriter } from './writer.js';
 
@@ -40,11 +41,13 @@ export class DataFrame {
   }
 
   /**
-   * Projects columns written as simple SQL: `name`, `name AS alias`, `struct.field`, `s.*`,
-   * `CAST(x AS type) [AS alias]`. Other SQL is not parsed yet: use select() with column functions.
+   * Projects columns written in Spark SQL, one expression per string: `"CAST(value AS STRING) AS json"`,
+   * `"from_json(json, 'user STRING') AS data"`, `"s.*"`, `"amount * 2 AS double_amount"`. The plan is the
+   * one select() with column functions builds. Aggregates alone (`"count(*) AS n"`) aggregate the whole
+   * input, as in Spark.
    */
   selectExpr(...exprs: string[]): DataFrame {
-    return this.select(...exprs.map(parseSimpleExpr));
+    return selectExprs(this, exprs);
   }
 
   /** Adds or replaces a column. */
@@ -63,18 +66,20 @@ export class DataFrame {
     return this.with({ kind: 'rename', child: this.plan, existing, newName });
   }
 
-  /** Keeps the rows where `condition` is true (null and false drop the row, as in SQL). */
-  filter(condition: Column): DataFrame {
-    if (!(condition instanceof Column)) {
-      throw new AnalysisError(
-        `filter() takes a Column condition such as col('country').eq('US'); SQL strings ("${String(condition)}") are not parsed yet.`,
-      );
+  /**
+   * Keeps the rows where `condition` is true (null and false drop the row, as in SQL). The condition is a
+   * Column (`col('country').eq('US')`) or the same in SQL (`"country = 'US'"`).
+   */
+  filter(condition: Column | string): DataFrame {
+    const c = typeof condition === 'string' ? conditionFromSql(condition) : condition;
+    if (!(c instanceof Column)) {
+      throw new AnalysisError(`filter() takes a Column condition such as col('country').eq('US'), or a SQL string such as "country = 'US'".`);
     }
-    return this.with({ kind: 'filter', child: this.plan, condition: condition.expr });
+    return this.with({ kind: 'filter', child: this.plan, condition: c.expr });
   }
 
   /** Same as {@link filter}. */
-  where(condition: Column): DataFrame {
+  where(condition: Column | string): DataFrame {
     return this.filter(condition);
   }
 
@@ -117,6 +122,24 @@ export class DataFrame {
   }
   groupby(...cols: Array<ColumnLike | ColumnLike[]>): GroupedData {
     return this.groupBy(...cols);
+  }
+
+  /** Aggregates the whole input (one group): `df.agg(count('*'))`, `df.agg({ amount: 'sum' })`. */
+  agg(...aggs: Array<Column | Column[] | Record<string, string>>): DataFrame {
+    return this.groupBy().agg(...aggs);
+  }
+
+  /**
+   * Names this DataFrame for `session.sql()`: `SELECT … FROM name`. A view of a stream is a streaming
+   * view; the view holds the plan, not data (as Spark's temp views). Replaces a view of the same name.
+   */
+  createOrReplaceTempView(name: string): void {
+    this.session.registerTempView(name, this, true);
+  }
+
+  /** As {@link createOrReplaceTempView}, but fails when a view of that name exists (Spark's TempTableAlreadyExistsException). */
+  createTempView(name: string): void {
+    this.session.registerTempView(name, this, false);
   }
 
   /**
@@ -235,33 +258,18 @@ export class DataFrame {
   }
 }
 
-function parseSimpleExpr(text: string): Column {
-  const t = text.trim();
-  let m = /^cast\s*\(\s*([`\w.]+)\s+as\s+([\w<>,:\s]+?)\s*\)(?:\s+as\s+([`\w]+))?$/i.exec(t);
-  if (m) {
-    const c = new Column(colExpr(m[1]!)).cast(m[2]!);
-    return m[3] ? c.alias(m[3].replace(/`/g, '')) : c.alias(splitName(m[1]!).pop()!);
-  }
-  m = /^([`\w.]+(?:\.\*)?|\*)(?:\s+as\s+([`\w]+))?$/i.exec(t);
-  if (m) {
-    const c = new Column(colExpr(m[1]!));
-    return m[2] ? c.alias(m[2].replace(/`/g, '')) : c;
-  }
-  throw new AnalysisError(
-    `selectExpr("${text}"): Sluice reads only simple expressions here (column, column AS alias, s.*, CAST(x AS type)). ` +
-      'Write this one with select() and column functions.',
-  );
-}
-
 /** The result of groupBy(): aggregate it with agg() or a shortcut. */
 export class GroupedData {
   constructor(
     private readonly df: DataFrame,
     private readonly keys: Expr[],
   ) {}
-  /** One output row per group: the keys, then each aggregate (`count('*').alias('n')`, `avg('x')`, …). */
-  agg(...aggs: Array<Column | Column[]>): DataFrame {
-    const flat = aggs.flat();
+  /**
+   * One output row per group: the keys, then each aggregate (`count('*').alias('n')`, `avg('x')`,
+   * `expr('count(*) AS n')`, …), or PySpark's dictionary form `{ amount: 'sum', '*': 'count' }`.
+   */
+  agg(...aggs: Array<Column | Column[] | Record<string, string>>): DataFrame {
+    const flat = aggs.flatMap((a) => (a instanceof Column ? [a] : Array.isArray(a) ? a : aggregatesFromDict(a)));
     if (!flat.length) throw new AnalysisError('agg() needs at least one aggregate, e.g. count("*").');
     return new DataFrame(this.df.session, { kind: 'aggregate', child: this.df.plan, groupBy: this.keys, aggs: flat.map((c) => c.expr) });
   }

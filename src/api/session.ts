@@ -1,6 +1,8 @@
 /** SluiceSession: the entry point, as Spark's SparkSession (builder, conf, readStream, streams). */
 import { MemoryTable } from '../sinks/memory.js';
 import { MemoryStream } from '../sources/memory.js';
+import { AnalysisError } from '../expr/compile.js';
+import { SqlError, sqlQuery } from '../sql/index.js';
 import { Row, StructType, parseSchema } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
 import { StreamingQueryManager } from './manager.js';
@@ -44,11 +46,40 @@ class Builder {
 
 let active: SluiceSession | undefined;
 
+/** A temp view or memory-sink table, as `session.catalog.listTables()` lists it. */
+export interface TableInfo {
+  readonly name: string;
+  /** `TEMPORARY` for a temp view; `MEMORY` for a memory-sink query's table. */
+  readonly tableType: 'TEMPORARY' | 'MEMORY';
+  readonly isTemporary: boolean;
+  readonly isStreaming: boolean;
+}
+
+/** The names `session.sql()` can read from (a small part of Spark's `spark.catalog`). */
+export class Catalog {
+  constructor(private readonly session: SluiceSession) {}
+  /** Removes a temp view; true if there was one. */
+  dropTempView(name: string): boolean {
+    return this.session.dropTempView(name);
+  }
+  /** Temp views, then memory-sink tables. */
+  listTables(): TableInfo[] {
+    return this.session.listTables();
+  }
+  tableExists(name: string): boolean {
+    return this.session.listTables().some((t) => t.name.toLowerCase() === name.toLowerCase());
+  }
+}
+
 export class SluiceSession {
   readonly conf = new RuntimeConfig();
   /** The session's queries; a listener that fails is reported to `log`. */
   readonly streams = new StreamingQueryManager((l) => this.log(l));
   private readonly tables = new Map<string, MemoryTable>();
+  /** Temp views by lower-case name (Spark's names are case-insensitive). */
+  private readonly views = new Map<string, { name: string; df: DataFrame }>();
+  /** Temp views and tables known to session.sql(). */
+  readonly catalog = new Catalog(this);
   /** Where show(), printSchema() and the console sink print. Replace to capture output. */
   out: (text: string) => void = (t) => process.stdout.write(t);
   /** Where the engine logs warnings and errors. */
@@ -80,14 +111,68 @@ export class SluiceSession {
     });
   }
 
-  /** The output table of a memory-sink query, as a batch DataFrame. */
+  /** A temp view (`df.createOrReplaceTempView(name)`), or the output table of a memory-sink query as a batch DataFrame. */
   table(name: string): DataFrame {
-    const t = this.tables.get(name);
+    const view = this.views.get(name.toLowerCase());
+    if (view) return view.df;
+    const t = this.tables.get(name) ?? [...this.tables.entries()].find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
     if (!t || !t.schema) {
       const known = [...this.tables.keys()];
       throw new Error(`No table "${name}" yet${known.length ? ` (known: ${known.join(', ')})` : ''}: a memory-sink query names its table with .queryName(), and it exists once the first batch is written.`);
     }
     return new DataFrame(this, { kind: 'local', rows: t.rows, schema: t.schema, name });
+  }
+
+  /**
+   * Runs a Spark SQL query over temp views and memory-sink tables, as `spark.sql()`:
+   * `SELECT … FROM view [WHERE …] [GROUP BY …] [HAVING …]`, UNION [ALL], ORDER BY. The result is a
+   * DataFrame with the same plan the DataFrame methods would build — streaming when a view it reads is.
+   * Statements Sluice cannot run (JOIN, INSERT, subqueries, …) are refused with the reason, and errors
+   * point at their position in the string.
+   */
+  sql(query: string): DataFrame {
+    return sqlQuery(query, {
+      table: (name, pos) => {
+        if (this.views.has(name.toLowerCase()) || this.listTables().some((t) => t.name.toLowerCase() === name.toLowerCase())) return this.table(name);
+        const known = this.listTables().map((t) => t.name);
+        throw new SqlError(
+          query,
+          pos,
+          `Table or view \`${name}\` not found${known.length ? ` (known: ${known.join(', ')})` : ' (there are no temp views yet)'}. ` +
+            `Name a DataFrame for SQL with df.createOrReplaceTempView('${name}'); a memory-sink query's table is named by .queryName()`,
+        );
+      },
+      oneRow: () => this.createDataFrame([{}], new StructType([])),
+    });
+  }
+
+  /** @internal df.createOrReplaceTempView / createTempView. */
+  registerTempView(name: string, df: DataFrame, replace: boolean): void {
+    if (df.session !== this) throw new AnalysisError(`createTempView('${name}'): the DataFrame belongs to another session.`);
+    if (!/^[\p{L}_][\p{L}\p{N}_]*$/u.test(name)) {
+      throw new AnalysisError(
+        `createTempView('${name}'): a view name is letters, digits and underscores, starting with a letter (Spark refuses qualified names such as db.view too).`,
+      );
+    }
+    const key = name.toLowerCase();
+    if (!replace && this.views.has(key)) {
+      throw new AnalysisError(`Temporary view '${name}' already exists. Use createOrReplaceTempView('${name}') to replace it.`);
+    }
+    this.views.set(key, { name, df });
+  }
+
+  /** @internal catalog.dropTempView */
+  dropTempView(name: string): boolean {
+    return this.views.delete(name.toLowerCase());
+  }
+
+  /** @internal catalog.listTables */
+  listTables(): TableInfo[] {
+    const views = [...this.views.values()].map((v): TableInfo => ({ name: v.name, tableType: 'TEMPORARY', isTemporary: true, isStreaming: v.df.isStreaming }));
+    const tables = [...this.tables.entries()]
+      .filter(([n, t]) => t.schema && !this.views.has(n.toLowerCase()))
+      .map(([n]): TableInfo => ({ name: n, tableType: 'MEMORY', isTemporary: false, isStreaming: false }));
+    return [...views, ...tables];
   }
 
   /** @internal The memory sink's table, created on first use. */

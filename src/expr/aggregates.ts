@@ -5,7 +5,7 @@
 import { ArrayType, DataType, DoubleType, LongType, NullType, Row, isDecimal, isIntegral, isNumeric } from '../types/index.js';
 import { decimalAvg, decimalExtreme, decimalSum } from './decimalAggregates.js';
 import { Column, ColumnLike, Expr, colExpr, exprName } from './column.js';
-import { AnalysisError, Bound, EvalContext, Evaluator, compile } from './compile.js';
+import { AnalysisError, Bound, EvalContext, Evaluator, SqlCall, compile } from './compile.js';
 import { compareValues } from './values.js';
 import { encodeState } from '../state/codec.js';
 import { hllAdd, hllEmpty, hllEstimate, hllMerge, relativeSdToPrecision } from './hll.js';
@@ -33,9 +33,21 @@ interface AggregateDef {
   /** Exact distinct aggregates need all values forever: the streaming analyzer refuses them. */
   distinct?: boolean;
   bind(arg: Bound | undefined, options: Record<string, unknown>): Omit<AggregateImpl, 'name' | 'call'>;
+  /** How the SQL call becomes the node the column function builds, when not `{ kind: 'fn', name, args }` (see FunctionDef.fromSql). */
+  fromSql?(call: SqlCall): Expr;
 }
 
 const AGGREGATES = new Map<string, AggregateDef>();
+
+/** The aggregate function of that (SQL) name, if any: how SQL strings find every aggregate. */
+export function lookupAggregate(name: string): Pick<AggregateDef, 'fromSql' | 'distinct'> | undefined {
+  return AGGREGATES.get(name);
+}
+
+/** Names of all aggregate functions, for "did you mean" hints. */
+export function aggregateNames(): string[] {
+  return [...AGGREGATES.keys()];
+}
 
 const agg = (name: string, c: ColumnLike | undefined, options?: Record<string, unknown>): Column =>
   new Column({ kind: 'fn', name, args: c === undefined ? [] : [colExpr(c)], ...(options ? { options } : {}) });
@@ -124,6 +136,8 @@ function needArg(name: string, a: Bound | undefined): Bound {
 }
 
 AGGREGATES.set('count', {
+  // count(*) is count(1), as the column function writes it (and Spark names it).
+  fromSql: (c) => ({ kind: 'fn', name: 'count', args: c.args.length === 1 && c.args[0]!.kind === 'star' && !c.args[0]!.qualifier ? [{ kind: 'lit', value: 1 }] : [...c.args] }),
   bind: (a) => {
     const ev = needArg('count', a).eval;
     return { type: LongType, init: () => 0, update: (b, r) => (ev(r) == null ? b : (b as number) + 1), merge: (x, y) => (x as number) + (y as number), finish: (b) => b };
@@ -275,6 +289,12 @@ distinctValues('collect_set', false, (s) => s, (t) => new ArrayType(t, false));
 distinctValues('count_distinct', true, (s) => s.length, () => LongType);
 
 AGGREGATES.set('approx_count_distinct', {
+  // approx_count_distinct(col[, relativeSD]): the column function keeps rsd in options.
+  fromSql: (c) => {
+    if (c.args.length < 1 || c.args.length > 2) c.fail(`approx_count_distinct takes a column and an optional relative standard deviation, got ${c.args.length} argument(s)`);
+    const rsd = c.args.length === 2 ? c.literal<number>(1, 'the relative standard deviation', 'number') : 0.05;
+    return { kind: 'fn', name: 'approx_count_distinct', args: [c.args[0]!], options: { rsd } };
+  },
   bind: (a, options) => {
     const arg = needArg('approx_count_distinct', a);
     const ev = arg.eval;

@@ -20,6 +20,7 @@ import {
   isNumeric,
 } from '../types/index.js';
 import { Expr, exprName } from './column.js';
+import { CalendarInterval, CalendarIntervalType, intervalArithmetic } from './interval.js';
 import { castValue, compareValues, decimalCommonType, literalType } from './values.js';
 
 export class AnalysisError extends Error {
@@ -57,12 +58,40 @@ export interface FunctionDef {
   bind(call: FunctionCall): { type: DataType; nullable?: boolean; eval: Evaluator; watermarkDelayMs?: number };
   /** Work that needs I/O before binding (e.g. fetching a schema from the registry). */
   prepare?(options: Record<string, unknown>): Promise<void>;
+  /**
+   * How the SQL call `name(args…)` becomes the node the column function builds, when that is not simply
+   * `{ kind: 'fn', name, args }` — e.g. a DDL string that the column function keeps in `options`, or an
+   * argument the column function defaults. Lives next to the definition so SQL strings and column
+   * functions cannot drift apart (src/sql/ finds every registered function by name).
+   */
+  fromSql?(call: SqlCall): Expr;
+}
+
+/** A function call as written in a SQL string, handed to {@link FunctionDef.fromSql}. */
+export interface SqlCall {
+  /** The function's name, lower case. */
+  readonly name: string;
+  readonly args: readonly Expr[];
+  /** Stops parsing with `message`, shown under argument `argIndex` (or under the call). */
+  fail(message: string, argIndex?: number): never;
+  /** The value of argument `i`, which must be a literal of JS type `type` (fails with `what` otherwise). */
+  literal<T extends string | number>(i: number, what: string, type: 'string' | 'number'): T;
 }
 
 const FUNCTIONS = new Map<string, FunctionDef>();
 
 export function registerFunction(name: string, def: FunctionDef): void {
   FUNCTIONS.set(name, def);
+}
+
+/** The registered function of that (SQL) name, if any: how SQL strings find every function. */
+export function lookupFunction(name: string): FunctionDef | undefined {
+  return FUNCTIONS.get(name);
+}
+
+/** Names of all registered (non-aggregate) functions, for "did you mean" hints. */
+export function functionNames(): string[] {
+  return [...FUNCTIONS.keys()];
 }
 
 /** Runs the I/O some functions need before analysis (registry look-ups), once per expression. */
@@ -180,7 +209,8 @@ export function compile(e: Expr, schema: StructType, ctx: EvalContext): Bound {
       throw new AnalysisError(`\`${name}\` can only be used directly in select(), not inside an expression.`);
     case 'lit': {
       const v = e.value;
-      return { type: literalType(v), nullable: v == null, eval: () => v, name };
+      const type = v instanceof CalendarInterval ? CalendarIntervalType : literalType(v);
+      return { type, nullable: v == null, eval: () => v, name };
     }
     case 'alias': {
       const c = compile(e.child, schema, ctx);
@@ -351,6 +381,23 @@ function compileBinary(op: string, l: Bound, r: Bound, name: string): Bound {
       name,
     };
   }
+  // timestamp ± interval (and date ± interval, interval ± interval).
+  const timed = intervalArithmetic(op, l.type, r.type, wholeDays(l) && wholeDays(r));
+  if (timed) {
+    const le = l.eval;
+    const re = r.eval;
+    const apply = timed.apply;
+    return {
+      type: timed.type,
+      nullable: true,
+      eval: (row) => {
+        const a = le(row);
+        const b = re(row);
+        return a == null || b == null ? null : apply(a, b);
+      },
+      name,
+    };
+  }
   // Arithmetic. Spark's `/` always yields double; `+` on strings casts them to double.
   let t = commonType(l.type, r.type);
   if (!isNumeric(t)) {
@@ -381,6 +428,21 @@ function compileBinary(op: string, l: Bound, r: Bound, name: string): Bound {
     },
     name,
   };
+}
+
+/**
+ * False when `b` is an interval with a time part, or one not known before the query runs: a date plus such
+ * an interval is a timestamp, a date plus whole days stays a date. Interval values only come from literals
+ * (no source has interval columns), so evaluating one without a row is safe; anything else counts as timed.
+ */
+function wholeDays(b: Bound): boolean {
+  if (b.type !== CalendarIntervalType) return true;
+  try {
+    const v = b.eval({});
+    return v instanceof CalendarInterval && v.ms === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** Output columns of `select(...)`: `*` and `x.*` expand to the fields they name. */

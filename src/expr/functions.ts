@@ -21,7 +21,8 @@ import {
   parseDataType,
 } from '../types/index.js';
 import { Column, ColumnLike, colExpr, toExpr } from './column.js';
-import { AnalysisError, Bound, Evaluator, FunctionCall, registerFunction } from './compile.js';
+import { AnalysisError, Bound, Evaluator, FunctionCall, SqlCall, registerFunction } from './compile.js';
+import type { Expr } from './column.js';
 import { formatWithPattern, parseWithPattern } from './datetime.js';
 import { RecordError, castToString, castValue, formatDate, parseTimestamp, toJsonText } from './values.js';
 
@@ -184,14 +185,6 @@ export function to_json(c: ColumnLike): Column {
   return call('to_json', [colArg(c)]);
 }
 export const toJson = to_json;
-/** An expression written in SQL is not supported yet; this explains what to use. */
-export function expr(sql: string): Column {
-  throw new AnalysisError(
-    `expr("${sql}"): SQL expression strings are not supported by Sluice yet. ` +
-      `Write it with column functions instead, e.g. col('a').plus(1).alias('b').`,
-  );
-}
-
 // ---------------------------------------------------------------- definitions
 
 type Fn1 = (v: unknown) => unknown;
@@ -215,6 +208,21 @@ function unary(name: string, type: DataType | ((arg: Bound) => DataType), f: Fn1
       };
     },
   });
+}
+
+/**
+ * The SQL form of a function whose column function fills in trailing arguments (`split(s, ',')` is
+ * `split(s, ',', -1)`): `required` arguments, then `optional` defaults for the ones left out.
+ */
+function sqlDefaults(required: number, ...optional: unknown[]): (c: SqlCall) => Expr {
+  return (c) => {
+    const n = c.args.length;
+    if (n < required || n > required + optional.length) {
+      const range = optional.length ? `${required} to ${required + optional.length}` : `${required}`;
+      c.fail(`${c.name}() takes ${range} argument(s), got ${n}`);
+    }
+    return { kind: 'fn', name: c.name, args: [...c.args, ...optional.slice(n - required).map((value): Expr => ({ kind: 'lit', value }))] };
+  };
 }
 
 function expectArity(name: string, args: Bound[], n: number): void {
@@ -257,6 +265,7 @@ datePart('minute', (d) => d.getUTCMinutes());
 datePart('second', (d) => d.getUTCSeconds());
 
 registerFunction('round', {
+  fromSql: sqlDefaults(1, 0),
   bind(c) {
     const scale = literalArg<number>(c, 1, 'scale');
     const ev = c.args[0]!.eval;
@@ -331,6 +340,7 @@ registerFunction('concat_ws', {
 });
 
 registerFunction('substring', {
+  fromSql: sqlDefaults(2, 2_147_483_647), // without a length: to the end, as Spark
   bind(c) {
     const pos = literalArg<number>(c, 1, 'position');
     const len = literalArg<number>(c, 2, 'length');
@@ -369,6 +379,7 @@ registerFunction('regexp_replace', {
 });
 
 registerFunction('regexp_extract', {
+  fromSql: sqlDefaults(2, 1), // Spark's SQL default: group 1
   bind(c) {
     const re = regexArg(c, 1);
     const idx = literalArg<number>(c, 2, 'group index');
@@ -386,6 +397,7 @@ registerFunction('regexp_extract', {
 });
 
 registerFunction('split', {
+  fromSql: sqlDefaults(2, -1),
   bind(c) {
     const re = regexArg(c, 1);
     const limit = literalArg<number>(c, 2, 'limit');
@@ -418,6 +430,7 @@ registerFunction('split', {
 
 function padFn(name: string, left: boolean): void {
   registerFunction(name, {
+    fromSql: sqlDefaults(2, ' '),
     bind(c) {
       const len = literalArg<number>(c, 1, 'length');
       const p = literalArg<string>(c, 2, 'pad string');
@@ -517,6 +530,7 @@ registerFunction('to_date', {
   },
 });
 registerFunction('unix_timestamp', {
+  fromSql: (c) => (c.args.length === 0 ? { kind: 'fn', name: c.name, args: [] } : sqlDefaults(1, 'yyyy-MM-dd HH:mm:ss')(c)),
   bind(c) {
     if (c.args.length === 0) return { type: LongType, eval: () => Math.floor(c.ctx.batchTimestampMs / 1000) };
     const ts = timestampOf(c, 1);
@@ -524,6 +538,7 @@ registerFunction('unix_timestamp', {
   },
 });
 registerFunction('from_unixtime', {
+  fromSql: sqlDefaults(1, 'yyyy-MM-dd HH:mm:ss'),
   bind(c) {
     const format = literalArg<string>(c, 1, 'format');
     const ev = c.args[0]!.eval;
@@ -622,6 +637,25 @@ export function fromJsonValue(v: unknown, t: DataType): unknown {
 }
 
 registerFunction('from_json', {
+  // from_json(col, 'a INT, b STRING'): the column function keeps the parsed schema in options.
+  fromSql(c) {
+    if (c.args.length !== 2) {
+      c.fail(
+        c.args.length > 2
+          ? 'from_json options are not read from SQL strings yet; pass them to the column function from_json(col, schema, options)'
+          : `from_json() takes a column and a schema string, got ${c.args.length} argument(s)`,
+        c.args.length > 2 ? 2 : undefined,
+      );
+    }
+    const ddl = c.literal<string>(1, 'the schema (a DDL string such as \'a INT, b STRING\')', 'string');
+    let schema: DataType | undefined;
+    try {
+      schema = parseDataType(ddl);
+    } catch (e) {
+      c.fail((e as Error).message, 1);
+    }
+    return { kind: 'fn', name: 'from_json', args: [c.args[0]!], options: { schema } };
+  },
   bind(c) {
     const type = c.options.schema as DataType;
     const failFast = String(c.options.mode ?? '').toUpperCase() === 'FAILFAST';

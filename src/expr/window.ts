@@ -5,7 +5,8 @@
  */
 import { StringType, StructType, TimestampType, type Row } from '../types/index.js';
 import { Column, ColumnLike, Expr, colExpr } from './column.js';
-import { AnalysisError, Bound, EvalContext, compile, registerFunction } from './compile.js';
+import { AnalysisError, Bound, EvalContext, SqlCall, compile, registerFunction } from './compile.js';
+import { CalendarInterval } from './interval.js';
 import { parseDuration } from '../util/duration.js';
 
 export interface WindowSpec {
@@ -72,8 +73,29 @@ export function asWindow(e: Expr, schema: StructType, ctx: EvalContext): { time:
   return call && { time: call.time, spec: windowSpec(call.options), name: call.name };
 }
 
+/**
+ * A duration argument of a SQL call: a string (`'10 minutes'`, as the column functions take it) or an
+ * interval literal (`INTERVAL 10 MINUTES`, which Spark accepts too) of fixed length.
+ */
+function sqlDuration(c: SqlCall, i: number, what: string): string {
+  const e = c.args[i]!;
+  if (e.kind === 'lit' && e.value instanceof CalendarInterval) {
+    if (e.value.months) c.fail(`the ${what} must have a fixed length; a month has none. Write it in days`, i);
+    return `${e.value.days * 86_400_000 + e.value.ms} milliseconds`;
+  }
+  return c.literal<string>(i, `the ${what} (a string such as '10 minutes')`, 'string');
+}
+
 // Outside groupBy, a tumbling window is a plain struct column; a sliding one would multiply rows.
 registerFunction('window', {
+  // window(ts, '10 minutes'[, slide[, startTime]]): the column function keeps the durations in options.
+  fromSql(c) {
+    if (c.args.length < 2 || c.args.length > 4) c.fail(`window() takes a time column and 1 to 3 durations, got ${c.args.length} argument(s)`);
+    const windowDuration = sqlDuration(c, 1, 'window duration');
+    const slideDuration = c.args.length > 2 ? sqlDuration(c, 2, 'slide duration') : windowDuration;
+    const startTime = c.args.length > 3 ? sqlDuration(c, 3, 'start time') : '0 seconds';
+    return { kind: 'fn', name: 'window', args: [c.args[0]!], options: { windowDuration, slideDuration, startTime } };
+  },
   bind({ args, options }) {
     const spec = windowSpec(options);
     if (spec.slideMs !== spec.sizeMs) {
@@ -150,6 +172,13 @@ export function asSessionWindow(
 }
 
 registerFunction('session_window', {
+  // session_window(ts, '5 minutes') keeps the gap in options; a gap that is an expression stays an argument.
+  fromSql(c) {
+    if (c.args.length !== 2) c.fail(`session_window() takes a time column and a gap, got ${c.args.length} argument(s)`);
+    const gap = c.args[1]!;
+    if (gap.kind !== 'lit') return { kind: 'fn', name: 'session_window', args: [c.args[0]!, gap] };
+    return { kind: 'fn', name: 'session_window', args: [c.args[0]!], options: { gapDuration: sqlDuration(c, 1, 'gap duration') } };
+  },
   bind() {
     throw new AnalysisError(
       'session_window() only makes sense in groupBy(): a session is known only once rows of the same group are merged. ' +
