@@ -56,6 +56,14 @@ export interface StateMap {
 
 export type StateStoreProviderKind = 'memory' | 'lmdb';
 
+/**
+ * How values are kept in LMDB: as the state codec's text (as in the delta files), so that every value type
+ * the codec keeps — Dates with µs, Buffers, decimals, NaN — reads back as it was written (LMDB's own
+ * msgpack encoding turns a Decimal into a string and a MicrosDate into a plain Date). A database in another
+ * format is rebuilt from the files, like one at another version.
+ */
+const LMDB_FORMAT = 2;
+
 /** One partition's state at one version, open for one batch. */
 export class StateStore {
   private readonly changed = new Map<string, unknown>();
@@ -199,7 +207,7 @@ export class StateStoreProvider {
     }
     const { root, data, times } = this.lmdb;
     // LMDB is a cache of the files: used only if it holds this version as written by this very delta file.
-    if (root.get('__version') !== version || root.get('__stamp') !== this.deltaStamp(version)) {
+    if (root.get('__version') !== version || root.get('__stamp') !== this.deltaStamp(version) || root.get('__format') !== LMDB_FORMAT) {
       // Read the files first: if they cannot rebuild the version (a file missing), LMDB is left as it was.
       const batch = new Map<string, unknown>();
       this.replay(version, (k, v) => batch.set(k, v), (k) => batch.set(k, undefined));
@@ -209,7 +217,8 @@ export class StateStoreProvider {
       data.clearSync();
       times.clearSync();
       root.transactionSync(() => {
-        for (const [k, v] of batch) if (v !== undefined) data.putSync(k, v);
+        for (const [k, v] of batch) if (v !== undefined) data.putSync(k, encodeState(v));
+        root.putSync('__format', LMDB_FORMAT);
         root.putSync('__version', version);
         root.putSync('__stamp', this.deltaStamp(version));
         // The time index is rebuilt by the operator's next pass over the state (only it knows a key's time).
@@ -330,7 +339,9 @@ class LmdbView implements StateMap, LmdbTimeIndex {
   }
   get(key: string): unknown {
     if (this.dels.has(key)) return undefined;
-    return this.puts.has(key) ? this.puts.get(key) : this.db.get(key);
+    if (this.puts.has(key)) return this.puts.get(key);
+    const text = this.db.get(key);
+    return text === undefined ? undefined : decodeState(text as string);
   }
   has(key: string): boolean {
     return this.get(key) !== undefined;
@@ -351,7 +362,7 @@ class LmdbView implements StateMap, LmdbTimeIndex {
   *entries(): IterableIterator<[string, unknown]> {
     for (const { key, value } of this.db.getRange()) {
       if (this.dels.has(key) || this.puts.has(key)) continue;
-      yield [key, value];
+      yield [key, decodeState(value as string)];
     }
     yield* this.puts.entries();
   }
@@ -360,7 +371,7 @@ class LmdbView implements StateMap, LmdbTimeIndex {
   }
   flush(root: RootDatabase, version: number, stamp: string): void {
     root.transactionSync(() => {
-      for (const [k, v] of this.puts) this.db.putSync(k, v);
+      for (const [k, v] of this.puts) this.db.putSync(k, encodeState(v));
       for (const k of this.dels) this.db.removeSync(k);
       for (const entry of this.timeAdds) this.times.putSync(entry, 1);
       for (const entry of this.timeDels) this.times.removeSync(entry);

@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SluiceSession, avg, col, max, struct, sum, to_json } from '../../src/index.js';
+import { SluiceSession, avg, col, first, max, struct, sum, to_json } from '../../src/index.js';
 import { bindAggregate } from '../../src/expr/aggregates.js';
 import type { Expr } from '../../src/expr/column.js';
 import { castToString, castValue, compareValues, formatTimestamp, literalType, parseTimestamp } from '../../src/expr/values.js';
@@ -218,7 +218,14 @@ describe('sum, avg, min, max of decimals (Spark: Sum, Average, Min, Max)', () =>
   });
 });
 
-describe.each(['memory', 'lmdb'])('a streaming aggregation keyed by decimals and µs timestamps, restarted (%s state store)', (provider) => {
+describe.each([
+  ['memory', '1'],
+  ['lmdb', '1'],
+  // Aggregation state in worker threads: values cross threads as the state codec's text, so decimals and µs
+  // timestamps arrive as they left (a structured clone would make them plain objects and Dates).
+  ['memory', '2'],
+  ['lmdb', '2'],
+])('a streaming aggregation keyed by decimals and µs timestamps, restarted (%s state store, %s worker(s))', (provider, workers) => {
   it('keeps keys apart and sums exact across a restart from the state files', async () => {
     // Spark keeps decimal(38,18) keys exact and timestamps to the µs; state is restored exactly on restart.
     // Keys 0.1…0 and 0.1…1 are the same double, and so are two instants 1 µs apart in the same millisecond.
@@ -237,22 +244,23 @@ describe.each(['memory', 'lmdb'])('a streaming aggregation keyed by decimals and
       s.out = () => {};
       s.log = () => {};
       s.conf.set('sluice.sql.streaming.stateStore.provider', provider);
+      s.conf.set('sluice.sql.streaming.aggregation.workers', workers);
       const stream = s.memoryStream('k DECIMAL(38,18), ts TIMESTAMP, v DECIMAL(10,2)');
       stream.addData(input.slice(0, i).flat()); // each run sees all input so far; the checkpoint knows what was read
-      const out = stream.toDF().groupBy('k', 'ts').agg(sum('v').alias('s'), avg('v').alias('a'), max('v').alias('m'));
+      const out = stream.toDF().groupBy('k', 'ts').agg(sum('v').alias('s'), avg('v').alias('a'), max('v').alias('m'), first('ts').alias('f'));
       const q = await out.writeStream.format('memory').queryName('dec').outputMode('complete').option('checkpointLocation', cp).start();
       await q.processAllAvailable();
       await q.stop();
       last = (await s.table('dec').collect())
-        .map((r) => ({ k: String(r.k), ts: castToString(r.ts)!, s: String(r.s), a: String(r.a), m: String(r.m) }))
+        .map((r) => ({ k: String(r.k), ts: castToString(r.ts)!, s: String(r.s), a: String(r.a), m: String(r.m), f: castToString(r.f)! }))
         .sort((x, y) => (x.k + x.ts < y.k + y.ts ? -1 : 1));
       if (i === 1) expect(last).toHaveLength(3);
     }
     // sum is decimal(20,2), avg decimal(14,6): 99999999.99 * 2 + 0.01 exceeds neither.
     expect(last).toEqual([
-      { k: '0.100000000000000000', ts: '2023-11-14 22:13:20.000001', s: '0.30', a: '0.150000', m: '0.20' },
-      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000001', s: '0.20', a: '0.200000', m: '0.20' },
-      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000002', s: '199999999.99', a: '66666666.663333', m: '99999999.99' },
+      { k: '0.100000000000000000', ts: '2023-11-14 22:13:20.000001', s: '0.30', a: '0.150000', m: '0.20', f: '2023-11-14 22:13:20.000001' },
+      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000001', s: '0.20', a: '0.200000', m: '0.20', f: '2023-11-14 22:13:20.000001' },
+      { k: '0.100000000000000001', ts: '2023-11-14 22:13:20.000002', s: '199999999.99', a: '66666666.663333', m: '99999999.99', f: '2023-11-14 22:13:20.000002' },
     ]);
   });
 });

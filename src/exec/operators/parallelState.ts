@@ -22,6 +22,7 @@ import type { OutputMode } from '../../sinks/sink.js';
 import { parseDataType } from '../../types/index.js';
 import type { AggregationStateBackend } from './aggregation.js';
 import type { KeyedRows, StateOutput } from './aggregationState.js';
+import { decodeState, encodeState } from '../../state/codec.js';
 import { partitionOf, type OperatorStateMetrics, type StateLayout } from './operatorState.js';
 import type { WorkerRequest, WorkerSpec } from './stateWorker.js';
 
@@ -31,10 +32,9 @@ type Metrics = OperatorStateMetrics;
 export function notParallel(stage: AggregateStage): string | undefined {
   if (stage.sessionKey) return 'session windows merge sessions across partitions of a group in one pass';
   for (const a of stage.aggs) {
-    // A structured clone turns a Buffer into a plain Uint8Array: binary values would change on the way.
+    // Values cross as the state codec's text (Buffers, decimals and µs timestamps keep their types).
     if (!a.call.argType) continue;
     const type = a.call.argType.simpleString();
-    if (/binary/.test(type)) return `${a.name} reads binary values`;
     // The worker rebinds the aggregate from the type's name.
     try {
       if (parseDataType(type).simpleString() !== type) return `${a.name}'s argument type ${type} does not survive the trip to a worker`;
@@ -158,7 +158,14 @@ export class ParallelAggregationState implements AggregationStateBackend {
       part.times.push(times[j]!);
       part.args.push(lastArgs);
     }
-    await Promise.all(this.workers.map((w, i) => (parts[i]!.keys.length ? w.call({ type: 'update', ...parts[i]! }) : undefined)));
+    // Argument values cross as the state codec's text: a structured clone would turn decimals, µs timestamps
+    // and Buffers into plain objects.
+    await Promise.all(
+      this.workers.map((w, i) => {
+        const { keys: k, times: t, args } = parts[i]!;
+        return k.length ? w.call({ type: 'update', keys: k, times: t, args: encodeState(args) }) : undefined;
+      }),
+    );
   }
 
   /** The end of the batch, in every worker at once. */
@@ -167,7 +174,9 @@ export class ParallelAggregationState implements AggregationStateBackend {
     const changed = this.workers.map(() => [] as string[]);
     for (const key of opts.changed) changed[partitionOf(key, this.partitions) % n]!.push(key);
     const outs = await Promise.all(
-      this.workers.map((w, i) => w.call<StateOutput>({ type: 'finish', evictionMs: opts.evictionMs, outputMode: opts.outputMode, changed: changed[i]! })),
+      this.workers.map(async (w, i) =>
+        decodeState(await w.call<string>({ type: 'finish', evictionMs: opts.evictionMs, outputMode: opts.outputMode, changed: changed[i]! })) as StateOutput,
+      ),
     );
     return { updated: outs.flatMap((o) => o.updated), scanned: outs.flatMap((o) => o.scanned) };
   }

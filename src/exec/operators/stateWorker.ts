@@ -13,6 +13,7 @@ import { StructType, parseDataType } from '../../types/index.js';
 import type { OutputMode } from '../../sinks/sink.js';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import { emitAndEvict, timeOfKeyFn, updateState } from './aggregationState.js';
+import { decodeState, encodeState } from '../../state/codec.js';
 import { OperatorState } from './operatorState.js';
 
 /** How a worker rebuilds an aggregation: its aggregates by name, over arguments `_a0`, `_a1`, … */
@@ -29,7 +30,8 @@ export interface WorkerSpec {
 export type WorkerRequest =
   | { type: 'init'; spec: WorkerSpec }
   | { type: 'load'; version: number }
-  | { type: 'update'; keys: string[]; times: Array<number | null>; args: unknown[][] }
+  /** `args`: each keyed row's aggregate arguments, as the state codec's text (values keep their types). */
+  | { type: 'update'; keys: string[]; times: Array<number | null>; args: string }
   | { type: 'finish'; evictionMs: number; outputMode: OutputMode; changed: string[] }
   | { type: 'commit' }
   | { type: 'close' };
@@ -65,7 +67,7 @@ function handle(m: WorkerRequest): unknown {
       state!.load(m.version);
       return null;
     case 'update': {
-      const rows = m.args.map((values) => {
+      const rows = (decodeState(m.args) as unknown[][]).map((values) => {
         const row: Record<string, unknown> = {};
         for (let i = 0; i < argNames.length; i++) row[argNames[i]!] = values[i];
         return row;
@@ -74,7 +76,8 @@ function handle(m: WorkerRequest): unknown {
       return null;
     }
     case 'finish':
-      return emitAndEvict(state!, aggs, { evictionMs: m.evictionMs, outputMode: m.outputMode, changed: m.changed, ...(timeOfKey ? { timeOfKey } : {}) });
+      // Back as the codec's text too, so finished values (decimals, µs timestamps) keep their types.
+      return encodeState(emitAndEvict(state!, aggs, { evictionMs: m.evictionMs, outputMode: m.outputMode, changed: m.changed, ...(timeOfKey ? { timeOfKey } : {}) }));
     case 'commit':
       state!.commit();
       return state!.metrics();
