@@ -18,9 +18,9 @@ export {
   count, sum, avg, mean, min, max, first, last, collect_list, collectList, collect_set, collectSet,
   approx_count_distinct, approxCountDistinct, count_distinct, countDistinct,
 } from './expr/aggregates.js';
+export { window, session_window, sessionWindow, window_time, windowTime } from './expr/window.js';
 export { interval, CalendarInterval, CalendarIntervalType } from './expr/interval.js';
 export { expr, ParseException, SqlError, UnsupportedSqlError } from './sql/index.js';
-export { window, session_window, sessionWindow } from './expr/window.js';
 export { AnalysisError } from './expr/compile.js';
 export { RecordError } from './expr/values.js';
 export { UnsupportedOperationError } from './plan/unsupported.js';

@@ -241,7 +241,9 @@ AGGREGATES.set('collect_list', {
         return b;
       },
       merge: (x, y) => [...(x as unknown[]), ...(y as unknown[])],
-      finish: (b) => b,
+      // A copy: the state keeps growing this array in later batches, and a row already emitted (to a memory
+      // sink, to foreachBatch) must not change with it.
+      finish: (b) => (b as unknown[]).slice(),
     };
   },
 });
@@ -285,7 +287,7 @@ function distinctValues(name: string, distinct: boolean, finish: (values: unknow
     },
   });
 }
-distinctValues('collect_set', false, (s) => s, (t) => new ArrayType(t, false));
+distinctValues('collect_set', false, (s) => s.slice(), (t) => new ArrayType(t, false));
 distinctValues('count_distinct', true, (s) => s.length, () => LongType);
 
 AGGREGATES.set('approx_count_distinct', {

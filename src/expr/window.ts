@@ -3,7 +3,8 @@
  * with event time t belongs to every window [start, end) with start <= t < end, where starts are
  * startTime + k·slide. Tumbling windows (slide = size) give one window per row, sliding windows several.
  */
-import { StringType, StructType, TimestampType, type Row } from '../types/index.js';
+import { StringType, StructType, TimestampType, type DataType, type Row } from '../types/index.js';
+import { epochMicros, fromEpochMicros } from '../types/timestamp.js';
 import { Column, ColumnLike, Expr, colExpr } from './column.js';
 import { AnalysisError, Bound, EvalContext, SqlCall, compile, registerFunction } from './compile.js';
 import { CalendarInterval } from './interval.js';
@@ -60,7 +61,10 @@ export function timeWindowKind(e: Expr): 'window' | 'session_window' | undefined
 function timeWindowCall(e: Expr, fn: string, schema: StructType, ctx: EvalContext): { options: Record<string, unknown>; args: Expr[]; time: Bound; name: string } | undefined {
   if (timeWindowKind(e) !== fn) return undefined;
   const inner = (e.kind === 'alias' ? e.child : e) as Extract<Expr, { kind: 'fn' }>;
-  const time = compile(inner.args[0]!, schema, ctx);
+  let time = compile(inner.args[0]!, schema, ctx);
+  // A window of windows: window(w, …) over an earlier aggregation's window column means
+  // window(window_time(w), …), as Spark's TimeWindowing rewrites it (chained time-window aggregations).
+  if (isWindowStruct(time.type)) time = windowTimeOf(time);
   if (time.type !== TimestampType) {
     throw new AnalysisError(`${fn}() needs a timestamp column, but \`${time.name}\` is ${time.type.simpleString()}. Convert it with to_timestamp().`);
   }
@@ -184,5 +188,49 @@ registerFunction('session_window', {
       'session_window() only makes sense in groupBy(): a session is known only once rows of the same group are merged. ' +
         "Write groupBy(session_window(col('ts'), '5 minutes'), …).agg(…).",
     );
+  },
+});
+
+/** Whether a type is a time window's struct<start: timestamp, end: timestamp>. */
+export function isWindowStruct(t: DataType): boolean {
+  return t.simpleString() === WINDOW_TYPE.simpleString();
+}
+
+/**
+ * `window_time(w)`, as Spark's: the window's end minus 1 microsecond — the last instant inside the window
+ * (its end is exclusive) — as a timestamp that keeps the window's watermark. It is the event time of an
+ * aggregation's output row: the next aggregation windows it again (`window(window_time(w), '1 hour')`), and
+ * an operator after it judges lateness by it.
+ */
+export function window_time(windowColumn: ColumnLike): Column {
+  return new Column({ kind: 'fn', name: 'window_time', args: [colExpr(windowColumn)] });
+}
+export const windowTime = window_time;
+
+function windowTimeOf(w: Bound): Bound {
+  const ev = w.eval;
+  return {
+    ...w,
+    name: `window_time(${w.name})`,
+    type: TimestampType,
+    eval: (row) => {
+      const win = ev(row) as { end: Date } | null;
+      return win == null ? null : fromEpochMicros(epochMicros(win.end) - 1);
+    },
+  };
+}
+
+registerFunction('window_time', {
+  bind({ args }) {
+    const w = args[0];
+    if (args.length !== 1 || !w) throw new AnalysisError('window_time() takes one argument: a window column (the `window` of a window() or session_window() aggregation).');
+    if (!isWindowStruct(w.type)) {
+      throw new AnalysisError(
+        `window_time(\`${w.name}\`): the input is not a window column, it is ${w.type.simpleString()}. Pass the struct<start, end> column a ` +
+          "groupBy(window(…)) or groupBy(session_window(…)) produced, e.g. window_time(col('window')).",
+      );
+    }
+    const b = windowTimeOf(w);
+    return { type: b.type, nullable: b.nullable, eval: b.eval, ...(w.watermarkDelayMs !== undefined ? { watermarkDelayMs: w.watermarkDelayMs } : {}) };
   },
 });

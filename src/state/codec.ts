@@ -3,7 +3,8 @@ import { Decimal, MicrosDate } from '../types/index.js';
 /**
  * JSON for state files and state keys, keeping the types JSON loses: Date → {"$d": ms}, Buffer → {"$b": base64},
  * a timestamp with microseconds → {"$d": ms, "$us": 0–999}, Decimal → {"$dec": "12.30"} (every digit and the
- * scale, so a state key or a sum read back is the same decimal, exactly).
+ * scale, so a state key or a sum read back is the same decimal, exactly), NaN/±Infinity → {"$n": "NaN"} (JSON
+ * would make them null, merging four groups into one).
  *
  * State keys are compared as these strings, so the text must never change for the same value. The fast
  * paths below (a hand-written encoder for rows' plain shapes, and a reviver-free parse) produce and read
@@ -20,7 +21,8 @@ function enc(v: unknown): string {
     case 'string':
       return JSON.stringify(v);
     case 'number':
-      return Number.isFinite(v) ? String(v) : 'null';
+      // NaN and ±Infinity are values, not null: Spark groups them apart (and NaN with NaN).
+      return Number.isFinite(v) ? String(v) : `{"$n":"${String(v)}"}`;
     case 'boolean':
       return v ? 'true' : 'false';
     case 'object': {
@@ -67,9 +69,10 @@ export function slowEncode(v: unknown): string {
   return JSON.stringify(v, function (this: Record<string, unknown>, k, x) {
     const raw = this[k];
     if (raw instanceof MicrosDate) return { $d: raw.getTime(), $us: raw.microsOfMilli };
-    if (raw instanceof Date) return { $d: raw.getTime() };
+    if (raw instanceof Date) return { $d: Number.isFinite(raw.getTime()) ? raw.getTime() : null }; // an invalid Date
     if (raw instanceof Decimal) return { $dec: raw.toPlainString() };
     if (Buffer.isBuffer(raw)) return { $b: raw.toString('base64') };
+    if (typeof raw === 'number' && !Number.isFinite(raw)) return { $n: String(raw) };
     return x;
   });
 }
@@ -93,6 +96,7 @@ function revive(x: unknown): unknown {
     if (keys[0] === '$d' && typeof o.$d === 'number') return new Date(o.$d);
     if (keys[0] === '$b' && typeof o.$b === 'string') return Buffer.from(o.$b, 'base64');
     if (keys[0] === '$dec' && typeof o.$dec === 'string') return Decimal.parse(o.$dec) ?? o;
+    if (keys[0] === '$n' && typeof o.$n === 'string') return nonFinite(o.$n) ?? o;
   } else if (keys.length === 2 && typeof o.$d === 'number' && typeof o.$us === 'number') {
     return new MicrosDate(o.$d, o.$us);
   }
@@ -106,8 +110,14 @@ export function slowDecode(text: string): unknown {
       if (typeof x.$d === 'number' && Object.keys(x).length === 1) return new Date(x.$d);
       if (typeof x.$b === 'string' && Object.keys(x).length === 1) return Buffer.from(x.$b, 'base64');
       if (typeof x.$dec === 'string' && Object.keys(x).length === 1) return Decimal.parse(x.$dec) ?? x;
+      if (typeof x.$n === 'string' && Object.keys(x).length === 1) return nonFinite(x.$n) ?? x;
       if (typeof x.$d === 'number' && typeof x.$us === 'number' && Object.keys(x).length === 2) return new MicrosDate(x.$d, x.$us);
     }
     return x;
   });
+}
+
+/** NaN, Infinity or -Infinity from their encoded names; undefined for anything else. */
+function nonFinite(name: string): number | undefined {
+  return name === 'NaN' ? NaN : name === 'Infinity' ? Infinity : name === '-Infinity' ? -Infinity : undefined;
 }
