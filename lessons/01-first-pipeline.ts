@@ -70,6 +70,38 @@ const processed = events
 await processed.printSchema();
 
 // %% [markdown]
+// ### The same steps as SQL strings
+//
+// PySpark code often writes these steps in SQL: `selectExpr` for the projection, then a temp view queried
+// with `sluice.sql(…)`. Sluice parses the strings into the same expressions the column functions build —
+// `eventsSql` below is the very plan of `events` — and the query gives the same columns and types as
+// `processed`. Use whichever reads better. A mistake in a string is reported at its place, with what was
+// expected there.
+
+// %%
+const eventsSql = source
+  .selectExpr('CAST(key AS STRING) AS key', `from_json(CAST(value AS STRING), '${eventSchema}') AS e`)
+  .select('key', 'e.*');
+assert.deepEqual(eventsSql.plan, events.plan);
+eventsSql.createOrReplaceTempView('lesson01_events');
+const processedSql = sluice.sql(`
+  SELECT *,
+         hour(timestamp) AS event_hour,
+         to_date(timestamp) AS event_date,
+         device_type IN ('mobile', 'tablet') AS is_mobile,
+         CASE WHEN event_type IN ('purchase', 'add_to_cart') THEN 'commerce'
+              WHEN event_type IN ('login', 'logout') THEN 'account'
+              ELSE 'engagement' END AS event_category
+  FROM lesson01_events
+  WHERE country IS NOT NULL`);
+console.log('same columns and types as processed:', (await processedSql.schema()).treeString() === (await processed.schema()).treeString());
+try {
+  sluice.sql('SELECT user_id, hour(timestamp AS event_hour FROM lesson01_events');
+} catch (e) {
+  console.log((e as Error).message);
+}
+
+// %% [markdown]
 // ## Write to Kafka, with a console sink beside it
 //
 // The Kafka sink wants a `value` column (string or binary) and takes an optional `key`. Each query needs
@@ -145,5 +177,6 @@ const ada = rows.find((r) => r.user_id === 'user_123' && r.event_type === 'page_
 assert.deepEqual({ hour: ada.event_hour, date: ada.event_date, mobile: ada.is_mobile, cat: ada.event_category }, { hour: 17, date: '2025-08-22', mobile: false, cat: 'engagement' });
 assert.equal(toKafka.recentProgress[0].numInputRows, 50);
 assert.equal(lp.numInputRows, 10);
+assert.equal((await processedSql.schema()).treeString(), (await processed.schema()).treeString());
 admin.disconnect();
 console.log(`lesson 01 checks passed: ${rows.length} processed events`);

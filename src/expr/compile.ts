@@ -398,6 +398,11 @@ function compileBinary(op: string, l: Bound, r: Bound, name: string): Bound {
       name,
     };
   }
+  if (l.type === CalendarIntervalType || r.type === CalendarIntervalType) {
+    throw new AnalysisError(
+      `Cannot apply ${op} to ${l.type.simpleString()} and ${r.type.simpleString()} in ${name}: an interval is added to or subtracted from a timestamp or a date.`,
+    );
+  }
   // Arithmetic. Spark's `/` always yields double; `+` on strings casts them to double.
   let t = commonType(l.type, r.type);
   if (!isNumeric(t)) {

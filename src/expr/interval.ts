@@ -8,11 +8,15 @@
  * Spark 3.5 gives single-unit literals the ANSI types (`interval hour`, `interval year to month`, …); they
  * add to timestamps the same way, so Sluice has one interval type, printed `interval`.
  */
-import { DataType, DateType, TimestampType } from '../types/index.js';
+import { DataType, DateType, StringType, TimestampType } from '../types/index.js';
+import { fromEpochMicros, microsOfMilli } from '../types/timestamp.js';
 import { Column } from './column.js';
 import { formatDate, parseTimestamp } from './values.js';
 
-/** A calendar interval value: months, then days, then milliseconds are added, in that order (Spark's rule). */
+/**
+ * A calendar interval value: months, then days, then milliseconds are added, in that order (Spark's rule).
+ * `ms` may have a fraction: microseconds (`INTERVAL 5 MICROSECONDS` is 0.005 ms).
+ */
 export class CalendarInterval {
   constructor(
     readonly months: number,
@@ -34,6 +38,8 @@ export class CalendarInterval {
       if (n) parts.push(`${n} ${unit}`);
       rest -= n * size;
     }
+    const micros = Math.round(rest * 1000);
+    if (micros) parts.push(`${micros} microseconds`);
     return `INTERVAL '${parts.length ? parts.join(' ') : '0 seconds'}'`;
   }
 }
@@ -106,7 +112,10 @@ export function interval(text: string): Column {
 
 const DAY_MS = 86_400_000;
 
-/** `t + sign·i`: months first (the day clamped to the target month's length), then days, then time. */
+/**
+ * `t + sign·i`: months first (the day clamped to the target month's length), then days, then time — to the
+ * microsecond (a timestamp may carry microseconds, types/timestamp.ts; an interval may too).
+ */
 export function addToTimestamp(t: Date, i: CalendarInterval, sign: number): Date {
   let ms = t.getTime();
   if (i.months) {
@@ -116,13 +125,14 @@ export function addToTimestamp(t: Date, i: CalendarInterval, sign: number): Date
     const day = Math.min(t.getUTCDate(), lastDay);
     ms = Date.UTC(y, m, day, t.getUTCHours(), t.getUTCMinutes(), t.getUTCSeconds(), t.getUTCMilliseconds());
   }
-  return new Date(ms + sign * (i.days * DAY_MS + i.ms));
+  const us = ms * 1000 + microsOfMilli(t) + sign * Math.round((i.days * DAY_MS + i.ms) * 1000);
+  return fromEpochMicros(us);
 }
 
 /**
  * The result type and function of `left op right` when one side is an interval, or undefined when neither
- * is (then it is ordinary arithmetic). A date plus whole days stays a date; plus time, it becomes a
- * timestamp (Spark's rule for day-time intervals).
+ * is (then it is ordinary arithmetic) or the other side is not a time (the caller refuses that). A date plus
+ * whole days stays a date; plus time, it becomes a timestamp (Spark's rule for day-time intervals).
  */
 export function intervalArithmetic(
   op: string,
@@ -143,6 +153,17 @@ export function intervalArithmetic(
   const pick = (a: unknown, b: unknown): [unknown, CalendarInterval] => (swapped ? [b, a as CalendarInterval] : [a, b as CalendarInterval]);
   if (timeType === TimestampType) {
     return { type: TimestampType, apply: (a, b) => { const [t, i] = pick(a, b); return addToTimestamp(t as Date, i, sign); } };
+  }
+  if (timeType === StringType) {
+    // Spark reads the string as a timestamp ('2025-01-01' + INTERVAL 1 DAY); one that does not parse is null.
+    return {
+      type: TimestampType,
+      apply: (a, b) => {
+        const [s, i] = pick(a, b);
+        const ts = parseTimestamp(String(s));
+        return ts ? addToTimestamp(ts, i, sign) : null;
+      },
+    };
   }
   if (timeType === DateType) {
     const asTime = (d: unknown, i: CalendarInterval): Date => addToTimestamp(parseTimestamp(String(d))!, i, sign);

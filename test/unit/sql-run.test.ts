@@ -13,6 +13,7 @@ import {
   from_json, hour, interval, lit, max, struct, sum, to_date, to_json, upper, when, window,
 } from '../../src/index.js';
 import type { DataFrame, OutputMode } from '../../src/index.js';
+import { epochMicros } from '../../src/types/timestamp.js';
 
 type Row = Record<string, unknown>;
 
@@ -87,6 +88,20 @@ describe('each construct runs to the same rows as its column-function twin', () 
       }
     });
   }
+});
+
+describe('intervals', () => {
+  it('keep microseconds, and print as Spark names them', async () => {
+    const df = session.createDataFrame([{ x: 1 }], 'x INT');
+    const [r] = await df.selectExpr("TIMESTAMP '2025-01-01 00:00:00.000001' + INTERVAL 2 MICROSECONDS AS t", "TIMESTAMP '2025-01-31 10:00:00' + INTERVAL 1 MONTH - INTERVAL 1 DAY AS u").collect();
+    expect(epochMicros(r!.t as Date) - Date.parse('2025-01-01T00:00:00Z') * 1000).toBe(3);
+    expect(r!.u).toEqual(t('2025-02-27T10:00:00Z'));
+    expect((await df.selectExpr('INTERVAL 1 DAY 2 HOURS 30 MINUTES 5 MICROSECONDS').schema()).fieldNames).toEqual([
+      "INTERVAL '1 days 2 hours 30 minutes 5 microseconds'",
+    ]);
+    expect(await df.selectExpr("'2025-01-01' + INTERVAL 1 DAY AS d", "'x' - INTERVAL 1 DAY AS bad").collect()).toEqual([{ d: t('2025-01-02T00:00:00Z'), bad: null }]);
+    await expect(df.selectExpr('x + INTERVAL 1 DAY').collect()).rejects.toThrow(/Cannot apply \+ to int and interval in \(x \+ INTERVAL '1 days'\): an interval is added to or subtracted from a timestamp or a date/);
+  });
 });
 
 /**
@@ -406,5 +421,128 @@ describe('SQL on streams: the same plan and the same batches as the DataFrame me
     await expect(writer.start()).rejects.toThrow(
       /exact distinct aggregations are not supported on streams .* approx_count_distinct/,
     );
+  });
+});
+
+/**
+ * The SQL strings of the lessons, run here on in-memory streams (the lessons themselves need Kafka). Lesson 01
+ * shows both styles side by side; the strings below are the lesson's, character for character.
+ */
+describe('SQL strings of the lessons', () => {
+  const eventSchema = 'user_id STRING, event_type STRING, timestamp TIMESTAMP, page_url STRING, session_id STRING, country STRING, device_type STRING';
+  const event = (i: number, e: Record<string, unknown>): Row => kafkaRow(String(e.user_id ?? 'none'), e, i);
+
+  it('lesson 01: selectExpr + a temp view + session.sql() give the plan and the rows of the column functions', async () => {
+    const s = newSession('lesson01');
+    // Column functions, as the lesson writes them first.
+    const fnStyle = (source: DataFrame): { events: DataFrame; processed: DataFrame } => {
+      const events = source
+        .select(col('key').cast('string').alias('key'), from_json(col('value').cast('string'), eventSchema).alias('e'))
+        .select('key', 'e.*');
+      const processed = events
+        .filter(col('country').isNotNull())
+        .withColumn('event_hour', hour(col('timestamp')))
+        .withColumn('event_date', to_date(col('timestamp')))
+        .withColumn('is_mobile', col('device_type').isin('mobile', 'tablet'))
+        .withColumn('event_category', when(col('event_type').isin('purchase', 'add_to_cart'), lit('commerce')).when(col('event_type').isin('login', 'logout'), lit('account')).otherwise(lit('engagement')));
+      return { events, processed };
+    };
+    // The lesson's SQL cell.
+    const sqlStyle = (source: DataFrame): { events: DataFrame; processed: DataFrame } => {
+      const eventsSql = source
+        .selectExpr('CAST(key AS STRING) AS key', `from_json(CAST(value AS STRING), '${eventSchema}') AS e`)
+        .select('key', 'e.*');
+      eventsSql.createOrReplaceTempView('lesson01_events');
+      const processedSql = s.sql(`
+  SELECT *,
+         hour(timestamp) AS event_hour,
+         to_date(timestamp) AS event_date,
+         device_type IN ('mobile', 'tablet') AS is_mobile,
+         CASE WHEN event_type IN ('purchase', 'add_to_cart') THEN 'commerce'
+              WHEN event_type IN ('login', 'logout') THEN 'account'
+              ELSE 'engagement' END AS event_category
+  FROM lesson01_events
+  WHERE country IS NOT NULL`);
+      return { events: eventsSql, processed: processedSql };
+    };
+    const source = s.memoryStream(kafkaSchema).toDF();
+    const viaFns = fnStyle(source);
+    const viaSql = sqlStyle(source);
+    expect(viaSql.events.plan).toEqual(viaFns.events.plan);
+    expect((await viaSql.processed.schema()).treeString()).toBe((await viaFns.processed.schema()).treeString());
+    expect(() => s.sql('SELECT user_id, hour(timestamp AS event_hour FROM lesson01_events')).toThrow(
+      "Syntax error: expected ',' or ')' to close hour( at column 21, found the keyword AS (at column 32)\n\n" +
+        '  SELECT user_id, hour(timestamp AS event_hour FROM lesson01_events\n' +
+        '                                 ^\n',
+    );
+
+    const rows = [
+      event(0, { user_id: 'user_123', event_type: 'page_view', timestamp: '2025-08-22T17:23:54Z', country: 'US', device_type: 'desktop' }),
+      event(1, { user_id: 'user_456', event_type: 'purchase', timestamp: '2025-08-22T18:00:00Z', country: 'DE', device_type: 'mobile' }),
+      event(2, { user_id: 'user_789', event_type: 'login', timestamp: '2025-08-22T19:30:00Z', device_type: 'tablet' }), // no country: filtered
+    ];
+    const columns = ['user_id', 'event_hour', 'event_date', 'is_mobile', 'event_category'];
+    const sqlOut = await runStream(s, kafkaSchema, (df) => sqlStyle(df).processed.select(...columns), [rows]);
+    expect(sqlOut).toEqual([[
+      { user_id: 'user_123', event_hour: 17, event_date: '2025-08-22', is_mobile: false, event_category: 'engagement' },
+      { user_id: 'user_456', event_hour: 18, event_date: '2025-08-22', is_mobile: true, event_category: 'commerce' },
+    ]]);
+    expect(await runStream(s, kafkaSchema, (df) => fnStyle(df).processed.select(...columns), [rows])).toEqual(sqlOut);
+  });
+
+  it('lesson 04: sliding windows with a watermark, in update mode', async () => {
+    const s = newSession('lesson04');
+    const build = (df: DataFrame): DataFrame => {
+      df.withWatermark('timestamp', '10 minutes').createOrReplaceTempView('user_events');
+      return s.sql("SELECT window(timestamp, '10 minutes', '5 minutes') AS window, count(*) AS events FROM user_events GROUP BY 1");
+    };
+    const twin = (df: DataFrame): DataFrame =>
+      df.withWatermark('timestamp', '10 minutes').groupBy(window(col('timestamp'), '10 minutes', '5 minutes').alias('window')).agg(count('*').alias('events'));
+    const probe = s.memoryStream('user_id STRING, timestamp TIMESTAMP').toDF();
+    expect(build(probe).plan).toEqual(twin(probe).plan);
+    const out = await runStream(s, 'user_id STRING, timestamp TIMESTAMP', build, [[{ user_id: 'a', timestamp: t('2025-01-01T12:07:00Z') }]], 'update');
+    // 12:07 is in [12:00, 12:10) and [12:05, 12:15).
+    expect(out[0]!.map((r) => [(r.window as { start: Date }).start.toISOString().slice(11, 16), r.events])).toEqual([['12:00', 1], ['12:05', 1]]);
+  });
+
+  it('lesson 05: approx_count_distinct against the exact count on a batch', async () => {
+    const s = newSession('lesson05');
+    const ids = Array.from({ length: 300 }, (_, i) => ({ user_id: `u${i % 120}` }));
+    s.createDataFrame(ids, 'user_id STRING').createOrReplaceTempView('visits');
+    const [r] = await s.sql('SELECT count(DISTINCT user_id) AS exact, approx_count_distinct(user_id) AS approx, approx_count_distinct(user_id, 0.01) AS finer FROM visits').collect();
+    expect(r!.exact).toBe(120);
+    expect(Math.abs((r!.approx as number) - 120)).toBeLessThanOrEqual(120 * 0.1);
+    expect(Math.abs((r!.finer as number) - 120)).toBeLessThanOrEqual(120 * 0.03);
+  });
+});
+
+describe('README', () => {
+  it('the two styles side by side build one plan', async () => {
+    const s = newSession('readme');
+    const events = s.memoryStream('user INT, ts TIMESTAMP, amount INT, session_id STRING, event_type STRING, user_id STRING').toDF();
+    const fns = events
+      .select(col('user').cast('string'), col('ts'), col('amount').multiply(2).alias('double'))
+      .filter(col('user').neq('bot'))
+      .withColumn('due', col('ts').plus(interval('1 hour')))
+      .groupBy('user').agg(count('*').alias('n'));
+    const sql = events
+      .selectExpr('CAST(user AS STRING)', 'ts', 'amount * 2 AS double')
+      .filter("user <> 'bot'")
+      .withColumn('due', expr('ts + INTERVAL 1 HOUR'))
+      .groupBy('user').agg(expr('count(*) AS n'));
+    expect(sql.plan).toEqual(fns.plan);
+    events.withWatermark('ts', '10 minutes').createOrReplaceTempView('events');
+    const perUser = s.sql(`
+  SELECT window(ts, '5 minutes') AS window, user_id, count(*) AS events,
+         approx_count_distinct(session_id) AS sessions
+  FROM events WHERE event_type <> 'heartbeat'
+  GROUP BY window(ts, '5 minutes'), user_id`);
+    expect(perUser.isStreaming).toBe(true);
+    expect(perUser.plan).toEqual(
+      events.withWatermark('ts', '10 minutes').filter(col('event_type').neq('heartbeat'))
+        .groupBy(window(col('ts'), '5 minutes').alias('window'), 'user_id')
+        .agg(count('*').alias('events'), approx_count_distinct('session_id').alias('sessions')).plan,
+    );
+    expect((await perUser.schema()).fieldNames).toEqual(['window', 'user_id', 'events', 'sessions']);
   });
 });
