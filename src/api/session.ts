@@ -66,6 +66,7 @@ export class Catalog {
   listTables(): TableInfo[] {
     return this.session.listTables();
   }
+  /** Whether session.sql() can read `name` (a temp view or a memory-sink table; case-insensitive). */
   tableExists(name: string): boolean {
     return this.session.listTables().some((t) => t.name.toLowerCase() === name.toLowerCase());
   }

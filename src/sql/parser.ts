@@ -190,8 +190,10 @@ export class Parser {
         if (t.text === '.') {
           // Field of a computed struct (`from_json(v, 's')`.a) — names like a.b.c were read as one name.
           this.next();
-          const name = this.name('a field name after .');
-          left = this.at({ kind: 'field', child: left, name }, start);
+          // As in a.b.c, any word is a field name after a dot (`….end`).
+          const f = this.peek();
+          if (f.kind !== 'word' && f.kind !== 'quoted') this.fail('a field name after .');
+          left = this.at({ kind: 'field', child: left, name: this.next().text }, start);
           continue;
         }
         if (t.text === '&' || t.text === '|' || t.text === '^') this.unsupported(t.start, `The bitwise operator ${t.text} is not in Sluice yet`);

@@ -63,6 +63,7 @@ const cases: Record<string, Case[]> = {
     ['arr[0]', col('arr').getItem(0)],
     ["m['k']", col('m').getItem('k')],
     ["from_json(j, 'a INT').a", from_json(col('j'), 'a INT').getField('a')],
+    ["window(ts, '5 minutes').end", window(col('ts'), '5 minutes').getField('end')],
   ],
   arithmetic: [
     ['a + b * c', col('a').plus(col('b').multiply(col('c')))],
@@ -267,6 +268,7 @@ describe('SQL errors say what was expected, and where', () => {
     ['a # b', 2, /unexpected character '#'/],
     ['10minutes', 2, /after the number 10/],
     ['`unclosed', 0, /quoted name is not closed/],
+    ['struct(a).1', 10, /expected a field name after \., found the number 1/],
   ];
   for (const [sql, position, message] of errors) {
     it(`${sql} → position ${position}`, () => {

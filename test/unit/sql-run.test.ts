@@ -108,9 +108,10 @@ describe('intervals', () => {
  * Runs `build(stream)` as a memory-sink query; each step adds rows and waits for every batch they cause.
  * Returns the rows each batch wrote.
  */
-async function runStream(s: SluiceSession, schema: string, build: (df: DataFrame) => DataFrame, steps: Row[][], mode: OutputMode = 'append'): Promise<Row[][]> {
+async function runStream(
+  s: SluiceSession, schema: string, build: (df: DataFrame) => DataFrame, steps: Row[][], mode: OutputMode = 'append', name = `q${Math.random().toString(36).slice(2)}`,
+): Promise<Row[][]> {
   const input = s.memoryStream(schema);
-  const name = `q${Math.random().toString(36).slice(2)}`;
   const q = await build(input.toDF())
     .writeStream.format('memory').queryName(name).outputMode(mode)
     .option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-sql-')))
@@ -410,6 +411,13 @@ describe('SQL on streams: the same plan and the same batches as the DataFrame me
     };
     const out = await runStream(s, 'user STRING', build, [[{ user: 'a' }, { user: 'b' }], [{ user: 'a' }], [{ user: 'b' }, { user: 'a' }]], 'update');
     expect(out).toEqual([[], [{ user: 'a', n: 2 }], [{ user: 'a', n: 3 }, { user: 'b', n: 2 }]]);
+  });
+
+  it("a memory-sink query's table is readable with session.sql(), as Spark's temp view of it", async () => {
+    const s = newSession('stream5');
+    await runStream(s, 'user STRING, ms INT', (df) => df.selectExpr('user', 'ms / 1000 AS seconds'), [[{ user: 'a', ms: 1500 }, { user: 'b', ms: 250 }]], 'append', 'timings');
+    expect(await s.sql('SELECT user FROM timings WHERE seconds > 1').collect()).toEqual([{ user: 'a' }]);
+    expect(s.catalog.listTables()).toEqual([{ name: 'timings', tableType: 'MEMORY', isTemporary: false, isStreaming: false }]);
   });
 
   it('exact distinct counts are refused on a stream, as the column function is', async () => {
