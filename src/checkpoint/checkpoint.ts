@@ -31,6 +31,12 @@ export interface OffsetSeqMetadata {
   batchWatermarkMs: number;
   batchTimestampMs: number;
   conf: Record<string, string>;
+  /**
+   * Sluice: where this batch reads from, by source index, when that is not the previous batch's end — a
+   * Kafka partition that appeared since (it starts at its earliest offset, fixed here so that a re-run reads
+   * the same records even if retention moved the earliest offset meanwhile).
+   */
+  readFrom?: Record<string, Offset>;
 }
 
 export interface OffsetSeq {

@@ -320,11 +320,18 @@ export class StreamingQuery {
           await this.sleep(trigger.kind === 'processingTime' ? Math.max(trigger.intervalMs, 100) : 100);
           continue;
         }
+        // A source may need to read from further back than the last batch's end (a new Kafka partition): fixed now.
+        const readFrom: Record<string, Offset> = {};
+        for (let i = 0; i < this.sources.length; i++) {
+          const from = await this.sources[i]!.readFrom?.(start[i], latest[i]);
+          if (from !== undefined) readFrom[String(i)] = from;
+        }
         seq = {
           metadata: {
             batchWatermarkMs: watermarkMs,
             batchTimestampMs: triggerStart,
             conf,
+            ...(Object.keys(readFrom).length ? { readFrom } : {}),
           },
           offsets: latest,
         };
@@ -437,7 +444,7 @@ export class StreamingQuery {
     });
     const inputCounts = this.sources.map(() => 0);
     const inputs = new Map(
-      this.sources.map((s, i) => [i, counted(s.getBatch(start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
+      this.sources.map((s, i) => [i, counted(s.getBatch(seq.metadata.readFrom?.[String(i)] ?? start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
     );
     await runPipeline(pipeline, inputs);
     await drainSideOutputs(true);

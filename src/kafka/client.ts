@@ -20,6 +20,18 @@ export class KafkaError extends Error {
   override name = 'KafkaError';
 }
 
+/** Which records a reader sees: only committed transactions' (the default), or all. */
+export type IsolationLevel = 'read_committed' | 'read_uncommitted';
+
+/** The isolation level a librdkafka configuration reads with (`isolation.level`, default read_committed). */
+export function isolationOf(conf: KafkaConfig): IsolationLevel {
+  const v = String(conf['isolation.level'] ?? 'read_committed');
+  if (v !== 'read_committed' && v !== 'read_uncommitted') {
+    throw new KafkaError(`kafka.isolation.level must be "read_committed" or "read_uncommitted", got "${v}".`);
+  }
+  return v;
+}
+
 /** Partition → offset, per topic: the shape of Spark's Kafka offsets (`{"t":{"0":42}}`). */
 export type PartitionOffsets = Record<string, Record<string, number>>;
 
@@ -129,6 +141,13 @@ export class KafkaAdmin {
     }
   }
 
+  /** Grows a topic to `total` partitions (Kafka never shrinks one). */
+  createPartitions(topic: string, total: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.createPartitions(topic, total, this.timeoutMs, (err) => (err ? reject(fail(`Cannot add partitions to "${topic}"`, err)) : resolve())),
+    );
+  }
+
   deleteTopic(topic: string): Promise<void> {
     return new Promise((resolve, reject) =>
       this.client.deleteTopic(topic, this.timeoutMs, (err) => (err ? reject(fail(`Cannot delete topic "${topic}"`, err)) : resolve())),
@@ -168,14 +187,18 @@ export class KafkaAdmin {
     );
   }
 
-  /** Earliest or latest offsets of partitions (latest = the offset the next record will get). */
-  listOffsets(partitions: TopicPartition[], which: 'earliest' | 'latest'): Promise<PartitionOffsets> {
+  /**
+   * Earliest or latest offsets of partitions. Latest is the offset the next record will get (the high
+   * watermark) with `read_uncommitted`; with `read_committed` (the default, as the source reads) it is the
+   * last stable offset: the first offset of a transaction still open, so a batch never waits for it.
+   */
+  listOffsets(partitions: TopicPartition[], which: 'earliest' | 'latest', isolation: IsolationLevel = 'read_committed'): Promise<PartitionOffsets> {
     if (partitions.length === 0) return Promise.resolve({});
     const spec = which === 'earliest' ? Kafka.OffsetSpec.EARLIEST : Kafka.OffsetSpec.LATEST;
     return new Promise((resolve, reject) =>
       this.client.listOffsets(
         partitions.map((p) => ({ ...p, offset: spec })),
-        { timeout: this.timeoutMs },
+        { timeout: this.timeoutMs, isolationLevel: isolation === 'read_committed' ? Kafka.IsolationLevel.READ_COMMITTED : Kafka.IsolationLevel.READ_UNCOMMITTED },
         (err, result) => {
           if (err) return reject(fail('Cannot list offsets', err));
           const out: PartitionOffsets = {};

@@ -5,7 +5,9 @@
  * loss (offsets deleted by retention, a deleted topic) fails the query unless `failOnDataLoss=false`.
  */
 import type { Offset } from '../checkpoint/checkpoint.js';
-import { KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, kafkaConfigFromOptions } from '../kafka/client.js';
+import {
+  IsolationLevel, KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, isolationOf, kafkaConfigFromOptions,
+} from '../kafka/client.js';
 import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
 import { CHUNK_ROWS, type ReadLimit, type Source } from './source.js';
 
@@ -65,6 +67,8 @@ export class KafkaSource implements Source {
   private readonly includeHeaders: boolean;
   private readonly failOnDataLoss: boolean;
   private readonly maxOffsetsPerTrigger: number | undefined;
+  /** read_committed (default): offsets end at the last stable offset, and aborted records are never read. */
+  private readonly isolation: IsolationLevel;
 
   constructor(
     private readonly options: Readonly<Record<string, string>>,
@@ -72,6 +76,8 @@ export class KafkaSource implements Source {
   ) {
     this.strategy = parseStrategy(options);
     this.conf = kafkaConfigFromOptions(options);
+    this.isolation = isolationOf(this.conf);
+    this.conf['isolation.level'] = this.isolation; // the consumer reads with the level the offsets were listed with
     this.includeHeaders = options.includeHeaders === 'true';
     this.failOnDataLoss = options.failOnDataLoss !== 'false';
     this.maxOffsetsPerTrigger = options.maxOffsetsPerTrigger ? Number(options.maxOffsetsPerTrigger) : undefined;
@@ -114,7 +120,7 @@ export class KafkaSource implements Source {
   async initialOffset(): Promise<Offset> {
     const parts = await this.partitions();
     const spec = (this.options.startingOffsets ?? 'latest').trim();
-    if (spec === 'earliest' || spec === 'latest') return this.admin.listOffsets(parts, spec);
+    if (spec === 'earliest' || spec === 'latest') return this.admin.listOffsets(parts, spec, this.isolation);
     let wanted: PartitionOffsets;
     try {
       wanted = JSON.parse(spec);
@@ -123,7 +129,7 @@ export class KafkaSource implements Source {
         `startingOffsets must be "earliest", "latest" or JSON like {"topic":{"0":23,"1":-2}} (-2 = earliest, -1 = latest); got ${spec}.`,
       );
     }
-    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest')]);
+    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest', this.isolation)]);
     const out: PartitionOffsets = {};
     for (const { topic, partition } of parts) {
       const p = String(partition);
@@ -137,7 +143,7 @@ export class KafkaSource implements Source {
   async latestOffset(startOffset: Offset, limit: ReadLimit): Promise<Offset> {
     const start = startOffset as PartitionOffsets;
     const parts = await this.partitions();
-    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest')]);
+    const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest', this.isolation)]);
     const from: PartitionOffsets = {};
     for (const { topic, partition } of parts) {
       const p = String(partition);
@@ -145,10 +151,12 @@ export class KafkaSource implements Source {
       // A partition new since the last batch starts at its earliest offset (Spark does the same).
       (from[topic] ??= {})[p] = s ?? earliest[topic]![p]!;
     }
-    this.checkDataLoss(start, from, earliest);
+    this.checkDataLoss(start, from, earliest, latest);
     let end: PartitionOffsets = {};
     for (const [topic, ps] of Object.entries(from)) {
       for (const [p, s] of Object.entries(ps)) {
+        // Offsets that went back (failOnDataLoss=false) start again at the earliest (checkDataLoss), so the
+        // batch ends at the new latest, below the last batch's end: readFrom() logs where it reads from.
         let e = Math.max(latest[topic]![p]!, s);
         const cap = (limit.upTo as PartitionOffsets | undefined)?.[topic]?.[p];
         if (cap !== undefined) e = Math.min(e, Math.max(cap, s));
@@ -177,13 +185,26 @@ export class KafkaSource implements Source {
     return out;
   }
 
-  private checkDataLoss(start: PartitionOffsets, from: PartitionOffsets, earliest: PartitionOffsets): void {
+  /**
+   * Data loss (Spark's reportDataLoss): records between the last batch's end and the earliest offset still
+   * there were deleted (retention, a recreated topic); a partition is gone; or the partition's latest offset
+   * went back below where the last batch ended (the topic was deleted and recreated, or truncated): the new
+   * records at offsets the checkpoint already passed would be skipped silently.
+   */
+  private checkDataLoss(start: PartitionOffsets, from: PartitionOffsets, earliest: PartitionOffsets, latest?: PartitionOffsets): void {
     const problems: string[] = [];
     for (const [t, ps] of Object.entries(start)) {
       for (const [p, s] of Object.entries(ps)) {
         const first = earliest[t]?.[p];
+        const last = latest?.[t]?.[p];
         if (first === undefined) problems.push(`partition ${t}-${p} no longer exists (topic deleted or recreated?)`);
-        else if (s < first) {
+        else if (last !== undefined && last < s) {
+          problems.push(
+            `${t}-${p}: its latest offset is ${last}, below ${s} where the last batch ended: the offsets went back (topic deleted and ` +
+              `recreated, or truncated), and the records now at offsets below ${s} would never be read`,
+          );
+          from[t]![p] = first;
+        } else if (s < first) {
           problems.push(`${t}-${p}: offsets ${s}..${first - 1} were deleted before they were read (retention or a topic recreated)`);
           from[t]![p] = first;
         }
@@ -198,6 +219,33 @@ export class KafkaSource implements Source {
       );
     }
     this.log(`WARN ${msg} Continuing because failOnDataLoss=false.`);
+  }
+
+  /**
+   * Where the batch (start, end] reads from when it is not `start`: a partition new since the last batch
+   * starts at its earliest offset; a partition whose offsets went back (failOnDataLoss=false) at its new
+   * earliest. Logged in offsets/N by the loop, so a re-run reads from the same offsets.
+   */
+  async readFrom(startOffset: Offset, endOffset: Offset): Promise<Offset | undefined> {
+    const start = startOffset as PartitionOffsets;
+    const end = endOffset as PartitionOffsets;
+    const changed: TopicPartition[] = [];
+    for (const [topic, ps] of Object.entries(end)) {
+      for (const [p, e] of Object.entries(ps)) {
+        const s = start[topic]?.[p];
+        if (s === undefined || e < s) changed.push({ topic, partition: Number(p) });
+      }
+    }
+    if (!changed.length) return undefined;
+    const earliest = await this.admin.listOffsets(changed, 'earliest');
+    const from = structuredClone(start);
+    for (const { topic, partition } of changed) {
+      const p = String(partition);
+      const first = earliest[topic]?.[p] ?? 0;
+      // Never past the batch's end: a partition deleted down to its end reads nothing.
+      (from[topic] ??= {})[p] = Math.min(first, end[topic]![p]!);
+    }
+    return from;
   }
 
   async *getBatch(start: Offset, end: Offset): AsyncGenerator<Row[]> {

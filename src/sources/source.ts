@@ -23,6 +23,12 @@ export interface Source {
   /** The end offset of the next batch starting at `start`. Equal to `start` means no new data. */
   latestOffset(start: Offset, limit: ReadLimit): Promise<Offset>;
   /**
+   * Where a batch (start, end] must read from when that is more than `start` says: a Kafka partition in `end`
+   * but not in `start` (new since the last batch) starts at its earliest offset. The loop logs the answer in
+   * offsets/N (`readFrom`) before reading, so a re-run reads from the same place. Undefined: from `start`.
+   */
+  readFrom?(start: Offset, end: Offset): Promise<Offset | undefined>;
+  /**
    * The rows in (start, end], in chunks of at most about CHUNK_ROWS, in a fixed order: exactly the same
    * rows every time it is asked (re-runs depend on it). Chunks keep a batch's memory bounded whatever the
    * backlog: the loop processes each before the next is read.
