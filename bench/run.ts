@@ -2,7 +2,8 @@
  * `npm run bench`: the demo pipeline's throughput against a raw consume→produce copy with the same Kafka
  * client and no transform, in one run on one machine, on a private local stack (free ports, temp folder).
  *
- *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed]
+ *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog]
+ *   npm run bench -- --suite backlog --records 5000000   a backlog with no maxOffsetsPerTrigger: peak RSS
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
     else for (const r of rows) process.stdout.write(windowedLine(r));
     return;
   }
+  if (args.suite === 'backlog') return backlogSuite();
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
   const conf = { 'bootstrap.servers': info.bootstrapServers };
@@ -151,6 +153,42 @@ async function main(): Promise<void> {
           windowed.map(windowedLine).join(''),
       );
     }
+  } finally {
+    await down({ dir, log: () => {} });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * N plain records (about 100 bytes each), read by a new query with startingOffsets=earliest and no
+ * maxOffsetsPerTrigger — one batch of N — in its own process, so its peak RSS is the query's.
+ */
+async function backlogSuite(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const conf = { 'bootstrap.servers': info.bootstrapServers };
+  try {
+    const admin = new KafkaAdmin(conf);
+    for (const t of ['backlog-in', 'backlog-out']) await admin.createTopic(t, PARTS);
+    admin.disconnect();
+    note(`Producing ${N} records to backlog-in (${PARTS} partitions)…`);
+    const producer = new AckedProducer(conf);
+    const pad = 'x'.repeat(80);
+    for (let i = 0; i < N; i += 100_000) {
+      const n = Math.min(100_000, N - i);
+      await producer.send(Array.from({ length: n }, (_, j) => ({ topic: 'backlog-in', key: Buffer.from(`user-${(i + j) % 1000}`), value: Buffer.from(`{"n":${i + j},"pad":"${pad}"}`) })));
+      await producer.flush();
+      if ((i + n) % 1_000_000 === 0) note(`  ${i + n}`);
+    }
+    await producer.close();
+    note('One query on the whole backlog (no maxOffsetsPerTrigger)…');
+    const script = new URL('./backlog.js', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [script, '--bootstrap', info.bootstrapServers, '--input', 'backlog-in', '--output', 'backlog-out', '--json'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`backlog benchmark failed: ${r.stderr}`);
+    const child = JSON.parse(r.stdout.trim()) as { records: number; batches: number; recordsPerSecond: number; peakRssMB: number; heapUsedMB: number };
+    const result = { suite: 'backlog', partitions: PARTS, ...child, node: process.version };
+    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stdout.write(`backlog of ${result.records} records in ${result.batches} batch(es): ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB\n`);
   } finally {
     await down({ dir, log: () => {} });
     rmSync(dir, { recursive: true, force: true });

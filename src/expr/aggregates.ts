@@ -100,11 +100,6 @@ export function count_distinct(c: ColumnLike): Column {
 }
 export const countDistinct = count_distinct;
 
-export function isAggregate(e: Expr): boolean {
-  const inner = e.kind === 'alias' ? e.child : e;
-  return inner.kind === 'fn' && AGGREGATES.has(inner.name);
-}
-
 export function isDistinctAggregate(e: Expr): boolean {
   const inner = e.kind === 'alias' ? e.child : e;
   return inner.kind === 'fn' && AGGREGATES.get(inner.name)?.distinct === true;

@@ -137,7 +137,7 @@ describe('micro-batch execution', () => {
     expect(existsSync(join(cpDir, 'commits', '0'))).toBe(true);
   });
 
-  it('Trigger.Once runs one batch and stops; processingTime paces batches', async () => {
+  it('Trigger.Once runs one batch and stops', async () => {
     const s = newSession();
     const input = s.memoryStream('n INT');
     input.addData({ n: 1 }, { n: 2 });
@@ -145,6 +145,22 @@ describe('micro-batch execution', () => {
     expect(await q.awaitTermination(10_000)).toBe(true);
     expect(q.recentProgress).toHaveLength(1);
     expect(q.isActive).toBe(false);
+  });
+
+  it('processingTime starts a batch at most once per interval, even when data is waiting', async () => {
+    // Spark's ProcessingTimeExecutor: the next trigger starts at the next interval boundary after the last
+    // one started. Data added right after batch 0 waits for it: batch 1 starts >= 400 ms after batch 0.
+    const s = newSession();
+    const input = s.memoryStream('n INT');
+    input.addData({ n: 1 });
+    const q = await input.toDF().writeStream.format('memory').queryName('paced').trigger({ processingTime: '400 milliseconds' }).start();
+    await q.processAllAvailable();
+    input.addData({ n: 2 });
+    await q.processAllAvailable();
+    await q.stop();
+    const starts = q.recentProgress.map((p) => Date.parse(p.timestamp));
+    expect(starts).toHaveLength(2);
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(400);
   });
 });
 
