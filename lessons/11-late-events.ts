@@ -80,7 +80,12 @@ console.log('counts written:', counts);
 // %% [markdown]
 // ## Count them
 //
-// `numRowsDroppedByWatermark` in each batch's progress counts the same rows; the topic holds them.
+// In Sluice, `numRowsDroppedByWatermark` in each batch's progress counts the same rows the topic holds: one per
+// late input row. **Spark counts differently:** it drops late rows after partial aggregation, so its number is
+// one per late *group* per input partition — two late rows of one window in one Kafka partition count as 1 in
+// Spark's progress. Sluice keeps the input-row count on purpose (it does not depend on how the input is
+// partitioned, and it matches the late-events topic); docs/decisions.md has the reasoning. The late-events
+// topic itself is a Sluice feature: Spark has no such option.
 
 // %%
 const droppedTotal = query.recentProgress.reduce((n, p) => n + p.stateOperators[0].numRowsDroppedByWatermark, 0);
