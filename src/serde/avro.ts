@@ -29,7 +29,7 @@ import {
   epochMicros,
   fromEpochMicros,
 } from '../types/index.js';
-import { RegistryConfig, RegistryError, registryClient } from './registry.js';
+import { REGISTRY_DEFAULTS, RegistryConfig, RegistryError, registryClient } from './registry.js';
 import { frame, unframe } from './wireformat.js';
 
 type AvroSchema = string | AvroSchema[] | { [k: string]: unknown };
@@ -574,8 +574,12 @@ registerFunction('from_avro', {
       };
     }
     const client = registryClient(o.registry);
-    // Per writer schema id: the resolver onto the reader schema, or why that id cannot be read.
+    // Per writer schema id: the resolver onto the reader schema, or why that id cannot be read. An id the
+    // registry does not know (yet: a replica may lag behind the writer's registration) is asked for again
+    // after unknownIdRecheckMs; until then its records go to the dead letters without a request each.
     const writers = new Map<number, { type: avro.Type; resolver: avro.Resolver } | RecordError>();
+    const unknownUntil = new Map<number, number>();
+    const recheckMs = o.registry?.unknownIdRecheckMs ?? REGISTRY_DEFAULTS.unknownIdRecheckMs;
     const fetchWriter = (id: number): Promise<void> =>
       client.getById(id).then(
         (w) => {
@@ -590,6 +594,7 @@ registerFunction('from_avro', {
         (e) => {
           if (e instanceof RegistryError && e.status === 404) {
             writers.set(id, new RecordError(`Schema id ${id} is not in the registry at ${o.registry!.url}.`, 'avro.unknown-schema-id'));
+            unknownUntil.set(id, Date.now() + recheckMs);
           } else throw e; // the registry is down: that fails the query, it is not the record's fault
         },
       );
@@ -604,7 +609,12 @@ registerFunction('from_avro', {
         } catch (e) {
           return fail(e as RecordError);
         }
-        const w = writers.get(framed.schemaId);
+        let w = writers.get(framed.schemaId);
+        if (w instanceof RecordError && (unknownUntil.get(framed.schemaId) ?? Infinity) <= Date.now()) {
+          writers.delete(framed.schemaId);
+          unknownUntil.delete(framed.schemaId);
+          w = undefined;
+        }
         if (w === undefined) throw new NeedsIO(fetchWriter(framed.schemaId));
         if (w instanceof RecordError) return fail(w);
         let decoded: unknown;

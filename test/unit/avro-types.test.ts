@@ -4,6 +4,9 @@
  * (Avro → Spark types), AvroDeserializer (values in), AvroSerializer (values out). Payloads are built with
  * avsc directly; the registry case uses an in-process fake of the registry's REST API (no network).
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import avro from 'avsc';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SluiceSession, col } from '../../src/index.js';
@@ -195,12 +198,16 @@ describe('fromAvro with a Schema Registry (Confluent framing)', () => {
       { name: 'ref', type: ['null', 'long', 'string'] },
     ],
   };
+  /** Schema 43 appears in the registry only later (a replica catching up with the writer's registration). */
+  let registered43 = false;
   beforeAll(() => {
     const real = globalThis.fetch;
     vi.stubGlobal('fetch', async (input: string | URL | Request, init?: RequestInit) => {
       const u = String(input);
       if (!u.startsWith(url)) return real(input, init);
-      if (u === `${url}/schemas/ids/42`) return new Response(JSON.stringify({ schema: JSON.stringify(writer) }), { status: 200 });
+      if (u === `${url}/schemas/ids/42` || (u === `${url}/schemas/ids/43` && registered43)) {
+        return new Response(JSON.stringify({ schema: JSON.stringify(writer) }), { status: 200 });
+      }
       return new Response(JSON.stringify({ error_code: 40403, message: 'Schema not found' }), { status: 404 });
     });
   });
@@ -216,5 +223,27 @@ describe('fromAvro with a Schema Registry (Confluent framing)', () => {
     expect(String(row!.amount)).toBe('12.30');
     expect(epochMicros(row!.at as Date)).toBe(1_700_000_000_123_456);
     expect(row!.ref).toEqual({ member0: null, member1: 'inv-7' });
+  });
+
+  it('asks again for a schema id the registry did not know, after unknownIdRecheckMs (it was remembered as unknown for good)', async () => {
+    const type = avro.Type.forSchema(writer as avro.Schema, { wrapUnions: 'auto' });
+    const value = frame(43, type.toBuffer({ amount: Buffer.from([0x04, 0xce]), at: 1, ref: null }));
+    const s = new SluiceSession('recheck');
+    s.out = () => {};
+    s.log = () => {};
+    const input = s.memoryStream('value BINARY');
+    const registry = { url, retries: 0, unknownIdRecheckMs: 50 };
+    const q = await input.toDF().select(fromAvro(col('value'), { registry, schemaId: 42 }).alias('p')).select('p.amount')
+      .writeStream.format('memory').queryName('recheck').option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-recheck-'))).start();
+    input.addData({ value });
+    await q.processAllAvailable();
+    registered43 = true;
+    await new Promise((r) => setTimeout(r, 80));
+    input.addData({ value });
+    await q.processAllAvailable();
+    await q.stop();
+    // Batch 0: id 43 unknown, the record is a dead letter. Batch 1, after the recheck time: the registry has it now.
+    expect(q.recentProgress.map((p) => p.numDeadLetterRows)).toEqual([1, 0]);
+    expect((await s.table('recheck').collect()).map((r) => String(r.amount))).toEqual(['12.30']);
   });
 });
