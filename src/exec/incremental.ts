@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Analyzed } from '../plan/analyzer.js';
 import { statefulStages } from '../plan/analyzer.js';
 import type { OutputMode } from '../sinks/sink.js';
-import { checkStateSchema } from '../state/schema.js';
+import { checkStateSchema, writeStateSchema } from '../state/schema.js';
 import type { StateStoreProviderKind } from '../state/store.js';
 import { AggregationOperator, LocalAggregationState } from './operators/aggregation.js';
 import { DedupeOperator } from './operators/dedupe.js';
@@ -97,6 +97,8 @@ export function propagateWatermark(plan: Analyzed, origin: number, ops: Map<numb
 export class IncrementalExecution {
   /** The last batch each operator ran: what `shouldRunAnotherBatch` compares a new watermark with. */
   private last = new Map<number, OperatorBatch>();
+  /** Schema files of operators whose state has none yet, written at the next commit. */
+  private readonly schemasToWrite: Array<() => void> = [];
 
   constructor(
     readonly plan: Analyzed,
@@ -109,7 +111,10 @@ export class IncrementalExecution {
    * writing it for a new operator. Throws with what changed.
    */
   checkStateSchemas(checkpointRoot: string): void {
-    for (const op of this.operators.values()) checkStateSchema(join(checkpointRoot, 'state', String(op.id)), op.id, op.stateSchema());
+    for (const op of this.operators.values()) {
+      const dir = join(checkpointRoot, 'state', String(op.id));
+      if (!checkStateSchema(dir, op.id, op.stateSchema())) this.schemasToWrite.push(() => writeStateSchema(dir, op.stateSchema()));
+    }
   }
 
   /** Every operator's watermarks for batch `batchId`, from the global watermark it runs with and the previous batch's. */
@@ -155,6 +160,8 @@ export class IncrementalExecution {
 
   async commit(): Promise<void> {
     for (const op of this.operators.values()) await op.commit();
+    // A new operator's schema is written with its first committed state, not before.
+    for (const write of this.schemasToWrite.splice(0)) write();
   }
 
   async close(): Promise<void> {

@@ -422,7 +422,6 @@ export class StreamingQuery {
         numOutputRows += rows.length;
         if (writer) await writer.write(rows);
         else await collected!.push(rows);
-        await drainSideOutputs(false);
       },
       async flush() {},
     };
@@ -446,7 +445,7 @@ export class StreamingQuery {
     const inputs = new Map(
       this.sources.map((s, i) => [i, counted(s.getBatch(seq.metadata.readFrom?.[String(i)] ?? start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
     );
-    await runPipeline(pipeline, inputs);
+    await runPipeline(pipeline, inputs, () => drainSideOutputs(false));
     await drainSideOutputs(true);
     if (writer) await writer.close();
     else await sink.addBatch(batchId, collected!.rows, analyzed.schema, outputMode);
@@ -485,7 +484,8 @@ export class StreamingQuery {
       stateOperators: operators,
       sources: this.sources.map((s, i) => ({
         description: s.describe(),
-        startOffset: start[i],
+        // Where the batch read from: the last batch's end, or further back for a new Kafka partition.
+        startOffset: seq.metadata.readFrom?.[String(i)] ?? start[i],
         endOffset: seq.offsets[i],
         latestOffset: seq.offsets[i],
         numInputRows: inputCounts[i]!,

@@ -64,10 +64,19 @@ export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineCont
  * Runs a whole batch through a pipeline: each source's chunks (in source order), the local relations' rows,
  * then the flush. Sources not in the plan's leaves are not read.
  */
-export async function runPipeline(pipeline: BatchPipeline, inputs: Map<number, AsyncIterable<Row[]>>): Promise<void> {
+export async function runPipeline(
+  pipeline: BatchPipeline,
+  inputs: Map<number, AsyncIterable<Row[]>>,
+  /** Called after each chunk has gone through (e.g. to write out dead letters that piled up). */
+  afterChunk?: () => Promise<void>,
+): Promise<void> {
   for (const [index, pipe] of pipeline.sources) {
     const chunks = inputs.get(index);
-    if (chunks) for await (const rows of chunks) if (rows.length) await pipe.push(rows);
+    if (!chunks) continue;
+    for await (const rows of chunks) {
+      if (rows.length) await pipe.push(rows);
+      await afterChunk?.();
+    }
   }
   for (const { rows, pipe } of pipeline.locals) if (rows.length) await pipe.push(rows);
   for (const pipe of pipeline.sources.values()) await pipe.flush();

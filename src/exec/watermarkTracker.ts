@@ -45,9 +45,9 @@ export class WatermarkTracker {
       this.perNode.set(st.id, Math.max(this.perNode.get(st.id) ?? -Infinity, s.max - st.delayMs));
     }
     if (this.perNode.size === 0) return current;
-    // An input that has sent nothing yet counts as 0 (Spark 4's WatermarkTracker): with the min policy it
-    // holds the watermark until every input has spoken, so its first rows cannot arrive already late.
-    // (Spark 3.5 left such inputs out.)
+    // An input that has sent nothing yet counts as 0 (Spark's WatermarkTracker: "Populate 0 if we haven't
+    // seen any data yet"): with the min policy it holds the watermark until every input has spoken, so its
+    // first rows cannot arrive already late.
     const values = this.nodes.map((st) => this.perNode.get(st.id) ?? 0);
     const global = this.policy === 'max' ? Math.max(...values) : Math.min(...values);
     return Math.max(current, global);

@@ -99,6 +99,31 @@ function checkAnalyzed(analyzed: Analyzed, mode: OutputMode, hasWatermark: boole
     }
   }
   checkGlobalWatermarkLimit(analyzed, mode);
+  checkWatermarkRedefined(analyzed);
+}
+
+/**
+ * Spark 3.5 refuses a withWatermark whose input already carries a watermark (PropagateWatermarkSimulator:
+ * "Redefining watermark is disallowed"). In Sluice such a query would wait for the second watermark, which
+ * sees no rows until the first operator emits, so an append query would write nothing.
+ */
+function checkWatermarkRedefined(analyzed: Analyzed): void {
+  const walk = (a: Analyzed): boolean => {
+    let watermarked = a.leaf.kind === 'union' ? a.leaf.branches.map(walk).some((x) => x) : false;
+    for (const st of a.stages) {
+      if (st.kind !== 'watermark') continue;
+      if (watermarked) {
+        throw new UnsupportedOperationError(
+          `withWatermark('${st.column}', …) on a stream that already has a watermark is not supported (Spark 3.5 refuses it too: ` +
+            '"Redefining watermark is disallowed"). The event time of an aggregation\'s output is carried on by itself: group or ' +
+            "deduplicate by its window (col('window')) or by window_time(col('window')) instead of setting a second watermark.",
+        );
+      }
+      watermarked = true;
+    }
+    return watermarked;
+  };
+  walk(analyzed);
 }
 
 /**

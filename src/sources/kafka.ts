@@ -210,6 +210,11 @@ export class KafkaSource implements Source {
         }
       }
     }
+    this.reportDataLoss(problems);
+  }
+
+  /** Stops the query on data loss, or with failOnDataLoss=false logs it and goes on (Spark's reportDataLoss). */
+  private reportDataLoss(problems: string[]): void {
     if (!problems.length) return;
     const msg = `Data loss in the Kafka source: ${problems.join('; ')}.`;
     if (this.failOnDataLoss) {
@@ -239,12 +244,18 @@ export class KafkaSource implements Source {
     if (!changed.length) return undefined;
     const earliest = await this.admin.listOffsets(changed, 'earliest');
     const from = structuredClone(start);
+    const problems: string[] = [];
     for (const { topic, partition } of changed) {
       const p = String(partition);
       const first = earliest[topic]?.[p] ?? 0;
+      // Spark: "Added partition t-p starts from X instead of 0. Some data may have been missed."
+      if (start[topic]?.[p] === undefined && first > 0) {
+        problems.push(`partition ${topic}-${partition} was added since the last batch, and its records 0..${first - 1} were deleted before they were read`);
+      }
       // Never past the batch's end: a partition deleted down to its end reads nothing.
       (from[topic] ??= {})[p] = Math.min(first, end[topic]![p]!);
     }
+    this.reportDataLoss(problems);
     return from;
   }
 

@@ -40,17 +40,22 @@ export function stateSchemaPath(operatorDir: string): string {
 
 const show = (fs: StateField[]): string => `[${fs.map((f) => `${f.name}: ${f.type}`).join(', ')}]`;
 
-/**
- * Writes the schema of a new operator's state, or checks it against the one written before. Throws a
- * StateSchemaError saying what changed when the state cannot be read by this query.
- */
-export function checkStateSchema(operatorDir: string, id: number, schema: StateSchema): void {
+/** Writes the schema of an operator's state (once its first state version is committed). */
+export function writeStateSchema(operatorDir: string, schema: StateSchema): void {
   const path = stateSchemaPath(operatorDir);
-  if (!existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true });
-    writeAtomic(path, JSON.stringify({ version: FILE_VERSION, ...schema }, null, 2) + '\n');
-    return;
-  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeAtomic(path, JSON.stringify({ version: FILE_VERSION, ...schema }, null, 2) + '\n');
+}
+
+/**
+ * Checks an operator's state schema against the one written with its state. Returns false when there is
+ * none yet (a new operator: the caller writes it once state is committed, so a first run that fails before
+ * committing fixes nothing). Throws a StateSchemaError saying what changed when the state cannot be read
+ * by this query.
+ */
+export function checkStateSchema(operatorDir: string, id: number, schema: StateSchema): boolean {
+  const path = stateSchemaPath(operatorDir);
+  if (!existsSync(path)) return false;
   const old = JSON.parse(readFileSync(path, 'utf8')) as StateSchema & { version: number };
   const problems: string[] = [];
   if (old.operator !== schema.operator) {
@@ -63,7 +68,7 @@ export function checkStateSchema(operatorDir: string, id: number, schema: StateS
     diff('keys', old.keySchema, schema.keySchema);
     diff('values', old.valueSchema, schema.valueSchema);
   }
-  if (!problems.length) return;
+  if (!problems.length) return true;
   throw new StateSchemaError(
     `The state of stateful operator ${id} in ${operatorDir} does not fit this query: ${problems.join('; and ')}.\n` +
       'State holds what the old query computed (group keys and aggregate buffers); reading it with a changed ' +

@@ -35,3 +35,13 @@ export function fromEpochMicros(us: number): Date {
   const ms = (us - rem) / 1000;
   return rem === 0 ? new Date(ms) : new MicrosDate(ms, rem);
 }
+
+/**
+ * A timestamp as milliseconds since the epoch with its microseconds as the fraction (12:09:59.999999 →
+ * …999.999): what stateful operators compare with a watermark, so that an instant 1 µs before a window's
+ * end is not taken for the millisecond before it (window_time() of a window that just closed must not be
+ * late for the next operator).
+ */
+export function eventTimeMs(d: Date): number {
+  return d.getTime() + microsOfMilli(d) / 1000;
+}

@@ -155,6 +155,42 @@ describe('chained stateful operators (Spark 3.4+ watermark propagation)', () => 
     await expect(s.createDataFrame([{ ts: t('12:07') }], 'ts TIMESTAMP').select(window_time(col('ts'))).collect()).rejects.toThrow(/not a window column/);
   });
 
+  it('window_time() of a window that just closed is not late for the next operator, to the microsecond', async () => {
+    // The first row is at 12:09:59.999, so batch 2 judges late rows by 12:09:59.999 (delay 0). The window
+    // 12:00-12:10 closes in batch 3; its window_time is 12:09:59.999999, 999 µs after that watermark: not late.
+    // (Compared in milliseconds it was 12:09:59.999 <= 12:09:59.999, and the dedupe dropped it.)
+    const build = (df: DataFrame): DataFrame =>
+      df.withWatermark('ts', '0 seconds').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
+        .select(window_time(col('window')).alias('wt'), col('n')).dropDuplicates(['wt']);
+    const first = new Date('2025-01-01T12:09:59.999Z');
+    const { lines } = await run(build, 'append', [[{ id: 'a', ts: first }], [{ id: 'b', ts: t('12:20') }]], (r) => `${(r.wt as Date).toISOString()}:${String(r.n)}`);
+    expect(lines.map((l) => [l.batch, l.out, l.dropped])).toEqual([
+      [0, [], [0, 0]],
+      [1, [], [0, 0]],
+      [2, [], [0, 0]],
+      [3, ['2025-01-01T12:09:59.999Z:1'], [0, 0]],
+    ]);
+  });
+
+  it('refuses a second withWatermark after a watermarked stream, as Spark 3.5 ("Redefining watermark is disallowed")', async () => {
+    // It used to start, wait for the second watermark — which sees no rows until the aggregation emits — and write nothing.
+    const build = (df: DataFrame): DataFrame =>
+      df.withWatermark('ts', '0 seconds').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
+        .select(col('window.end').alias('wend'), col('n')).withWatermark('wend', '0 seconds').dropDuplicates(['wend']);
+    await expect(run(build, 'append', [], String)).rejects.toThrow(/withWatermark\('wend', …\) on a stream that already has a watermark[\s\S]*Redefining watermark is disallowed/);
+  });
+
+  it('a dedupe before a complete-mode aggregation still forgets keys behind the watermark, and asks for the no-data batch (Spark does)', async () => {
+    const build = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').dropDuplicates(['id', 'ts']).groupBy(col('id')).agg(count('*').alias('n'));
+    const { queries } = await run(build, 'complete', [[{ id: 'a', ts: t('12:00') }, { id: 'b', ts: t('12:30') }]], (r) => `${String(r.id)}:${String(r.n)}`);
+    // Batch 0: the dedupe keeps (a, 12:00) and (b, 12:30); next watermark 12:20. Batch 1, a no-data batch the
+    // dedupe asks for even in complete mode: (a, 12:00) expires (12:00 <= 12:20); the aggregation keeps a and b.
+    expect(queries[0]!.recentProgress.map((p) => [p.batchId, p.numInputRows, p.stateOperators[0]!.operatorName, p.stateOperators[0]!.numRowsTotal])).toEqual([
+      [0, 2, 'dedupe', 2],
+      [1, 0, 'dedupe', 1],
+    ]);
+  });
+
   it('refuses a stateful operator after an aggregation in update or complete mode, with the reason (Spark 3.5 too)', async () => {
     const chained = (df: DataFrame): DataFrame =>
       df.withWatermark('ts', '10 minutes').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n')).groupBy(col('window')).agg(sum('n').alias('n'));

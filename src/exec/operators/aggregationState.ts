@@ -12,13 +12,14 @@ import type { AggregateStage } from '../../plan/analyzer.js';
 import type { OutputMode } from '../../sinks/sink.js';
 import type { Row } from '../../types/index.js';
 import type { OperatorState } from './operatorState.js';
+import { eventTimeMs } from '../../types/timestamp.js';
 
 /** The event time of a group's key values: the watermarked key part (a timestamp, or a window's end). */
 export function keyTime(eventTimeKey: AggregateStage['eventTimeKey'], keyValues: unknown[]): number | undefined {
   if (!eventTimeKey) return undefined;
   const v = keyValues[eventTimeKey.index];
   if (v == null) return undefined;
-  return eventTimeKey.isWindow ? (v as { end: Date }).end.getTime() : (v as Date).getTime();
+  return eventTimeMs(eventTimeKey.isWindow ? (v as { end: Date }).end : (v as Date));
 }
 
 /** How a stored key's event time is read back: decode the key, take its watermarked part. */

@@ -12,7 +12,8 @@ import type { StateSchema } from '../../state/schema.js';
 import type { StateStore } from '../../state/store.js';
 import type { Row } from '../../types/index.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
-import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
+import { eventTimeMs } from '../../types/timestamp.js';
+import { type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
 export class DedupeOperator implements StatefulOperator {
   readonly id: number;
@@ -58,7 +59,8 @@ export class DedupeOperator implements StatefulOperator {
     const out: Row[] = [];
     for (const row of rows) {
       if (lateTime) {
-        const t = (lateTime(row) as Date | null)?.getTime();
+        const d = lateTime(row) as Date | null;
+        const t = d == null ? undefined : eventTimeMs(d);
         if (t !== undefined && t <= W) {
           this.dropped++;
           b.onLate?.({ row, operator: `${this.name} ${this.id}`, watermarkMs: W });
@@ -70,7 +72,8 @@ export class DedupeOperator implements StatefulOperator {
       if (store.has(key)) continue;
       let expiresAt: number | null = null;
       if (expiry) {
-        const t = (expiry.eventTime(row) as Date | null)?.getTime();
+        const d = expiry.eventTime(row) as Date | null;
+        const t = d == null ? undefined : eventTimeMs(d);
         if (t !== undefined) expiresAt = t + expiry.addMs;
       }
       store.put(key, expiresAt);
@@ -81,7 +84,8 @@ export class DedupeOperator implements StatefulOperator {
 
   async finish(): Promise<Row[]> {
     const b = this.batch!;
-    if (this.stage.expiry && b.outputMode !== 'complete') {
+    // Spark's StreamingDeduplicateExec evicts whatever the output mode (complete mode included).
+    if (this.stage.expiry) {
       const expired: Array<[string, StateStore]> = [];
       for (const [key, expiresAt, store] of this.state.entries()) if (expiresAt != null && (expiresAt as number) <= b.evictionMs) expired.push([key, store]);
       for (const [key, store] of expired) store.remove(key);
@@ -102,7 +106,8 @@ export class DedupeOperator implements StatefulOperator {
   }
 
   shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {
-    return watermarkMoved(last, newInputWatermarkMs);
+    // Spark's StreamingDeduplicateExec asks in every output mode, complete included.
+    return newInputWatermarkMs > last.evictionMs;
   }
 
   async close(): Promise<void> {

@@ -20,6 +20,7 @@ import type { StateSchema } from '../../state/schema.js';
 import type { Row, StructType } from '../../types/index.js';
 import { aggregateBufferType } from './aggregation.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
+import { eventTimeMs, fromEpochMicros } from '../../types/timestamp.js';
 import { sortByKeyValues } from './order.js';
 import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
@@ -80,7 +81,8 @@ export class SessionWindowOperator implements StatefulOperator {
     // Sessions of the groups this chunk touched, read once from the store and written back once.
     const touched = new Map<string, { store: StateStore; sessions: Session[] }>();
     for (const row of rows) {
-      const t = (session.time(row) as Date | null)?.getTime();
+      const d = session.time(row) as Date | null;
+      const t = d == null ? undefined : eventTimeMs(d);
       if (t == null) {
         this.nullTimes++; // no event time, no session: left out (Spark filters these rows too), counted
         continue;
@@ -116,7 +118,8 @@ export class SessionWindowOperator implements StatefulOperator {
     const out: Array<[unknown[], Row]> = [];
     const emit = (key: string, x: Session): void => {
       const keyValues = [...(decodeState(key) as unknown[])];
-      keyValues.splice(this.session.index, 0, { start: new Date(x.s), end: new Date(x.e) });
+      // Times are ms with µs as the fraction (eventTimeMs): back to timestamps that keep the µs.
+      keyValues.splice(this.session.index, 0, { start: fromEpochMicros(Math.round(x.s * 1000)), end: fromEpochMicros(Math.round(x.e * 1000)) });
       const row: Row = {};
       this.stage.keys.forEach((k, i) => (row[k.name] = keyValues[i]));
       this.stage.aggs.forEach((a, i) => (row[a.name] = a.finish(x.b[i])));
