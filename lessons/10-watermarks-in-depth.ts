@@ -123,7 +123,7 @@ tslab.display.svg(svg);
 // so none of its rows is dropped because the other one ran ahead. `sluice.sql.streaming.multipleWatermarkPolicy
 // = max` follows the fastest input instead: windows close sooner, and the slow input's rows become late sooner.
 // (An input that has not sent anything yet counts as "no watermark": with `min` it holds the watermark
-// back until it speaks — Spark 4's rule.)
+// back until it speaks — Spark's rule too.)
 
 // %%
 async function twoInputs(policy: 'min' | 'max'): Promise<string[]> {
