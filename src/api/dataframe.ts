@@ -7,8 +7,8 @@
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
 import { AnalysisError, EvalContext } from '../expr/compile.js';
-import { createOperators } from '../exec/incremental.js';
-import { buildPipeline, collector, runPipeline } from '../exec/planRunner.js';
+import { collectRows } from '../exec/planRunner.js';
+import { parseJoinType } from '../plan/join.js';
 import { parseDuration } from '../util/duration.js';
 import { analyze, Analyzed } from '../plan/analyzer.js';
 import { LogicalPlan, isStreaming, planString } from '../plan/logical.js';
@@ -178,6 +178,34 @@ export class DataFrame {
   unionByName(other: DataFrame, allowMissingColumns = false): DataFrame {
     return this.unionOf([other], true, allowMissingColumns);
   }
+  /**
+   * Joins with another DataFrame, as Spark's `join(other, on, how)`:
+   * - `on` a column name or names: a USING join — rows whose columns of that name are equal; each key column
+   *   appears once in the output;
+   * - `on` a Column: a condition, e.g. `col('o.order_id').eq(col('p.order_id'))` or
+   *   `expr("o.order_id = p.order_id AND p.ts BETWEEN o.ts AND o.ts + INTERVAL 10 MINUTES")`; name the sides with
+   *   {@link alias} when they share column names;
+   * - `how`: `inner` (default), `left`/`left_outer`, `right`/`right_outer`, `full`/`outer`/`full_outer`,
+   *   `left_semi`/`semi`, `left_anti`/`anti`.
+   * On streams: stream-static joins are stateless (the static side is read again every batch unless cached);
+   * stream-stream joins buffer both sides in state, bounded by watermarks and a time range (ARCHITECTURE.md).
+   */
+  join(other: DataFrame, on?: string | string[] | Column, how = 'inner'): DataFrame {
+    if (other.session !== this.session) throw new AnalysisError('join(): both DataFrames must come from the same session.');
+    const joinOn = on === undefined ? { condition: { kind: 'lit', value: true } as const } : typeof on === 'string' ? { using: [on] } : Array.isArray(on) ? { using: on } : { condition: on.expr };
+    return this.with({ kind: 'join', left: this.plan, right: other.plan, how: parseJoinType(how), on: joinOn });
+  }
+
+  /** A cartesian product (every pair): Spark's `crossJoin`. Refused between two streams. */
+  crossJoin(other: DataFrame): DataFrame {
+    return this.join(other);
+  }
+
+  /** Names this DataFrame, so that its columns can be referred to as `name.column` (Spark's `df.alias`). */
+  alias(name: string): DataFrame {
+    return this.with({ kind: 'alias', child: this.plan, name });
+  }
+
   private unionOf(others: DataFrame[], byName: boolean, allowMissingColumns: boolean): DataFrame {
     if (!others.length) throw new AnalysisError('union() needs at least one other DataFrame.');
     if (others.some((o) => o.session !== this.session)) throw new AnalysisError('union(): all DataFrames must come from the same session.');
@@ -221,22 +249,7 @@ export class DataFrame {
     const a = await this.analyze();
     // A batch is one pass: aggregations emit every group (complete mode, no watermark), state lives only
     // for this call, in memory.
-    const operators = createOperators(a, { partitions: 1, provider: 'memory', workers: 1, log: () => {} });
-    try {
-      for (const op of operators.values()) await op.begin({ batchId: 0, outputMode: 'complete', lateEventsMs: -Infinity, evictionMs: -Infinity });
-      const out = collector();
-      const pipeline = buildPipeline(a, out, {
-        operators,
-        eventTime: new Map(),
-        onBad: (_row, e) => {
-          throw new AnalysisError(`A row could not be processed: ${e.message}`);
-        },
-      });
-      await runPipeline(pipeline, new Map());
-      return out.rows;
-    } finally {
-      for (const op of operators.values()) await op.close();
-    }
+    return collectRows(a);
   }
 
   async count(): Promise<number> {

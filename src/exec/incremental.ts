@@ -22,6 +22,7 @@ import { AggregationOperator, LocalAggregationState } from './operators/aggregat
 import { DedupeOperator } from './operators/dedupe.js';
 import { ParallelAggregationState, notParallel } from './operators/parallelState.js';
 import { SessionWindowOperator } from './operators/sessionWindow.js';
+import { StreamingJoinOperator } from './operators/streamingJoin.js';
 import type { LateRow, OperatorBatch, StatefulOperator } from './operators/statefulOperator.js';
 import type { StateLayout } from './operators/operatorState.js';
 
@@ -53,6 +54,10 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
       ops.set(st.id, new DedupeOperator(st, layout));
       continue;
     }
+    if (st.kind === 'join') {
+      ops.set(st.id, new StreamingJoinOperator(st, layout));
+      continue;
+    }
     if (st.sessionKey) {
       ops.set(st.id, new SessionWindowOperator(st, st.keySchema, layout));
       continue;
@@ -74,24 +79,30 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
  * watermark reaches the operator).
  */
 export function propagateWatermark(plan: Analyzed, origin: number, ops: Map<number, StatefulOperator>): Map<number, number | undefined> {
-  const inputs = new Map<number, number | undefined>();
+  const operatorInputs = new Map<number, number | undefined>();
   const walk = (a: Analyzed): number | undefined => {
     let wm: number | undefined;
-    if (a.leaf.kind === 'union') {
-      const ws = a.leaf.branches.map(walk).filter((w): w is number => w !== undefined);
+    if (a.leaf.kind === 'union' || a.leaf.kind === 'join') {
+      const inputs = a.leaf.kind === 'union' ? a.leaf.branches : [a.leaf.left, a.leaf.right];
+      const ws = inputs.map(walk).filter((w): w is number => w !== undefined);
       wm = ws.length ? Math.min(...ws) : undefined;
+      if (a.leaf.kind === 'join' && a.leaf.join.id >= 0) {
+        // A stream-stream join is a stateful operator with two inputs.
+        operatorInputs.set(a.leaf.join.id, wm);
+        wm = wm === undefined ? undefined : ops.get(a.leaf.join.id)!.produceOutputWatermark(wm);
+      }
     }
     for (const st of a.stages) {
       if (st.kind === 'watermark') wm = origin;
       else if (st.kind === 'aggregate' || st.kind === 'dedupe') {
-        inputs.set(st.id, wm);
+        operatorInputs.set(st.id, wm);
         wm = wm === undefined ? undefined : ops.get(st.id)!.produceOutputWatermark(wm);
       }
     }
     return wm;
   };
   walk(plan);
-  return inputs;
+  return operatorInputs;
 }
 
 export class IncrementalExecution {

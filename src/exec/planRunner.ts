@@ -10,7 +10,10 @@
  * buffers, as it must.
  */
 import type { Analyzed, Stage } from '../plan/analyzer.js';
+import type { JoinStage } from '../plan/join.js';
+import { AnalysisError } from '../expr/compile.js';
 import type { RecordError } from '../expr/values.js';
+import { createOperators } from './incremental.js';
 import type { Row } from '../types/index.js';
 import type { StatefulOperator } from './operators/statefulOperator.js';
 import { applyRows } from './rows.js';
@@ -36,24 +39,65 @@ export interface BatchPipelineContext {
   eventTime: Map<number, EventTimeStats>;
 }
 
-/** The entry points of a built pipeline: one per streaming source (by index), and the local relations' rows. */
+/**
+ * The entry points of a built pipeline: one per streaming source (by index); the static inputs (local rows,
+ * batch sources, static sub-plans), read before the streams; and what must be ready before any row flows
+ * (the static side of a stream-static join, read and indexed once per batch).
+ */
 export interface BatchPipeline {
   sources: Map<number, Pipe>;
-  locals: Array<{ rows: Row[]; pipe: Pipe }>;
+  statics: Array<{ read: () => AsyncIterable<Row[]>; pipe: Pipe }>;
+  prepare: Array<() => Promise<void>>;
 }
 
 /** Builds the pipeline of `plan` ending in `sink`. */
 export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineContext): BatchPipeline {
-  const out: BatchPipeline = { sources: new Map(), locals: [] };
+  const out: BatchPipeline = { sources: new Map(), statics: [], prepare: [] };
   const build = (a: Analyzed, downstream: Pipe): void => {
     let head = downstream;
     for (let i = a.stages.length - 1; i >= 0; i--) head = stagePipe(a.stages[i]!, head, ctx);
     const leaf = a.leaf;
-    if (leaf.kind === 'source') out.sources.set(leaf.index, head);
-    else if (leaf.kind === 'local') out.locals.push({ rows: leaf.rows, pipe: head });
-    else {
-      const fanIn = unionPipe(head, leaf.branches.length);
-      for (const b of leaf.branches) build(b, fanIn);
+    switch (leaf.kind) {
+      case 'source':
+        out.sources.set(leaf.index, head);
+        break;
+      case 'local':
+        out.statics.push({ read: () => once(leaf.rows), pipe: head });
+        break;
+      case 'batch':
+        out.statics.push({ read: () => leaf.reader.read(leaf.schema), pipe: head });
+        break;
+      case 'static':
+        out.statics.push({ read: () => once(staticRows(leaf.plan, leaf.holder)), pipe: head });
+        break;
+      case 'union': {
+        const fanIn = unionPipe(head, leaf.branches.length);
+        for (const b of leaf.branches) build(b, fanIn);
+        break;
+      }
+      case 'join': {
+        const j = leaf.join;
+        if (j.id >= 0) {
+          // Stream-stream: the stateful operator takes both inputs.
+          const op = ctx.operators.get(j.id);
+          if (!op) throw new Error(`Join operator ${j.id} has no state here (internal error).`);
+          const [l, r] = operatorInputs(op, head);
+          build(leaf.left, l);
+          build(leaf.right, r);
+        } else if (leaf.left.leaf.kind === 'static' || leaf.right.leaf.kind === 'static') {
+          // Stream-static: the static side is read (or taken from the cache) and indexed before each batch.
+          const staticIsLeft = leaf.left.leaf.kind === 'static';
+          const lookup = new StaticSide(j, staticIsLeft ? 'left' : 'right');
+          out.prepare.push(async () => lookup.load(await collectRows(staticIsLeft ? leaf.left : leaf.right)));
+          build(staticIsLeft ? leaf.right : leaf.left, lookup.probePipe(head));
+        } else {
+          // Two batch sides (a static DataFrame's join): both buffered, joined once both are read.
+          const [l, r] = batchJoinInputs(j, head);
+          build(leaf.left, l);
+          build(leaf.right, r);
+        }
+        break;
+      }
     }
   };
   build(plan, sink);
@@ -61,8 +105,8 @@ export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineCont
 }
 
 /**
- * Runs a whole batch through a pipeline: each source's chunks (in source order), the local relations' rows,
- * then the flush. Sources not in the plan's leaves are not read.
+ * Runs a whole batch through a pipeline: the static inputs first (so a batch join has both sides before the
+ * streams flow), then each source's chunks (in source order), then the flush.
  */
 export async function runPipeline(
   pipeline: BatchPipeline,
@@ -70,6 +114,11 @@ export async function runPipeline(
   /** Called after each chunk has gone through (e.g. to write out dead letters that piled up). */
   afterChunk?: () => Promise<void>,
 ): Promise<void> {
+  for (const prepare of pipeline.prepare) await prepare();
+  for (const { read, pipe } of pipeline.statics) {
+    for await (const rows of read()) if (rows.length) await pipe.push(rows);
+    await pipe.flush();
+  }
   for (const [index, pipe] of pipeline.sources) {
     const chunks = inputs.get(index);
     if (!chunks) continue;
@@ -78,9 +127,162 @@ export async function runPipeline(
       await afterChunk?.();
     }
   }
-  for (const { rows, pipe } of pipeline.locals) if (rows.length) await pipe.push(rows);
   for (const pipe of pipeline.sources.values()) await pipe.flush();
-  for (const { pipe } of pipeline.locals) await pipe.flush();
+}
+
+/**
+ * Runs a batch (static) plan to its rows, as `collect()` does: its stateful operators live for this run
+ * only, in memory, and emit everything (complete mode, no watermark).
+ */
+export async function collectRows(plan: Analyzed): Promise<Row[]> {
+  const operators = createOperators(plan, { partitions: 1, provider: 'memory', workers: 1, log: () => {} });
+  try {
+    for (const op of operators.values()) await op.begin({ batchId: 0, outputMode: 'complete', lateEventsMs: -Infinity, evictionMs: -Infinity });
+    const out = collector();
+    const pipeline = buildPipeline(plan, out, {
+      operators,
+      eventTime: new Map(),
+      onBad: (_row, e) => {
+        throw new AnalysisError(`A row could not be processed: ${e.message}`);
+      },
+    });
+    await runPipeline(pipeline, new Map());
+    return out.rows;
+  } finally {
+    for (const op of operators.values()) await op.close();
+  }
+}
+
+/** A static sub-plan's rows: computed each time, or once when cached (`holder`). */
+async function staticRows(plan: Analyzed, holder: { rows?: Row[] } | undefined): Promise<Row[]> {
+  if (holder?.rows) return holder.rows;
+  const rows = await collectRows(plan);
+  if (holder) holder.rows = rows;
+  return rows;
+}
+
+async function* once(rows: Row[] | Promise<Row[]>): AsyncGenerator<Row[]> {
+  yield await rows;
+}
+
+/** A two-input operator's input pipes: rows go to `process(rows, 0|1)`; after both flush, `finish()`. */
+function operatorInputs(op: StatefulOperator, next: Pipe): [Pipe, Pipe] {
+  let flushed = 0;
+  const input = (i: number): Pipe => ({
+    async push(rows) {
+      const out = await op.process(rows, i);
+      if (out.length) await next.push(out);
+    },
+    async flush() {
+      if (++flushed < 2) return;
+      const out = await op.finish();
+      if (out.length) await next.push(out);
+      await next.flush();
+    },
+  });
+  return [input(0), input(1)];
+}
+
+/**
+ * The static side of a stream-stream join, indexed by join key, probed by the stream's rows (stateless:
+ * Spark's stream-static join). Outer with the stream as the outer side, semi and anti keep nothing between
+ * rows either: each stream row's result is known when it is probed.
+ */
+class StaticSide {
+  private byKey = new Map<string, Row[]>();
+  private all: Row[] = [];
+  constructor(
+    private readonly j: JoinStage,
+    private readonly side: 'left' | 'right',
+  ) {}
+  load(rows: Row[]): void {
+    this.all = rows;
+    this.byKey = new Map();
+    const keyOf = this.side === 'left' ? this.j.leftKey : this.j.rightKey;
+    if (!keyOf) return;
+    for (const r of rows) {
+      const k = keyOf(r);
+      if (k === null) continue;
+      let list = this.byKey.get(k);
+      if (!list) this.byKey.set(k, (list = []));
+      list.push(r);
+    }
+  }
+  probePipe(next: Pipe): Pipe {
+    const j = this.j;
+    const streamIsLeft = this.side === 'right';
+    const streamKey = streamIsLeft ? j.leftKey : j.rightKey;
+    return {
+      push: async (rows) => {
+        const out: Row[] = [];
+        for (const row of rows) {
+          const candidates = streamKey ? (() => { const k = streamKey(row); return k === null ? [] : (this.byKey.get(k) ?? []); })() : this.all;
+          let matched = false;
+          for (const other of candidates) {
+            const [l, r] = streamIsLeft ? [row, other] : [other, row];
+            if (j.matches && !j.matches(l, r)) continue;
+            matched = true;
+            if (j.how === 'left_semi' || j.how === 'left_anti') break;
+            out.push(j.combine(l, r));
+          }
+          if (j.how === 'left_semi' && matched) out.push(j.combine(row, null));
+          else if (j.how === 'left_anti' && !matched) out.push(j.combine(row, null));
+          else if (!matched && j.how === (streamIsLeft ? 'left_outer' : 'right_outer')) out.push(streamIsLeft ? j.combine(row, null) : j.combine(null, row));
+        }
+        if (out.length) await next.push(out);
+      },
+      flush: () => next.flush(),
+    };
+  }
+}
+
+/** A join of two batch inputs: both buffered, then joined (every join type) once both are complete. */
+function batchJoinInputs(j: JoinStage, next: Pipe): [Pipe, Pipe] {
+  const sides: [Row[], Row[]] = [[], []];
+  let flushed = 0;
+  const input = (i: 0 | 1): Pipe => ({
+    async push(rows) {
+      for (const r of rows) sides[i].push(r);
+    },
+    async flush() {
+      if (++flushed < 2) return;
+      const out = joinBatches(j, sides[0], sides[1]);
+      if (out.length) await next.push(out);
+      await next.flush();
+    },
+  });
+  return [input(0), input(1)];
+}
+
+function joinBatches(j: JoinStage, left: Row[], right: Row[]): Row[] {
+  const byKey = new Map<string, number[]>();
+  right.forEach((r, i) => {
+    const k = j.rightKey ? j.rightKey(r) : '';
+    if (k === null) return;
+    let list = byKey.get(k);
+    if (!list) byKey.set(k, (list = []));
+    list.push(i);
+  });
+  const rightMatched = new Uint8Array(right.length);
+  const out: Row[] = [];
+  for (const l of left) {
+    const k = j.leftKey ? j.leftKey(l) : '';
+    const idx = k === null ? [] : (byKey.get(k) ?? []);
+    let matched = false;
+    for (const i of idx) {
+      const r = right[i]!;
+      if (j.matches && !j.matches(l, r)) continue;
+      matched = true;
+      rightMatched[i] = 1;
+      if (j.how === 'left_semi' || j.how === 'left_anti') break;
+      out.push(j.combine(l, r));
+    }
+    if (j.how === 'left_semi' && matched) out.push(j.combine(l, null));
+    else if (j.how === 'left_anti' && !matched) out.push(j.combine(l, null));
+    else if (!matched && (j.how === 'left_outer' || j.how === 'full_outer')) out.push(j.combine(l, null));
+  }
+  if (j.how === 'right_outer' || j.how === 'full_outer') right.forEach((r, i) => rightMatched[i] || out.push(j.combine(null, r)));
+  return out;
 }
 
 /** A pipe that collects what reaches it (a batch DataFrame's result, or a sink that takes a whole batch). */
@@ -139,6 +341,8 @@ function stagePipe(stage: Stage, next: Pipe, ctx: BatchPipelineContext): Pipe {
         },
         flush: () => next.flush(),
       };
+    case 'join':
+      throw new Error('A join is a leaf of the plan, not a stage (internal error).');
     case 'aggregate':
     case 'dedupe': {
       const op = ctx.operators.get(stage.id);

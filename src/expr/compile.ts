@@ -148,9 +148,35 @@ export function splitName(name: string): string[] {
 }
 
 function resolveColumn(name: string, schema: StructType): Bound {
-  const parts = splitName(name);
+  let parts = splitName(name);
+  let field: StructField | undefined;
+  // A join's output column renamed because both sides had its name (`o.id`): the whole name.
+  const whole = schema.field(name);
+  if (whole && parts.length > 1) {
+    field = whole;
+    parts = [name];
+  }
+  // `o.id`: the column `id` of the DataFrame aliased `o` (df.alias('o')), then nested fields.
+  if (!field && parts.length > 1) {
+    const q = schema.fields.filter((f) => f.qualifier === parts[0] && (f.sideName ?? f.name) === parts[1]);
+    if (q.length === 1) {
+      field = q[0];
+      parts = [q[0]!.name, ...parts.slice(2)];
+    }
+  }
   const top = parts[0]!;
-  const field = schema.field(top) ?? schema.fields.find((f) => f.name.toLowerCase() === top.toLowerCase());
+  field ??= schema.field(top) ?? schema.fields.find((f) => f.name.toLowerCase() === top.toLowerCase());
+  if (!field) {
+    // A name both sides of a join had: it exists twice, under `<qualifier>.<name>`.
+    const twins = schema.fields.filter((f) => f.sideName === top);
+    if (twins.length > 1) {
+      throw new AnalysisError(
+        `Column \`${top}\` is ambiguous: both sides of the join have it, as ${twins.map((f) => `\`${f.name}\``).join(' and ')}. ` +
+          `Refer to one of them: ${twins.map((f) => `col('${f.name}')`).join(' or ')}.`,
+      );
+    }
+    field = twins[0];
+  }
   if (!field) {
     throw new AnalysisError(`Column \`${name}\` does not exist.${suggest(top, schema)}`);
   }

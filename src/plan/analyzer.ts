@@ -14,6 +14,8 @@ import { encodeState } from '../state/codec.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec, children, isStreaming } from './logical.js';
+import { resolveJoin, type JoinStage } from './join.js';
+import { createBatchReader, type BatchReader } from '../sources/batch.js';
 
 export type RowFn = (row: Row) => Row | null;
 
@@ -66,16 +68,29 @@ export interface DedupeStage {
   withinWatermark: boolean;
 }
 
-export type StatefulStage = AggregateStage | DedupeStage;
+export type StatefulStage = AggregateStage | DedupeStage | JoinStage;
 
-export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | StatefulStage;
+/** Stages run on a stage list's rows; a join is a leaf (it has two inputs), listed here for allStages(). */
+export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | AggregateStage | DedupeStage | JoinStage;
 
 /**
  * Where a stage list's input rows come from: a streaming source (its position among the query's sources,
  * in plan order, which is also its checkpoint index), the rows of a local relation, or a union of branches
  * (each with its own leaf and stages, e.g. its own watermark).
  */
-export type Leaf = { kind: 'source'; spec: SourceSpec; index: number } | { kind: 'local'; rows: Row[] } | { kind: 'union'; branches: Analyzed[] };
+export type Leaf =
+  | { kind: 'source'; spec: SourceSpec; index: number }
+  | { kind: 'local'; rows: Row[] }
+  /** A batch source (`session.read`), read each time the plan runs. */
+  | { kind: 'batch'; reader: BatchReader; schema: StructType }
+  /**
+   * A static (batch) sub-plan inside a plan — the static side of a join, or a cached DataFrame — run on
+   * its own, with its own stateful operators (in memory, complete mode), each time it is needed; `holder`
+   * keeps its rows when it is cached.
+   */
+  | { kind: 'static'; plan: Analyzed; holder?: { rows?: Row[] } }
+  | { kind: 'union'; branches: Analyzed[] }
+  | { kind: 'join'; left: Analyzed; right: Analyzed; join: JoinStage };
 
 export interface Analyzed {
   readonly schema: StructType;
@@ -108,6 +123,12 @@ function allExprs(p: LogicalPlan): Expr[] {
 /** Resolves the plan; `ctx` is read by time functions at run time (the batch timestamp). */
 export async function analyze(plan: LogicalPlan, ctx: EvalContext): Promise<Analyzed> {
   for (const e of allExprs(plan)) await prepareExpr(e);
+  // Batch sources' schemas are read once (a file's inferred schema, a parquet footer) and kept on the spec.
+  const visit = async (p: LogicalPlan): Promise<void> => {
+    if (p.kind === 'batchSource') p.spec.resolvedSchema ??= await createBatchReader(p.spec).schema();
+    for (const c of children(p)) await visit(c);
+  };
+  await visit(plan);
   const ids: Ids = { watermark: 0, stateful: 0, source: 0 };
   return resolve(plan, ctx, ids);
 }
@@ -243,6 +264,23 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
       const stage: AggregateStage = { kind: 'aggregate', id: ids.stateful++, keys, keySchema: new StructType(keyFields), aggs, ...(eventTimeKey ? { eventTimeKey } : {}), ...(sessionKey ? { sessionKey } : {}) };
       return { ...c, schema: new StructType(fields), stages: [...c.stages, stage] };
     }
+    case 'batchSource':
+      return { schema: p.spec.resolvedSchema!, leaf: { kind: 'batch', reader: createBatchReader(p.spec), schema: p.spec.resolvedSchema! }, stages: [] };
+    case 'cache': {
+      if (isStreaming(p.child)) {
+        throw new AnalysisError(
+          'cache() of a streaming DataFrame is not supported: a stream has no end to cache. Cache the static side of a join ' +
+            '(session.read…load().cache()), or write the stream to a memory sink and query that table.',
+        );
+      }
+      return staticPlan(resolve(p.child, ctx, freshIds()), p.holder);
+    }
+    case 'alias': {
+      const c = resolve(p.child, ctx, ids);
+      return { ...c, schema: new StructType(c.schema.fields.map((f) => ({ ...f, qualifier: p.name }))) };
+    }
+    case 'join':
+      return resolveJoinNode(p, ctx, ids);
     case 'dedupe': {
       const c = resolve(p.child, ctx, ids);
       const cols = p.columns ?? c.schema.fieldNames;
@@ -289,6 +327,32 @@ function checkUnique(names: string[]): void {
   }
 }
 
+const freshIds = (): Ids => ({ watermark: 0, stateful: 0, source: 0 });
+
+/** A static sub-plan as a leaf: it runs on its own (own operator ids), so its state is not the query's. */
+function staticPlan(plan: Analyzed, holder?: { rows?: Row[] }): Analyzed {
+  return { schema: plan.schema, leaf: { kind: 'static', plan, ...(holder ? { holder } : {}) }, stages: [] };
+}
+
+/**
+ * A join: each side resolved (a static side on its own, as a static sub-plan that runs each batch, or once
+ * when cached), then the join itself (plan/join.ts): output columns, keys, condition, eviction.
+ */
+function resolveJoinNode(p: Extract<LogicalPlan, { kind: 'join' }>, ctx: EvalContext, ids: Ids): Analyzed {
+  const streaming = { left: isStreaming(p.left), right: isStreaming(p.right) };
+  const side = (q: LogicalPlan, isStream: boolean): Analyzed => {
+    if (isStream) return resolve(q, ctx, ids);
+    // A static side inside a streaming query runs as its own batch plan; in a batch plan it is just a side.
+    const a = resolve(q, ctx, streaming.left || streaming.right ? freshIds() : ids);
+    return streaming.left || streaming.right ? staticPlan(a) : a;
+  };
+  const left = side(p.left, streaming.left);
+  const right = side(p.right, streaming.right);
+  const { schema, stage } = resolveJoin(p.how, p.on, left.schema, right.schema, streaming, ctx);
+  const id = streaming.left && streaming.right ? ids.stateful++ : -1;
+  return { schema, leaf: { kind: 'join', left, right, join: { ...stage, id } }, stages: [] };
+}
+
 function resolveProject(c: Analyzed, exprs: Expr[], ctx: EvalContext): Analyzed {
   const bounds = expandProjection(exprs, c.schema, ctx);
   checkUnique(bounds.map((b) => b.name));
@@ -297,12 +361,19 @@ function resolveProject(c: Analyzed, exprs: Expr[], ctx: EvalContext): Analyzed 
 
 /** Every stage of an analyzed plan, those of union branches included (branches first). */
 export function allStages(a: Analyzed): Stage[] {
-  return [...(a.leaf.kind === 'union' ? a.leaf.branches.flatMap(allStages) : []), ...a.stages];
+  return [...leafStages(a.leaf), ...a.stages];
+}
+
+/** The stages under a leaf: a union's branches, a join's sides and the join itself. A static sub-plan's are its own. */
+function leafStages(leaf: Leaf): Stage[] {
+  if (leaf.kind === 'union') return leaf.branches.flatMap(allStages);
+  if (leaf.kind === 'join') return [...allStages(leaf.left), ...allStages(leaf.right), ...(leaf.join.id >= 0 ? [leaf.join] : [])];
+  return [];
 }
 
 /** The stateful stages of an analyzed plan. */
 export function statefulStages(a: Analyzed): StatefulStage[] {
-  return allStages(a).filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe');
+  return allStages(a).filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe' || s.kind === 'join');
 }
 
 /** The streaming sources of an analyzed plan, by index. */
@@ -311,6 +382,7 @@ export function sourceLeaves(a: Analyzed): SourceSpec[] {
   const visit = (x: Analyzed): void => {
     if (x.leaf.kind === 'source') out[x.leaf.index] = x.leaf.spec;
     else if (x.leaf.kind === 'union') x.leaf.branches.forEach(visit);
+    else if (x.leaf.kind === 'join') [x.leaf.left, x.leaf.right].forEach(visit);
   };
   visit(a);
   return out;

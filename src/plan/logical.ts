@@ -14,8 +14,30 @@ export interface SourceSpec {
   readonly instance?: Source;
 }
 
+/** A batch (static) source as `session.read` declared it: read each time a plan that uses it runs. */
+export interface BatchSourceSpec {
+  readonly format: string;
+  readonly options: Readonly<Record<string, string>>;
+  readonly paths: readonly string[];
+  readonly userSchema?: StructType;
+  /** Filled in at the first analysis: the schema read (inferred, or the footer's), kept so it is read once. */
+  resolvedSchema?: StructType;
+}
+
+/** Spark's join types, by their canonical names (`how` also accepts Spark's aliases: `left`, `outer`, …). */
+export type JoinType = 'inner' | 'left_outer' | 'right_outer' | 'full_outer' | 'left_semi' | 'left_anti';
+
+/** How two sides join: on same-named columns (`join(other, 'id')`), or on a condition. */
+export type JoinOn = { using: string[] } | { condition: Expr };
+
 export type LogicalPlan =
   | { kind: 'streamingSource'; spec: SourceSpec }
+  | { kind: 'batchSource'; spec: BatchSourceSpec }
+  /** `df.cache()`: the child's rows, computed at the first run that needs them and kept. */
+  | { kind: 'cache'; child: LogicalPlan; holder: { rows?: Row[] } }
+  /** `df.alias('o')`: its columns can be named `o.x` (Spark's SubqueryAlias). */
+  | { kind: 'alias'; child: LogicalPlan; name: string }
+  | { kind: 'join'; left: LogicalPlan; right: LogicalPlan; how: JoinType; on: JoinOn }
   | { kind: 'local'; rows: Row[]; schema: StructType; name?: string }
   | { kind: 'project'; child: LogicalPlan; exprs: Expr[] }
   | { kind: 'filter'; child: LogicalPlan; condition: Expr }
@@ -32,6 +54,7 @@ export type LogicalPlan =
 
 export function children(p: LogicalPlan): LogicalPlan[] {
   if (p.kind === 'union') return p.inputs;
+  if (p.kind === 'join') return [p.left, p.right];
   return 'child' in p ? [p.child] : [];
 }
 
@@ -54,6 +77,20 @@ export function planString(p: LogicalPlan, indent = 0): string {
       line = `StreamingRelation ${p.spec.format}${Object.keys(p.spec.options).length ? ` [${Object.entries(redactOptions(p.spec.options))
         .map(([k, v]) => `${k}=${v}`)
         .join(', ')}]` : ''}`;
+      break;
+    case 'batchSource':
+      line = `Relation ${p.spec.format} [${p.spec.paths.join(', ')}]${Object.keys(p.spec.options).length ? ` [${Object.entries(redactOptions(p.spec.options))
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}]` : ''}`;
+      break;
+    case 'cache':
+      line = `InMemoryRelation${p.holder.rows ? ` (${p.holder.rows.length} rows cached)` : ' (not computed yet)'}`;
+      break;
+    case 'alias':
+      line = `SubqueryAlias ${p.name}`;
+      break;
+    case 'join':
+      line = `Join ${p.how}, ${'using' in p.on ? `using [${p.on.using.join(', ')}]` : exprName(p.on.condition)}`;
       break;
     case 'local':
       line = `LocalRelation ${p.name ?? ''}[${p.schema.fieldNames.join(', ')}] (${p.rows.length} rows)`;

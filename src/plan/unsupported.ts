@@ -8,7 +8,9 @@ import { exprName } from '../expr/column.js';
 import { timeWindowKind } from '../expr/window.js';
 import type { OutputMode } from '../sinks/sink.js';
 import { statefulStages, type Analyzed } from './analyzer.js';
-import { LogicalPlan, children } from './logical.js';
+import type { JoinStage } from './join.js';
+import type { JoinType } from './logical.js';
+import { LogicalPlan, children, isStreaming } from './logical.js';
 
 export class UnsupportedOperationError extends AnalysisError {
   override name = 'UnsupportedOperationError';
@@ -38,6 +40,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
       );
     }
   }
+  for (const n of all) if (n.kind === 'join') checkJoin(n, mode);
   const aggregated = aggregates.length > 0;
   const sessioned = aggregates.some((a) => a.groupBy.some((e) => timeWindowKind(e) === 'session_window'));
   if (mode === 'update' && sessioned) {
@@ -66,6 +69,53 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
           'own), or aggregate and use outputMode("complete").',
       );
     }
+  }
+}
+
+const JOIN_NAMES: Record<JoinType, string> = {
+  inner: 'Inner', left_outer: 'LeftOuter', right_outer: 'RightOuter', full_outer: 'FullOuter', left_semi: 'LeftSemi', left_anti: 'LeftAnti',
+};
+
+/** Spark 3.5's rules for joins on streams (UnsupportedOperationChecker), each with the reason. */
+function checkJoin(j: Extract<LogicalPlan, { kind: 'join' }>, mode: OutputMode): void {
+  const left = isStreaming(j.left);
+  const right = isStreaming(j.right);
+  const name = JOIN_NAMES[j.how];
+  if (left && right) {
+    if (mode !== 'append') {
+      throw new UnsupportedOperationError(
+        `Join between two streaming DataFrames/Datasets is not supported in ${mode} output mode, only in Append output mode (Spark ` +
+          'refuses it too). A stream-stream join emits a pair once, when both rows have arrived, and an outer join emits a null-padded ' +
+          'row once, when the watermark shows no match can come: there is no earlier result to update, and no complete table to ' +
+          'rewrite. Use outputMode("append"); aggregate the joined rows afterwards if you need running totals.',
+      );
+    }
+    if (j.how === 'left_anti') {
+      throw new UnsupportedOperationError(
+        'LeftAnti joins with a streaming DataFrame/Dataset on the right are not supported (Spark refuses it too): a left row has no ' +
+          'match only if no right row will ever match it, which a stream cannot promise. Use a left outer join with a time range and ' +
+          "keep the rows whose right columns are null: filter(col('p.order_id').isNull()).",
+      );
+    }
+    return;
+  }
+  if (!left && !right) return;
+  if (j.how === 'full_outer') {
+    throw new UnsupportedOperationError(
+      `FullOuter joins with streaming DataFrames/Datasets on the ${left ? 'left' : 'right'} and a static DataFrame/Dataset on the ` +
+        `${left ? 'right' : 'left'} are not supported (Spark refuses it too): the static side's unmatched rows would have to be emitted ` +
+        'once no stream row can match them — never, since the stream does not end. Use a left outer join with the stream on the left, ' +
+        'or an inner join.',
+    );
+  }
+  const staticOuter = (!left && (j.how === 'left_outer' || j.how === 'left_semi' || j.how === 'left_anti')) || (!right && j.how === 'right_outer');
+  if (staticOuter) {
+    throw new UnsupportedOperationError(
+      `${name} join with a streaming DataFrame/Dataset on the ${left ? 'left' : 'right'} and a static DataFrame/Dataset on the ` +
+        `${left ? 'right' : 'left'} is not supported (Spark refuses it too): the static side is the one whose rows are kept or ` +
+        'dropped by whether the stream ever matches them, and a stream never says "no more rows". Put the stream on the preserved ' +
+        `side (stream.join(static, on, '${j.how === 'right_outer' ? 'left_outer' : j.how}')), or use an inner join.`,
+    );
   }
 }
 
@@ -98,8 +148,41 @@ function checkAnalyzed(analyzed: Analyzed, mode: OutputMode, hasWatermark: boole
       );
     }
   }
+  for (const st of stateful) if (st.kind === 'join') checkStreamStreamJoin(st);
   checkGlobalWatermarkLimit(analyzed, mode);
   checkWatermarkRedefined(analyzed);
+}
+
+/** What a stream-stream join needs to run, and to bound its state (Spark 3.5's rules, refused with what to add). */
+function checkStreamStreamJoin(j: JoinStage): void {
+  if (!j.leftKey) {
+    throw new UnsupportedOperationError(
+      `Stream-stream join without equality predicate is not supported (Spark refuses it too): ${j.description}. Both sides are ` +
+        'buffered by join key so a row finds its partners without scanning all state. Add an equality between the sides, e.g. ' +
+        "col('o.order_id').eq(col('p.order_id')), or join on a shared column: orders.join(payments, 'order_id').",
+    );
+  }
+  const needs: Array<[boolean, string, string]> = [
+    [j.how === 'left_outer' || j.how === 'left_semi', 'left', 'right'],
+    [j.how === 'right_outer', 'right', 'left'],
+  ];
+  for (const [applies, side, other] of needs) {
+    if (!applies || (side === 'left' ? j.leftEviction : j.rightEviction)) continue;
+    throw new UnsupportedOperationError(
+      `Stream-stream ${JOIN_NAMES[j.how]} join between two streaming DataFrame/Datasets is not supported without a watermark in the ` +
+        `join keys, or a watermark on the nullable side and an appropriate range condition (Spark's rule). A ${side} row that never ` +
+        `matched is emitted with nulls only when no future ${other} row can match it: that needs withWatermark() on both sides and a ` +
+        `condition bounding the ${side} event time by the ${other}'s, e.g. ` +
+        "expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES'), or both sides grouped by the same window in the join keys.",
+    );
+  }
+  if (j.how === 'full_outer' && !j.leftEviction && !j.rightEviction) {
+    throw new UnsupportedOperationError(
+      'Stream-stream FullOuter join between two streaming DataFrame/Datasets is not supported without a watermark in the join keys, ' +
+        "or a watermark on the nullable side and an appropriate range condition (Spark's rule): add withWatermark() on both sides and a " +
+        "time range, e.g. expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES').",
+    );
+  }
 }
 
 /**
@@ -109,7 +192,8 @@ function checkAnalyzed(analyzed: Analyzed, mode: OutputMode, hasWatermark: boole
  */
 function checkWatermarkRedefined(analyzed: Analyzed): void {
   const walk = (a: Analyzed): boolean => {
-    let watermarked = a.leaf.kind === 'union' ? a.leaf.branches.map(walk).some((x) => x) : false;
+    const inputs = a.leaf.kind === 'union' ? a.leaf.branches : a.leaf.kind === 'join' ? [a.leaf.left, a.leaf.right] : [];
+    let watermarked = inputs.map(walk).some((x) => x);
     for (const st of a.stages) {
       if (st.kind !== 'watermark') continue;
       if (watermarked) {
@@ -137,7 +221,15 @@ function checkWatermarkRedefined(analyzed: Analyzed): void {
 function checkGlobalWatermarkLimit(analyzed: Analyzed, mode: OutputMode): void {
   if (mode === 'append') return;
   const walk = (a: Analyzed): boolean => {
-    let aggregatedBelow = a.leaf.kind === 'union' ? a.leaf.branches.map(walk).some((x) => x) : false;
+    const inputs = a.leaf.kind === 'union' ? a.leaf.branches : a.leaf.kind === 'join' ? [a.leaf.left, a.leaf.right] : [];
+    let aggregatedBelow = inputs.map(walk).some((x) => x);
+    if (a.leaf.kind === 'join' && a.leaf.join.id >= 0 && aggregatedBelow) {
+      throw new UnsupportedOperationError(
+        `This query has a stream-stream join after a streaming aggregation, in ${mode} mode. Spark refuses this too ("Detected pattern ` +
+          "of possible 'correctness' issue due to global watermark\"): the aggregation emits a group again each time it changes. Use " +
+          'outputMode("append") with withWatermark(), so each group reaches the join once, when final.',
+      );
+    }
     for (const st of a.stages) {
       const isStateful = st.kind === 'aggregate' || (st.kind === 'dedupe' && st.expiry !== undefined);
       if (isStateful && aggregatedBelow) {

@@ -116,6 +116,16 @@ export interface StructField {
   readonly nullable: boolean;
   /** Set on the event-time column of `withWatermark` (and columns derived from it, like its window). */
   readonly watermarkDelayMs?: number;
+  /**
+   * The name of the DataFrame this column comes from (`df.alias('o')`, or the side of a join), so that
+   * `col('o.id')` finds it. Kept by joins; a projection makes new columns without one, as Spark's.
+   */
+  readonly qualifier?: string;
+  /**
+   * A join output column renamed because both sides have a column of that name (`o.id` and `p.id`): its
+   * name on its own side, so that a bare `col('id')` is reported as ambiguous, with both names.
+   */
+  readonly sideName?: string;
 }
 
 export class StructType extends DataType {

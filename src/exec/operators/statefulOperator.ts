@@ -78,7 +78,8 @@ export interface StatefulOperator {
   /** What its state holds, written to `state/<id>/_metadata/schema` and checked on restart. */
   stateSchema(): StateSchema;
   begin(batch: OperatorBatch): Promise<void>;
-  process(rows: Row[]): Promise<Row[]>;
+  /** `input`: which input the rows come from, for an operator with several (a join: 0 left, 1 right). */
+  process(rows: Row[], input?: number): Promise<Row[]>;
   finish(): Promise<Row[]>;
   commit(): Promise<void>;
   progress(): StateOperatorProgress;
