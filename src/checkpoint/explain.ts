@@ -37,14 +37,17 @@ function stateInfo(root: string): CheckpointReport['stateOperators'] {
       const parts = readdirSync(join(dir, String(op))).filter((p) => /^\d+$/.test(p));
       let latest = 0;
       let files = 0;
-      for (const p of parts) {
-        for (const f of readdirSync(join(dir, String(op), p))) {
-          const m = /^(\d+)\.(delta|snapshot)$/.exec(f);
+      // A partition's files, or — for a stream-stream join — its left/ and right/ folders' files.
+      const visit = (folder: string): void => {
+        for (const f of readdirSync(folder, { withFileTypes: true })) {
+          if (f.isDirectory() && (f.name === 'left' || f.name === 'right')) visit(join(folder, f.name));
+          const m = /^(\d+)\.(delta|snapshot)$/.exec(f.name);
           if (!m) continue;
           files++;
           latest = Math.max(latest, Number(m[1]));
         }
-      }
+      };
+      for (const p of parts) visit(join(dir, String(op), p));
       return { operatorId: op, partitions: parts.length, latestVersion: latest, files };
     });
 }
