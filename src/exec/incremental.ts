@@ -55,6 +55,13 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
       continue;
     }
     if (st.kind === 'join') {
+      const unbounded = [st.leftEviction ? '' : 'left', st.rightEviction ? '' : 'right'].filter(Boolean);
+      if (unbounded.length) {
+        env.log(
+          `WARN Stream-stream join ${st.id} keeps every ${unbounded.join(' and ')} row in state forever: no watermark with a time ` +
+            'range bounds it. Add withWatermark() on both sides and a condition such as p.ts BETWEEN o.ts AND o.ts + INTERVAL 10 MINUTES.',
+        );
+      }
       ops.set(st.id, new StreamingJoinOperator(st, layout));
       continue;
     }

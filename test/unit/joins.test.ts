@@ -135,6 +135,7 @@ describe.each(['memory', 'lmdb'])('stream-stream joins (%s state store)', (kind)
       { batch: 2, watermark: '', out: ['A@10:00+A@10:12', 'C@10:10+C@10:11'], dropped: 0, state: 6 },
     ]);
     expect(queries[0]!.explain()).toMatch(/left rows kept forever[\s\S]*right rows kept forever/);
+    expect(queries[0]!.lastProgress!.stateOperators[0]!.customMetrics).toEqual({ numLeftRows: 3, numRightRows: 3, leftRowsKeptForever: 1, rightRowsKeptForever: 1 });
   });
 
   it('left outer with a time range: the null row comes out when the watermark passes the impression\'s bound, not before', async () => {
