@@ -503,7 +503,7 @@ describe('several inputs: union, per-input watermarks and the global watermark p
     ]);
   });
 
-  it('an input that has sent nothing yet holds the min watermark back (Spark's WatermarkTracker), not the max one', async () => {
+  it('an input that has sent nothing yet holds the min watermark back (as in the WatermarkTracker of Spark), not the max one', async () => {
     const runOne = async (policy: 'min' | 'max') => {
       const s = newSession();
       s.conf.set('sluice.sql.streaming.multipleWatermarkPolicy', policy);
