@@ -4,14 +4,14 @@
  * (src/expr/column.ts), so both ways of writing a query give one plan.
  *
  * Module map: lexer.ts (tokens with offsets) → parser.ts (Pratt parser for expressions) → functions.ts
- * (calls resolved through the function registries) · statement.ts (SELECT … FROM view …) → plan.ts
+ * (calls resolved through the function registries) · statement.ts (SELECT … FROM view [JOIN view …] …) → plan.ts
  * (DataFrame calls) · errors.ts (messages with a caret under the position).
  */
 import type { DataFrame } from '../api/dataframe.js';
 import { AnalysisError } from '../expr/compile.js';
 import { Column, Expr, colExpr } from '../expr/column.js';
 import type { SqlCall } from '../expr/compile.js';
-import { SqlError } from './errors.js';
+import { SqlError, UnsupportedSqlError } from './errors.js';
 import { isAggregateName, sqlCall } from './functions.js';
 import { Parser, parseExpression, parseNamedExpression } from './parser.js';
 import { SqlEnv, planQuery, planSelect } from './plan.js';
@@ -57,11 +57,11 @@ export function selectExprs(df: DataFrame, items: string[]): DataFrame {
   });
 }
 
-/** `session.sql(query)`: a SELECT over temp views, as a DataFrame (streaming when a view it reads is). */
+/** `session.sql(query)`: a SELECT over temp views and their joins, as a DataFrame (streaming when a view it reads is). */
 export function sqlQuery(sql: string, env: SqlEnv): DataFrame {
   const { query, parser } = parseQuery(sql);
-  return planQuery(query, env, parser.positions, (pos, reason) => {
-    throw new SqlError(sql, pos, reason);
+  return planQuery(query, env, parser.positions, (pos, reason, unsupported) => {
+    throw unsupported ? new UnsupportedSqlError(sql, pos, reason) : new SqlError(sql, pos, reason);
   });
 }
 

@@ -254,7 +254,8 @@ export class Parser {
       case 'IN': {
         const open = this.expectOp('(', ' after IN');
         if (this.isWord('SELECT') || this.isWord('WITH')) {
-          this.unsupported(this.peek().start, 'Subqueries (IN (SELECT …)) are not supported: Sluice has no joins yet, which a subquery needs');
+          this.unsupported(this.peek().start, 'Subqueries (IN (SELECT …)) are not supported: make the inner query a temp view and join it: ' +
+              '`FROM a LEFT SEMI JOIN v ON a.x = v.y` keeps the rows of a that are IN it (NOT IN: LEFT ANTI JOIN)');
         }
         const values: Expr[] = [];
         if (!this.isOp(')')) {
@@ -345,7 +346,8 @@ export class Parser {
       case 'CAST':
         return this.cast();
       case 'EXISTS':
-        return this.unsupported(start, 'Subqueries (EXISTS) are not supported: Sluice has no joins yet, which a subquery needs');
+        return this.unsupported(start, 'Subqueries (EXISTS) are not supported: make the inner query a temp view and join it: ' +
+            '`FROM a LEFT SEMI JOIN v ON <condition>` keeps the rows for which one EXISTS (NOT EXISTS: LEFT ANTI JOIN)');
       case 'INTERVAL':
         if (this.peek(1).kind === 'number' || this.peek(1).kind === 'string' || this.isOp('-', 1) || this.isOp('+', 1)) return this.interval();
         break;
@@ -370,7 +372,7 @@ export class Parser {
       case '(': {
         this.next();
         if (this.isWord('SELECT') || this.isWord('WITH')) {
-          this.unsupported(this.peek().start, 'Subqueries are not supported: Sluice has no joins yet, which a subquery needs. Make the inner query a temp view and select from it');
+          this.unsupported(this.peek().start, 'Subqueries are not supported: make the inner query a temp view, and select from it or JOIN it');
         }
         const e = this.expression();
         if (this.isOp(',')) this.unsupported(this.peek().start, 'Row values (a, b, …) are not supported; use struct(a, b, …)');

@@ -1,7 +1,11 @@
 /**
- * Turns a parsed SELECT into DataFrame calls — filter, groupBy().agg(), select, distinct, union, orderBy —
- * so `session.sql()` and `selectExpr()` build the same logical plan a program writes with column
+ * Turns a parsed SELECT into DataFrame calls — alias/join, filter, groupBy().agg(), select, distinct, union,
+ * orderBy — so `session.sql()` and `selectExpr()` build the same logical plan a program writes with column
  * functions, and the analyzer, the streaming checks and the state schema see no difference.
+ *
+ * `FROM a x JOIN b y ON cond` is `a.alias('x').join(b.alias('y'), expr(cond), 'inner')` (a view without an
+ * alias is aliased by its name), joins chain left to right, and WHERE / SELECT / GROUP BY / HAVING then read
+ * the joined columns (`x.col`, or a bare name both sides do not share).
  *
  * A SELECT with aggregates becomes, as in Spark's analyzer: `groupBy(keys).agg(aggregates)`, then HAVING
  * as a filter, then a projection of the SELECT list over the aggregated columns (left out when the list
@@ -13,10 +17,13 @@ import { Column, Expr, exprName } from '../expr/column.js';
 import { splitName } from '../expr/compile.js';
 import { timeWindowKind } from '../expr/window.js';
 import { DataType } from '../types/index.js';
-import type { Query } from './statement.js';
+import type { Query, TableRef } from './statement.js';
 
-/** Reports an error about expression `at` (or the clause as a whole when `at` is undefined). */
-export type Fail = (at: Expr | undefined, reason: string) => never;
+/**
+ * Reports an error about expression `at` (or the clause as a whole when `at` is undefined); `unsupported`: the
+ * SQL is valid, but Sluice does not run it (an UnsupportedSqlError).
+ */
+export type Fail = (at: Expr | undefined, reason: string, unsupported?: boolean) => never;
 
 /** Where session.sql() finds its inputs. */
 export interface SqlEnv {
@@ -235,15 +242,62 @@ function stripQualifier(e: Expr, qualifier: string | undefined, positions: WeakM
 }
 
 /**
+ * In a join, `x.col` where `x` names one of the views (case-insensitively, as Spark) is spelt as that view's
+ * qualifier, so that it resolves through df.alias(); `x.*` is refused (see below).
+ */
+function qualify(e: Expr, qualifiers: string[], positions: WeakMap<object, number>, fail: Fail): Expr {
+  const spelling = new Map(qualifiers.map((q) => [q.toLowerCase(), q]));
+  return transformExpr(e, (x) => {
+    let out: Expr | undefined;
+    if (x.kind === 'col') {
+      const parts = splitName(x.name);
+      const q = parts.length > 1 ? spelling.get(parts[0]!.toLowerCase()) : undefined;
+      if (q !== undefined && q !== parts[0]) {
+        out = { kind: 'col', name: [q, ...parts.slice(1)].map((p) => (p.includes('.') ? '`' + p + '`' : p)).join('.') };
+      }
+    } else if (x.kind === 'star' && x.qualifier !== undefined && spelling.has(splitName(x.qualifier)[0]!.toLowerCase())) {
+      // The analyzer expands `s.*` for a struct column s only; a view's columns are not known when the SQL is read.
+      const q = spelling.get(splitName(x.qualifier)[0]!.toLowerCase())!;
+      fail(x, `${x.qualifier}.* over a join is not supported yet: list ${q}'s columns (${q}.col1, ${q}.col2, …), or SELECT * for every column of the join`, true);
+    }
+    if (out && positions.has(x)) positions.set(out, positions.get(x)!);
+    return out;
+  });
+}
+
+/**
  * The DataFrame of a parsed query: each SELECT over its view (WHERE, then the SELECT list with GROUP BY and
  * HAVING), UNIONs, then ORDER BY. `fail` points at a position in the SQL string.
  */
-export function planQuery(query: Query, env: SqlEnv, positions: WeakMap<object, number>, failAt: (pos: number, reason: string) => never): DataFrame {
+export function planQuery(query: Query, env: SqlEnv, positions: WeakMap<object, number>, failAt: (pos: number, reason: string, unsupported?: boolean) => never): DataFrame {
   const dfs = query.terms.map((term) => {
-    const fail: Fail = (at, reason) => failAt((at && positions.get(at)) ?? term.pos, reason);
-    let df = term.from ? env.table(term.from.name, term.from.pos) : env.oneRow();
-    const q = term.from && (term.from.alias ?? term.from.name);
-    const strip = (e: Expr): Expr => stripQualifier(e, q, positions);
+    const fail: Fail = (at, reason, unsupported) => failAt((at && positions.get(at)) ?? term.pos, reason, unsupported);
+    let df: DataFrame;
+    let strip: (e: Expr) => Expr;
+    if (term.from && term.joins.length) {
+      // Each view is df.alias(alias, or the view's name), as Spark qualifies a view's columns by its name; the
+      // joined columns keep their qualifiers, so x.col and bare names resolve as in the DataFrame twin.
+      const qualifiers = [term.from, ...term.joins.map((j) => j.table)].map((t) => t.alias ?? t.name);
+      strip = (e) => qualify(e, qualifiers, positions, fail);
+      const side = (t: TableRef): DataFrame => env.table(t.name, t.pos).alias(t.alias ?? t.name);
+      df = side(term.from);
+      for (const j of term.joins) {
+        const other = side(j.table);
+        if (j.on) {
+          const on = strip(j.on.value);
+          if (containsAggregate(on)) failAt(j.on.pos, 'Aggregate functions are not allowed in a join condition (it compares rows before they are grouped)');
+          df = df.join(other, new Column(on), j.how);
+        } else if (j.using) {
+          df = df.join(other, j.using.map((u) => u.value), j.how);
+        } else {
+          df = df.join(other, undefined, j.how);
+        }
+      }
+    } else {
+      df = term.from ? env.table(term.from.name, term.from.pos) : env.oneRow();
+      const q = term.from && (term.from.alias ?? term.from.name);
+      strip = (e) => stripQualifier(e, q, positions);
+    }
     if (term.where) {
       const where = strip(term.where.value);
       if (containsAggregate(where)) {
@@ -261,9 +315,12 @@ export function planQuery(query: Query, env: SqlEnv, positions: WeakMap<object, 
   });
   if (query.orderBy.length) {
     // ORDER BY 1, or an expression the SELECT list computes, sorts by that output column.
-    const items = query.terms[0]!.items.map((i) => i.value);
+    const first = query.terms[0]!;
+    const items = first.items.map((i) => i.value);
+    // Over a single SELECT with joins, ORDER BY x.col may name a joined column SELECT * kept.
+    const qualifiers = query.terms.length === 1 && first.from && first.joins.length ? [first.from, ...first.joins.map((j) => j.table)].map((t) => t.alias ?? t.name) : [];
     const keys = query.orderBy.map(({ value, pos }) => {
-      const e = value.expr;
+      const e = qualifiers.length ? qualify(value.expr, qualifiers, positions, (at, reason, unsupported) => failAt((at && positions.get(at)) ?? pos, reason, unsupported)) : value.expr;
       let key = e;
       if (e.kind === 'lit' && typeof e.value === 'number' && Number.isInteger(e.value)) {
         const item = items[e.value - 1];

@@ -1,8 +1,8 @@
 /**
- * SQL statements for `session.sql()`: the SELECT query over one temp view that Sluice can run
- * (SELECT [DISTINCT] … FROM view [WHERE …] [GROUP BY …] [HAVING …], UNION [ALL] of such, ORDER BY),
- * parsed into a small syntax tree that sql/plan.ts turns into DataFrame calls. Everything else is
- * refused here, at its position, with the reason and what to write instead.
+ * SQL statements for `session.sql()`: the SELECT query Sluice can run (SELECT [DISTINCT] … FROM view
+ * [[AS] alias] [JOIN view [AS] alias ON … | USING (…)]… [WHERE …] [GROUP BY …] [HAVING …], UNION [ALL] of
+ * such, ORDER BY), parsed into a small syntax tree that sql/plan.ts turns into DataFrame calls. Everything
+ * else is refused here, at its position, with the reason and what to write instead.
  */
 import type { Expr } from '../expr/column.js';
 import { Parser } from './parser.js';
@@ -13,11 +13,37 @@ export interface Positioned<T> {
   readonly pos: number;
 }
 
+/** A view in FROM or JOIN: `events`, `events AS e`, `events e`. */
+export interface TableRef {
+  readonly name: string;
+  readonly alias?: string;
+  /** Offset of the view's name. */
+  readonly pos: number;
+  /** Offset of the alias, when there is one. */
+  readonly aliasPos?: number;
+}
+
+/** Join types as `DataFrame.join(other, on, how)` takes them (src/plan/join.ts parseJoinType). */
+export type SqlJoinType = 'inner' | 'cross' | 'left_outer' | 'right_outer' | 'full_outer' | 'left_semi' | 'left_anti';
+
+/** `[INNER|LEFT [OUTER]|…] JOIN view [AS] alias [ON condition | USING (c1, c2)]`. */
+export interface JoinClause {
+  readonly how: SqlJoinType;
+  readonly table: TableRef;
+  /** The ON condition; neither it nor `using`: every pair (a cross join, or Spark's join without criteria). */
+  readonly on?: Positioned<Expr>;
+  readonly using?: Array<Positioned<string>>;
+  /** Offset of the join's first keyword. */
+  readonly pos: number;
+}
+
 /** One SELECT block. */
 export interface QuerySpec {
   readonly distinct: boolean;
   readonly items: Array<Positioned<Expr>>;
-  readonly from?: { name: string; alias?: string; pos: number };
+  readonly from?: TableRef;
+  /** The joins after the first view, left to right: `a JOIN b … JOIN c …` is `(a ⋈ b) ⋈ c`. */
+  readonly joins: JoinClause[];
   readonly where?: Positioned<Expr>;
   readonly groupBy: Array<Positioned<Expr>>;
   readonly having?: Positioned<Expr>;
@@ -72,7 +98,12 @@ export function parseQuery(sql: string): { query: Query; parser: Parser } {
     }
     const setOp = p.peek();
     if (p.isWord('INTERSECT') || p.isWord('EXCEPT') || p.isWord('MINUS')) {
-      p.unsupported(setOp.start, `${setOp.upper} is not supported: it needs a join of the two inputs, and Sluice has no joins yet`);
+      const anti = setOp.upper !== 'INTERSECT';
+      p.unsupported(
+        setOp.start,
+        `${setOp.upper} is not supported: make each query a temp view and write SELECT DISTINCT * FROM a LEFT ${anti ? 'ANTI' : 'SEMI'} JOIN b ` +
+          `USING (col1, col2, …) (unlike ${setOp.upper}, it does not match nulls)`,
+      );
     }
     break;
   }
@@ -112,26 +143,30 @@ function queryTerm(p: Parser): QuerySpec {
   } while (p.acceptOp(','));
 
   let from: QuerySpec['from'];
+  const joins: JoinClause[] = [];
   if (p.acceptWord('FROM')) {
-    const t = p.peek();
-    if (p.isOp('(')) p.unsupported(t.start, 'Subqueries in FROM are not supported: make the inner query a temp view (df.createOrReplaceTempView) and select from it');
-    if (p.isWord('LATERAL')) p.unsupported(t.start, 'LATERAL is not supported');
-    const parts = [p.name('a view name after FROM')];
-    while (p.acceptOp('.')) parts.push(p.name('a view name'));
-    if (parts.length > 1) p.unsupported(t.start, `Sluice has no databases or catalogs: name the temp view alone (FROM ${parts[parts.length - 1]})`);
-    let alias: string | undefined;
-    if (p.acceptWord('AS')) alias = p.name('an alias for the view');
-    else if (p.isName() && !isClauseWord(p)) alias = p.next().text;
-    from = { name: parts[0]!, pos: t.start, ...(alias !== undefined ? { alias } : {}) };
-    const j = p.peek();
-    if (p.isOp(',') || ['JOIN', 'INNER', 'LEFT', 'RIGHT', 'FULL', 'CROSS', 'NATURAL', 'SEMI', 'ANTI'].some((w) => p.isWord(w))) {
-      p.unsupported(
-        j.start,
-        'Joins are not supported yet: Sluice has no join operator. A stream-stream join condition such as ' +
-          "expr('clickAdId = impressionAdId AND clickTime <= impressionTime + interval 1 hour') already parses, for when joins exist",
-      );
+    from = tableRef(p, 'FROM');
+    for (;;) {
+      const join = joinClause(p);
+      if (!join) break;
+      joins.push(join);
     }
+    const j = p.peek();
     if (p.isWord('TABLESAMPLE') || p.isWord('PIVOT') || p.isWord('UNPIVOT')) p.unsupported(j.start, `${j.upper} is not supported`);
+    // The same name twice would give both sides one qualifier, and `x.col` could not say which side it means.
+    const seen = new Map<string, TableRef>();
+    for (const t of [from, ...joins.map((jc) => jc.table)]) {
+      const q = (t.alias ?? t.name).toLowerCase();
+      const first = seen.get(q);
+      if (first) {
+        p.unsupported(
+          t.aliasPos ?? t.pos,
+          `\`${t.alias ?? t.name}\` names two inputs of the FROM clause (the first at ${p.whereIs(first.aliasPos ?? first.pos)}): give each an alias of its own ` +
+            `(FROM ${first.name} a JOIN ${t.name} b ON …), and qualify columns with it (a.col, b.col)`,
+        );
+      }
+      seen.set(q, t);
+    }
   }
   const where = p.acceptWord('WHERE') ? positioned(p) : undefined;
   const groupBy: QuerySpec['groupBy'] = [];
@@ -144,7 +179,87 @@ function queryTerm(p: Parser): QuerySpec {
   }
   const having = p.acceptWord('HAVING') ? positioned(p) : undefined;
   if (p.isWord('WINDOW') || p.isWord('QUALIFY')) p.unsupported(p.peek().start, `${p.peek().upper} is not supported: Sluice has no window functions (OVER)`);
-  return { distinct, items, groupBy, pos: kw.start, ...(from ? { from } : {}), ...(where ? { where } : {}), ...(having ? { having } : {}) };
+  return { distinct, items, joins, groupBy, pos: kw.start, ...(from ? { from } : {}), ...(where ? { where } : {}), ...(having ? { having } : {}) };
+}
+
+/** A view after FROM or JOIN, with its alias; subqueries, LATERAL and database-qualified names are refused. */
+function tableRef(p: Parser, after: string): TableRef {
+  const t = p.peek();
+  if (p.isOp('(')) {
+    p.unsupported(
+      t.start,
+      after === 'FROM'
+        ? 'Subqueries in FROM are not supported: make the inner query a temp view (df.createOrReplaceTempView) and select from it'
+        : 'Subqueries and parenthesised joins after JOIN are not supported: make the inner query a temp view (df.createOrReplaceTempView) and join it',
+    );
+  }
+  if (p.isWord('LATERAL')) p.unsupported(t.start, 'LATERAL is not supported');
+  const parts = [p.name(`a view name after ${after}`)];
+  while (p.acceptOp('.')) parts.push(p.name('a view name'));
+  if (parts.length > 1) p.unsupported(t.start, `Sluice has no databases or catalogs: name the temp view alone (${after} ${parts[parts.length - 1]})`);
+  if (p.isOp('(')) {
+    p.unsupported(t.start, `Table-valued functions (${parts[0]}(…)) are not supported: name a temp view (df.createOrReplaceTempView)`);
+  }
+  let alias: string | undefined;
+  const aliasPos = p.isWord('AS') ? p.peek(1).start : p.peek().start;
+  if (p.acceptWord('AS')) alias = p.name('an alias for the view');
+  else if (p.isName() && !isClauseWord(p)) alias = p.next().text;
+  return { name: parts[0]!, pos: t.start, ...(alias !== undefined ? { alias, aliasPos } : {}) };
+}
+
+/**
+ * One `… JOIN view [AS] alias [ON … | USING (…)]`, or undefined when the FROM clause has no more joins. Join
+ * types as Spark's grammar (SqlBaseParser.g4 `joinType`): INNER, CROSS, LEFT [OUTER], RIGHT [OUTER],
+ * FULL [OUTER], [LEFT] SEMI, [LEFT] ANTI.
+ */
+function joinClause(p: Parser): JoinClause | undefined {
+  const first = p.peek();
+  if (p.isOp(',')) {
+    p.unsupported(
+      first.start,
+      'A list of views in FROM (FROM a, b) is not supported: write FROM a JOIN b ON <condition> ' +
+        '(Spark turns a WHERE over the list into the join condition; Sluice does not, and a stream-stream join needs the condition to bound its state)',
+    );
+  }
+  if (p.isWord('NATURAL')) {
+    p.unsupported(first.start, 'NATURAL JOIN is not supported: name the shared columns, JOIN b USING (col1, col2)');
+  }
+  if (p.isWord('LATERAL')) p.unsupported(first.start, 'LATERAL is not supported');
+  let how: SqlJoinType;
+  if (p.acceptWord('JOIN')) how = 'inner';
+  else {
+    if (p.acceptWord('INNER')) how = 'inner';
+    else if (p.acceptWord('CROSS')) how = 'cross';
+    else if (p.acceptWord('LEFT')) {
+      how = p.acceptWord('SEMI') ? 'left_semi' : p.acceptWord('ANTI') ? 'left_anti' : (p.acceptWord('OUTER'), 'left_outer');
+    } else if (p.acceptWord('RIGHT')) {
+      if (p.isWord('SEMI') || p.isWord('ANTI')) {
+        p.unsupported(p.peek().start, `RIGHT ${p.peek().upper} JOIN does not exist in Spark SQL: swap the views and write LEFT ${p.peek().upper} JOIN`);
+      }
+      p.acceptWord('OUTER');
+      how = 'right_outer';
+    } else if (p.acceptWord('FULL')) {
+      p.acceptWord('OUTER');
+      how = 'full_outer';
+    } else if (p.acceptWord('SEMI')) how = 'left_semi';
+    else if (p.acceptWord('ANTI')) how = 'left_anti';
+    else return undefined;
+    p.expectWord('JOIN', ` after ${p.sql.slice(first.start, p.peek(-1).end).replace(/\s+/g, ' ').toUpperCase()}`);
+  }
+  const table = tableRef(p, 'JOIN');
+  const base = { how, table, pos: first.start };
+  if (p.acceptWord('ON')) return { ...base, on: positioned(p) };
+  if (p.acceptWord('USING')) {
+    const open = p.expectOp('(', ' after USING (USING (col1, col2))');
+    const using: Array<Positioned<string>> = [];
+    do {
+      const pos = p.peek().start;
+      using.push({ value: p.name('a column name in USING (…)'), pos });
+    } while (p.acceptOp(','));
+    if (!p.acceptOp(')')) p.fail(`',' or ')' to close the USING list opened at ${p.whereIs(open.start)}`);
+    return { ...base, using };
+  }
+  return base;
 }
 
 function positioned(p: Parser): Positioned<Expr> {
