@@ -4,7 +4,8 @@
  */
 export { SluiceSession, RuntimeConfig, Catalog, type TableInfo } from './api/session.js';
 export { DataFrame, GroupedData } from './api/dataframe.js';
-export { DataStreamReader } from './api/reader.js';
+export { DataFrameReader, DataStreamReader } from './api/reader.js';
+export { BatchSourceError, registerBatchReader, type BatchReader, type BatchReaderFactory } from './sources/batch.js';
 export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
 export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';

@@ -269,6 +269,34 @@ export class DataFrame {
     }
     return new DataStreamWriter(this);
   }
+
+  /**
+   * A DataFrame whose rows are computed once, at the first run that needs them, and kept in memory (Spark's
+   * `cache()`): every DataFrame derived from it, and every micro-batch of a stream-static join that uses it,
+   * reads the kept rows instead of reading its source again. Use the returned DataFrame — unlike Spark,
+   * `cache()` does not change `this` (a DataFrame is immutable): `const users = session.read.json(p).cache()`.
+   * Batch DataFrames only (a stream has no end to cache).
+   */
+  cache(): DataFrame {
+    if (this.plan.kind === 'cache') return this;
+    return this.with({ kind: 'cache', child: this.plan, holder: {} });
+  }
+
+  /** The same as {@link cache}: Sluice keeps rows in memory only, so Spark's storage levels do not apply. */
+  persist(): DataFrame {
+    return this.cache();
+  }
+
+  /**
+   * Drops the kept rows of a cached DataFrame (Spark's `unpersist()`), and returns a DataFrame that reads its
+   * source anew each time it runs. `this`, if used again, computes and keeps its rows again at its next run.
+   * On a DataFrame that is not cached, it does nothing.
+   */
+  unpersist(): DataFrame {
+    if (this.plan.kind !== 'cache') return this;
+    delete this.plan.holder.rows;
+    return this.with(this.plan.child);
+  }
 }
 
 /** The result of groupBy(): aggregate it with agg() or a shortcut. */

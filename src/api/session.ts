@@ -6,7 +6,7 @@ import { SqlError, sqlQuery } from '../sql/index.js';
 import { Row, StructType, parseSchema } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
 import { StreamingQueryManager } from './manager.js';
-import { DataStreamReader } from './reader.js';
+import { DataFrameReader, DataStreamReader } from './reader.js';
 
 export class RuntimeConfig {
   private readonly values = new Map<string, string>();
@@ -95,6 +95,11 @@ export class SluiceSession {
   /** Declares a streaming source. */
   get readStream(): DataStreamReader {
     return new DataStreamReader(this);
+  }
+
+  /** Declares a batch source: files (json, csv, parquet) or a Kafka topic's current contents. */
+  get read(): DataFrameReader {
+    return new DataFrameReader(this);
   }
 
   /** A batch DataFrame of in-memory rows. */
