@@ -467,6 +467,34 @@ describe('session.read', () => {
   });
 });
 
+describe('the static side of a stream-static join', () => {
+  it('is read again each batch, so a changed file is seen by the next batch; cached, it is read once', async () => {
+    for (const cached of [false, true]) {
+      const s = session();
+      const p = file('users.json', lines({ user_id: 'u1', name: 'Ann' }));
+      let users = s.read.schema('user_id STRING, name STRING').json(p);
+      if (cached) users = users.cache();
+      const events = s.memoryStream('event STRING, user_id STRING');
+      const q = await events
+        .toDF()
+        .join(users, 'user_id', 'left_outer')
+        .writeStream.format('memory')
+        .queryName('enriched')
+        .option('checkpointLocation', mkdtempSync(join(tmpdir(), 'sluice-static-')))
+        .start();
+      events.addData([{ event: 'e1', user_id: 'u1' }, { event: 'e2', user_id: 'u2' }]);
+      await q.processAllAvailable();
+      writeFileSync(p, lines({ user_id: 'u1', name: 'Ann' }, { user_id: 'u2', name: 'Bob' }));
+      events.addData([{ event: 'e3', user_id: 'u2' }]);
+      await q.processAllAvailable();
+      await q.stop();
+      const batch = (b: number): string[] => (s.memoryTable('enriched').batches.get(b) ?? []).map((r) => `${String(r.event)}:${String(r.name)}`).sort();
+      expect(batch(0), `cached=${cached}`).toEqual(['e1:Ann', 'e2:null']);
+      expect(batch(1), `cached=${cached}`).toEqual([cached ? 'e3:null' : 'e3:Bob']);
+    }
+  });
+});
+
 describe('kafka (options only: reads need a broker and are in the integration tests)', () => {
   const base = { 'kafka.bootstrap.servers': '127.0.0.1:1', subscribe: 'orders' };
   const make = (options: Record<string, string>, userSchema?: string): BatchReader =>
