@@ -131,10 +131,10 @@ export class SluiceSession {
 
   /**
    * Runs a Spark SQL query over temp views and memory-sink tables, as `spark.sql()`:
-   * `SELECT … FROM view [WHERE …] [GROUP BY …] [HAVING …]`, UNION [ALL], ORDER BY. The result is a
-   * DataFrame with the same plan the DataFrame methods would build — streaming when a view it reads is.
-   * Statements Sluice cannot run (JOIN, INSERT, subqueries, …) are refused with the reason, and errors
-   * point at their position in the string.
+   * `SELECT … FROM view [[INNER|LEFT|RIGHT|FULL|SEMI|ANTI|CROSS] JOIN view2 ON … | USING (…)]… [WHERE …]
+   * [GROUP BY …] [HAVING …]`, UNION [ALL], ORDER BY. The result is a DataFrame with the same plan the
+   * DataFrame methods would build — streaming when a view it reads is. Statements Sluice cannot run
+   * (INSERT, subqueries, …) are refused with the reason, and errors point at their position in the string.
    */
   sql(query: string): DataFrame {
     return sqlQuery(query, {

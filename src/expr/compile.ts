@@ -483,6 +483,9 @@ export function expandProjection(exprs: Expr[], schema: StructType, ctx: EvalCon
     if (e.kind === 'star') {
       if (!e.qualifier) {
         for (const f of schema.fields) out.push(resolveColumn('`' + f.name + '`', schema));
+      } else if (!schema.field(e.qualifier) && schema.fields.some((f) => f.qualifier === e.qualifier)) {
+        // `o.*` after `df.alias('o')` (a join's side): that side's columns.
+        for (const f of schema.fields) if (f.qualifier === e.qualifier) out.push(resolveColumn('`' + f.name + '`', schema));
       } else {
         const parent = resolveColumn(e.qualifier, schema);
         if (!(parent.type instanceof StructType)) {

@@ -231,8 +231,9 @@ interface PairField {
 
 /** Both sides' columns in one list; names both sides have are renamed `<qualifier>.<name>`. */
 function namePairFields(left: StructType, right: StructType, using: string[]): PairField[] {
-  const leftNames = new Set(left.fieldNames);
-  const rightNames = new Set(right.fieldNames);
+  // A column renamed by an earlier join (`a.id`) still clashes by its own name: a third side's `id` is renamed too.
+  const leftNames = new Set([...left.fieldNames, ...left.fields.flatMap((f) => (f.sideName ? [f.sideName] : []))]);
+  const rightNames = new Set([...right.fieldNames, ...right.fields.flatMap((f) => (f.sideName ? [f.sideName] : []))]);
   const out: PairField[] = [];
   const add = (side: JoinSideName, f: StructField, clash: boolean, usingKey: boolean): void => {
     if (!clash) {

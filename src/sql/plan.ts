@@ -243,7 +243,7 @@ function stripQualifier(e: Expr, qualifier: string | undefined, positions: WeakM
 
 /**
  * In a join, `x.col` where `x` names one of the views (case-insensitively, as Spark) is spelt as that view's
- * qualifier, so that it resolves through df.alias(); `x.*` is refused (see below).
+ * qualifier, so that it resolves through df.alias(); `x.*` is that side's columns.
  */
 function qualify(e: Expr, qualifiers: string[], positions: WeakMap<object, number>, fail: Fail): Expr {
   const spelling = new Map(qualifiers.map((q) => [q.toLowerCase(), q]));
@@ -256,9 +256,9 @@ function qualify(e: Expr, qualifiers: string[], positions: WeakMap<object, numbe
         out = { kind: 'col', name: [q, ...parts.slice(1)].map((p) => (p.includes('.') ? '`' + p + '`' : p)).join('.') };
       }
     } else if (x.kind === 'star' && x.qualifier !== undefined && spelling.has(splitName(x.qualifier)[0]!.toLowerCase())) {
-      // The analyzer expands `s.*` for a struct column s only; a view's columns are not known when the SQL is read.
+      // `o.*`: the analyzer expands it to the columns of the side aliased `o` (expandProjection).
       const q = spelling.get(splitName(x.qualifier)[0]!.toLowerCase())!;
-      fail(x, `${x.qualifier}.* over a join is not supported yet: list ${q}'s columns (${q}.col1, ${q}.col2, …), or SELECT * for every column of the join`, true);
+      if (q !== x.qualifier) out = { kind: 'star', qualifier: q };
     }
     if (out && positions.has(x)) positions.set(out, positions.get(x)!);
     return out;

@@ -250,3 +250,17 @@ describe('stream-static joins', () => {
     }
   });
 });
+
+describe('join column names', () => {
+  it('three sides with the same column: every one is qualified, a bare name is ambiguous; o.* is one side\'s columns', async () => {
+    const s = newSession();
+    const a = s.createDataFrame([{ id: 1, x: 'a' }], 'id INT, x STRING').alias('a');
+    const b = s.createDataFrame([{ id: 1, y: 'b' }], 'id INT, y STRING').alias('b');
+    const c = s.createDataFrame([{ id: 1, z: 'c' }], 'id INT, z STRING').alias('c');
+    const abc = a.join(b, col('a.id').eq(col('b.id'))).join(c, col('a.id').eq(col('c.id')));
+    expect(await abc.collect()).toEqual([{ 'a.id': 1, x: 'a', 'b.id': 1, y: 'b', 'c.id': 1, z: 'c' }]);
+    await expect(abc.select('id').collect()).rejects.toThrow(/Column `id` is ambiguous: both sides of the join have it, as `a.id` and `b.id` and `c.id`/);
+    expect(await abc.select('b.*').collect()).toEqual([{ 'b.id': 1, y: 'b' }]);
+  });
+});
+
