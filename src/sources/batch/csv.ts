@@ -15,7 +15,7 @@
  * FAILFAST fails the read. Unlike Spark with multiLine=false, a quoted value may span lines whatever
  * `multiLine` says (csv-parse always honours quotes), so such a record is never cut in two.
  */
-import { parse as csvParse, type CsvError, type Info, type InfoField } from 'csv-parse';
+import { parse as csvParse, type CsvError, type InfoField } from 'csv-parse';
 import type { BatchSourceSpec } from '../../plan/logical.js';
 import {
   ArrayType, BinaryType, BooleanType, ByteType, DataType, DateType, Decimal, DecimalType, DoubleType, FloatType, IntegerType, LongType,
@@ -61,11 +61,14 @@ const INT_RANGE = new Map<DataType, [bigint, bigint]>([
 const JAVA_DOUBLE = /^\s*[+-]?(?:NaN|Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)[fFdD]?\s*$/;
 const INTEGER = /^[+-]?\d+$/;
 
-/** One CSV record: its values (null for an unquoted empty value), its text, where it ends. */
+/** One CSV record: its values (null for an unquoted empty value), its raw text, where it ends. */
 interface CsvRecord {
   values: Array<string | null>;
-  text: string;
-  place: RecordPlace;
+  /** The text csv-parse read for it, with the blank and comment lines before it. */
+  raw: string;
+  file: string;
+  /** Lines of the file before `raw`. */
+  linesBefore: number;
   /** Set when csv-parse could not read the record (an unclosed quote). */
   problem?: string;
 }
@@ -76,14 +79,27 @@ class CsvReader implements BatchReader {
   private readonly header: boolean;
   private readonly nullValue: string;
   private readonly emptyValue: string;
+  // Options read per value, looked up once.
+  private readonly nanValue: string;
+  private readonly positiveInf: string;
+  private readonly negativeInf: string;
+  private readonly preferDate: boolean;
+  private readonly dateFormat: string | undefined;
+  private readonly timestampFormat: string | undefined;
 
   constructor(private readonly spec: BatchSourceSpec) {
     this.o = new FormatOptions('csv', spec.options, CSV_OPTIONS);
     this.mode = parseMode(this.o);
     this.header = this.o.bool('header', false);
-    for (const k of ['inferSchema', 'ignoreLeadingWhiteSpace', 'ignoreTrailingWhiteSpace', 'preferDate', 'multiLine']) this.o.bool(k, false);
+    for (const k of ['inferSchema', 'ignoreLeadingWhiteSpace', 'ignoreTrailingWhiteSpace', 'multiLine']) this.o.bool(k, false);
     this.nullValue = this.o.get('nullValue') ?? '';
     this.emptyValue = this.o.get('emptyValue') ?? '';
+    this.nanValue = this.o.get('nanValue') ?? 'NaN';
+    this.positiveInf = this.o.get('positiveInf') ?? 'Inf';
+    this.negativeInf = this.o.get('negativeInf') ?? '-Inf';
+    this.preferDate = this.o.bool('preferDate', true);
+    this.dateFormat = this.o.get('dateFormat');
+    this.timestampFormat = this.o.get('timestampFormat');
     const sep = this.separator();
     if (sep === '') throw new BatchSourceError('Option sep (delimiter) of format csv must not be empty.');
     for (const k of ['quote', 'escape', 'comment']) {
@@ -115,6 +131,11 @@ class CsvReader implements BatchReader {
     const quote = this.char('quote') ?? '"';
     const comment = this.char('comment');
     const skipped: CsvRecord[] = [];
+    // Lines are counted from the records' raw text (which includes the blank and comment lines before each):
+    // csv-parse's own `info` and a `cast` function per value would each triple the parse time.
+    let lines = 0;
+    // A quoted "" and an unquoted empty value differ only when nullValue or emptyValue is not the empty string.
+    const distinguishEmpty = this.nullValue !== '' || this.emptyValue !== '';
     const parser = openText(file).pipe(
       csvParse({
         delimiter: this.separator(),
@@ -128,24 +149,23 @@ class CsvReader implements BatchReader {
         relax_quotes: true,
         skip_empty_lines: true,
         raw: true,
-        info: true,
         // An unquoted empty value is null (Spark's parser gives null there); a quoted "" is the empty value.
-        cast: (value: string, ctx: InfoField) => (value === '' && !ctx.quoting ? null : value),
+        ...(distinguishEmpty ? { cast: (value: string, ctx: InfoField) => (value === '' && !ctx.quoting ? null : value) } : {}),
         skip_records_with_error: true,
+        // In practice only an unclosed quote at the end of the file: the rest of the file is one malformed record.
         on_skip: (err: CsvError | undefined, raw: string | undefined): undefined => {
-          skipped.push({
-            values: [],
-            text: trimRaw(raw ?? ''),
-            place: { file, line: (err as { lines?: number } | undefined)?.lines },
-            problem: err?.message ?? 'the record could not be parsed',
-          });
+          const r = raw ?? '';
+          const end = (err as { lines?: number } | undefined)?.lines;
+          const linesBefore = end === undefined ? lines : end - countNewlines(r) - (r.endsWith('\n') ? 0 : 1);
+          skipped.push({ values: [], raw: r, file, linesBefore, problem: err?.message ?? 'the record could not be parsed' });
           return undefined;
         },
       }),
     );
-    for await (const r of parser as AsyncIterable<{ record: Array<string | null>; raw: string; info: Info }>) {
+    for await (const r of parser as AsyncIterable<{ record: Array<string | null>; raw: string }>) {
       while (skipped.length) yield skipped.shift()!;
-      yield { values: r.record, text: trimRaw(r.raw), place: { file, line: r.info.lines } };
+      yield { values: r.record, raw: r.raw, file, linesBefore: lines };
+      lines += countNewlines(r.raw);
     }
     while (skipped.length) yield skipped.shift()!;
   }
@@ -228,16 +248,16 @@ class CsvReader implements BatchReader {
   }
   private tryDouble(v: string): DataType {
     if (JAVA_DOUBLE.test(v) || this.special(v) !== undefined) return DoubleType;
-    return this.o.bool('preferDate', true) ? this.tryDate(v) : this.tryTimestamp(v);
+    return this.preferDate ? this.tryDate(v) : this.tryTimestamp(v);
   }
   private tryDate(v: string): DataType {
-    const fmt = this.o.get('dateFormat');
+    const fmt = this.dateFormat;
     // Without dateFormat, Spark's inference parses dates strictly as yyyy-MM-dd.
     const ok = fmt ? dateFromText(v, fmt) !== null : /^\d{4}-\d{2}-\d{2}$/.test(v) && dateFromText(v, undefined) !== null;
     return ok ? DateType : this.tryTimestamp(v);
   }
   private tryTimestamp(v: string): DataType {
-    return timestampFromText(v, this.o.get('timestampFormat')) ? TimestampType : this.tryBoolean(v);
+    return timestampFromText(v, this.timestampFormat) ? TimestampType : this.tryBoolean(v);
   }
   private tryBoolean(v: string): DataType {
     return /^(true|false)$/i.test(v) ? BooleanType : StringType;
@@ -245,9 +265,9 @@ class CsvReader implements BatchReader {
 
   /** The double a NaN/Infinity spelling stands for (nanValue, positiveInf, negativeInf). */
   private special(v: string): number | undefined {
-    if (v === (this.o.get('nanValue') ?? 'NaN')) return NaN;
-    if (v === (this.o.get('positiveInf') ?? 'Inf')) return Infinity;
-    if (v === (this.o.get('negativeInf') ?? '-Inf')) return -Infinity;
+    if (v === this.nanValue) return NaN;
+    if (v === this.positiveInf) return Infinity;
+    if (v === this.negativeInf) return -Infinity;
     return undefined;
   }
 
@@ -277,7 +297,14 @@ class CsvReader implements BatchReader {
           problem ??= e.message;
         }
       }
-      const out = applyMode('CSV', this.mode, row, problem, rec.text, rec.place, corrupt);
+      let text = '';
+      let place: RecordPlace = { file: rec.file };
+      if (problem !== undefined) {
+        const own = recordText(rec.raw, this.char('comment'));
+        text = own.text;
+        place = { file: rec.file, line: rec.linesBefore + own.skippedLines + 1 };
+      }
+      const out = applyMode('CSV', this.mode, row, problem, text, place, corrupt);
       if (!out) continue;
       const full = chunker.push(out);
       if (full) yield full;
@@ -306,8 +333,8 @@ class CsvReader implements BatchReader {
       // Spark's US-locale decimal parser drops grouping commas (1,234.5).
       return Decimal.parse(value.replace(/,/g, ''))?.toPrecision(t.precision, t.scale) ?? fail();
     }
-    if (t === TimestampType) return timestampFromText(value, this.o.get('timestampFormat')) ?? fail();
-    if (t === DateType) return dateFromText(value, this.o.get('dateFormat')) ?? fail();
+    if (t === TimestampType) return timestampFromText(value, this.timestampFormat) ?? fail();
+    if (t === DateType) return dateFromText(value, this.dateFormat) ?? fail();
     if (t === BinaryType) return Buffer.from(value, 'utf8');
     if (t === NullType) return null;
     return fail();
@@ -322,9 +349,25 @@ function inRange(v: string, t: DataType): boolean {
   return b >= lo && b <= hi;
 }
 
-/** A record's text without the blank lines before it and its line end. */
-function trimRaw(raw: string): string {
-  return raw.replace(/^[\r\n]+/, '').replace(/\r?\n$/, '');
+/** A record's own text (without the blank and comment lines before it, nor its line end), and how many lines came before it. */
+function recordText(raw: string, comment: string | undefined): { text: string; skippedLines: number } {
+  let s = raw;
+  let skippedLines = 0;
+  for (;;) {
+    const nl = s.indexOf('\n');
+    if (nl < 0) break;
+    const first = s.slice(0, nl).replace(/\r$/, '');
+    if (first.trim() !== '' && !(comment && first.startsWith(comment))) break;
+    s = s.slice(nl + 1);
+    skippedLines++;
+  }
+  return { text: s.replace(/\r?\n$/, ''), skippedLines };
+}
+
+function countNewlines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 /**

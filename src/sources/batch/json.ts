@@ -79,12 +79,20 @@ class JsonReader implements BatchReader {
   private readonly o: FormatOptions;
   private readonly mode: ParseMode;
   private readonly multiLine: boolean;
+  private readonly primitivesAsString: boolean;
+  private readonly prefersDecimal: boolean;
+  private readonly timestampFormat: string | undefined;
+  private readonly dateFormat: string | undefined;
 
   constructor(private readonly spec: BatchSourceSpec) {
     this.o = new FormatOptions('json', spec.options, JSON_OPTIONS);
     this.mode = parseMode(this.o);
     this.multiLine = this.o.bool('multiLine', false);
-    for (const k of ['primitivesAsString', 'prefersDecimal', 'dropFieldIfAllNull']) this.o.bool(k, false);
+    this.primitivesAsString = this.o.bool('primitivesAsString', false);
+    this.prefersDecimal = this.o.bool('prefersDecimal', false);
+    this.o.bool('dropFieldIfAllNull', false);
+    this.timestampFormat = this.o.get('timestampFormat');
+    this.dateFormat = this.o.get('dateFormat');
     if (spec.userSchema) corruptColumn(this.o, spec.userSchema);
     checkPathsExist(spec, 'json');
   }
@@ -123,9 +131,9 @@ class JsonReader implements BatchReader {
   private inferValue(v: unknown): DataType {
     if (v === null || v === undefined) return NullType;
     if (typeof v === 'string') return StringType;
-    if (typeof v === 'boolean') return this.o.bool('primitivesAsString', false) ? StringType : BooleanType;
+    if (typeof v === 'boolean') return this.primitivesAsString ? StringType : BooleanType;
     if (isLosslessNumber(v)) {
-      if (this.o.bool('primitivesAsString', false)) return StringType;
+      if (this.primitivesAsString) return StringType;
       const text = v.value;
       if (/^-?\d+$/.test(text)) {
         const b = BigInt(text);
@@ -134,7 +142,7 @@ class JsonReader implements BatchReader {
         const p = integerDigits(text);
         return p <= DecimalType.MAX_PRECISION ? new DecimalType(p, 0) : DoubleType;
       }
-      if (this.o.bool('prefersDecimal', false)) {
+      if (this.prefersDecimal) {
         const d = Decimal.parse(text);
         if (d) {
           const p = Math.max(d.precision, d.scale);
@@ -218,12 +226,12 @@ class JsonReader implements BatchReader {
       return Decimal.parse(text)?.toPrecision(t.precision, t.scale) ?? fail();
     }
     if (t === TimestampType) {
-      if (typeof v === 'string') return timestampFromText(v, this.o.get('timestampFormat')) ?? fail();
+      if (typeof v === 'string') return timestampFromText(v, this.timestampFormat) ?? fail();
       // Spark reads an integer as seconds since the epoch.
       if (isLosslessNumber(v) && /^-?\d+$/.test(v.value)) return new Date(Number(v.value) * 1000);
       return fail();
     }
-    if (t === DateType) return typeof v === 'string' ? (dateFromText(v, this.o.get('dateFormat')) ?? fail()) : fail();
+    if (t === DateType) return typeof v === 'string' ? (dateFromText(v, this.dateFormat) ?? fail()) : fail();
     if (t === BinaryType) return typeof v === 'string' ? Buffer.from(v, 'base64') : fail();
     if (t instanceof ArrayType) return Array.isArray(v) ? v.map((e, i) => this.convert(e, t.elementType, `${path}[${i}]`)) : fail();
     if (t instanceof MapType) {

@@ -26,8 +26,8 @@
  * lacks is null, and a file's column whose type differs from the schema's is widened where that loses
  * nothing (int → bigint, float → double, a wider decimal) or refused, naming the file and column.
  */
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
-import type { AsyncBuffer, FileMetaData, ParquetParsers, SchemaElement, SchemaTree } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema } from 'hyparquet';
+import type { AsyncBuffer, ColumnData, FileMetaData, ParquetParsers, SchemaElement, SchemaTree } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { castValue, formatDate } from '../../expr/values.js';
 import type { BatchSourceSpec } from '../../plan/logical.js';
@@ -119,37 +119,58 @@ class ParquetReader implements BatchReader {
       let start = 0;
       for (const rg of l.metadata.row_groups) {
         const end = start + Number(rg.num_rows);
-        // A row group is read CHUNK_ROWS rows at a time (pages located through the offset index when the file has one), so
-        // memory stays bounded by the chunk whatever the writer's row-group size.
+        // A row group is decoded column by column (compact arrays: what hyparquet decodes a page into), then handed
+        // over as rows CHUNK_ROWS at a time: memory holds one row group's columns and one chunk of row objects.
+        // (Reading a row group in row ranges instead decodes each page once per range that touches it.)
+        const data = new Map<string, ColumnData[]>();
+        if (columns.length) {
+          await parquetRead({
+            file,
+            metadata: l.metadata,
+            columns,
+            rowStart: start,
+            rowEnd: end,
+            utf8: false,
+            parsers: PARSERS,
+            compressors,
+            geoparquet: false,
+            onChunk: (c) => {
+              const list = data.get(c.columnName) ?? [];
+              list.push(c);
+              data.set(c.columnName, list);
+            },
+          });
+        }
+        const cursors = plan.map((p) => (p.name === undefined ? undefined : new ColumnCursor(data.get(p.name) ?? [])));
         for (let from = start; from < end; from += CHUNK_ROWS) {
           const to = Math.min(end, from + CHUNK_ROWS);
-          const rows = columns.length
-            ? await parquetReadObjects({
-                file,
-                metadata: l.metadata,
-                columns,
-                rowStart: from,
-                rowEnd: to,
-                rowFormat: 'object',
-                utf8: false,
-                parsers: PARSERS,
-                compressors,
-                geoparquet: false,
-                useOffsetIndex: true,
-              })
-            : Array.from({ length: to - from }, (): Row => ({}));
-          yield rows.map((r) => {
+          const rows: Row[] = [];
+          for (let i = from; i < to; i++) {
             const row: Row = {};
-            for (const p of plan) {
-              const v = p.name === undefined ? null : r[p.name];
+            plan.forEach((p, j) => {
+              const v = cursors[j]?.at(i);
               row[p.field] = v === undefined || v === null ? null : p.conv(v);
-            }
-            return row;
-          });
+            });
+            rows.push(row);
+          }
+          yield rows;
         }
         start = end;
       }
     }
+  }
+}
+
+/** Reads the values of one column, row by row in increasing order, from the chunks hyparquet decoded. */
+class ColumnCursor {
+  private k = 0;
+  constructor(private readonly chunks: ColumnData[]) {
+    chunks.sort((a, b) => a.rowStart - b.rowStart);
+  }
+  at(row: number): unknown {
+    while (this.k < this.chunks.length && this.chunks[this.k]!.rowEnd <= row) this.k++;
+    const c = this.chunks[this.k];
+    return c && c.rowStart <= row ? c.columnData[row - c.rowStart] : undefined;
   }
 }
 
