@@ -240,7 +240,7 @@ describe('csv', () => {
   it('refuses what it cannot read: nested types, an unknown option (listing the known ones)', () => {
     const p = file('x.csv', 'a\n1\n');
     expect(() => createBatchReader({ format: 'csv', options: {}, paths: [p], userSchema: parseSchema('a ARRAY<INT>') })).toThrow(/cannot read column "a" as array<int>/);
-    expect(() => createBatchReader({ format: 'csv', options: { delimeter: ';' }, paths: [p] })).toThrow(/has no option "delimeter".*sep \(.*delimiter \(/);
+    expect(() => createBatchReader({ format: 'csv', options: { delimeter: ';' }, paths: [p] })).toThrow(/has no option "delimeter" \(did you mean delimiter\?\). Its options: path, .*sep, delimiter, /);
   });
 });
 
@@ -390,6 +390,9 @@ describe('session.read', () => {
     expect(() => s.read.json(join(dir, 'missing.json'))).toThrow(/Path does not exist: .*missing\.json/);
     expect(() => s.read.option('multiline', 'maybe').json(dir)).toThrow(/multiLine of format 'json' must be true or false/);
     expect(() => s.read.format('csv').load()).toThrow(/needs a path/);
+    expect(() => s.read.option('path', dir).json(dir)).toThrow(/both the "path" option and load/);
+    expect(() => s.read.option('inferSchema', true).json(dir)).toThrow(/no option "inferSchema"/);
+    expect(s.read.option('path', dir).format('json').load().plan.kind).toBe('batchSource');
     expect(() => s.read.option('mode', 'LENIENT').json(dir)).toThrow(/PERMISSIVE, DROPMALFORMED or FAILFAST/);
     expect(() => s.read.schema('a INT, _corrupt_record INT').json(dir)).toThrow(/"_corrupt_record" must be a nullable string/);
     const df = s.read.json(dir);
@@ -512,11 +515,13 @@ describe('kafka (options only: reads need a broker and are in the integration te
     expect(() => make({ ...base, endingOffsets: '{"orders":{"0":-2}}' })).toThrow(/-2 \(earliest\) is not allowed/);
     expect(() => make({ ...base, endingOffsets: '{"orders":{"0":"x"}}' })).toThrow(/whole offsets/);
     expect(() => make({ ...base, maxOffsetsPerTrigger: '10' })).toThrow(/maxOffsetsPerTrigger applies to streaming reads/);
-    expect(() => make({ ...base, startingTimestamp: '1' })).toThrow(/has no option "startingTimestamp".*subscribe \(/);
+    expect(() => make({ ...base, startingTimestamp: '1' })).toThrow(/has no option "startingTimestamp". Its options: subscribe, .*and kafka\.\* settings/);
     expect(() => make({ 'kafka.bootstrap.servers': 'x:1' })).toThrow(/exactly one of the options "subscribe"/);
     expect(() => make({ subscribe: 'orders' })).toThrow(/kafka.bootstrap.servers" is required/);
     expect(() => make(base, 'a STRING')).toThrow(/fixed schema/);
     expect(() => session().read.format('kafka').options(base).load('some/path')).toThrow(/reads topics, not paths/);
+    expect(() => make({ ...base, startingOffsets: 'earliest!' })).toThrow(/startingOffsets must be "earliest" or JSON/);
+    expect(make({ ...base, startingoffsets: 'Earliest', ENDINGOFFSETS: 'LATEST' })).toBeDefined();
     expect(make({ ...base, startingOffsets: '{"orders":{"0":5}}', endingOffsets: '{"orders":{"0":-1}}' })).toBeDefined();
   });
 });

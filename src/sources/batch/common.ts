@@ -39,15 +39,7 @@ export class FormatOptions {
     const byLower = new Map(Object.keys(known).map((k) => [k.toLowerCase(), k]));
     for (const [key, value] of Object.entries(options)) {
       const name = byLower.get(key.toLowerCase());
-      if (!name) {
-        throw new BatchSourceError(
-          `session.read.format('${format}') has no option "${key}". Its options: ` +
-            Object.entries(known)
-              .map(([k, what]) => `${k} (${what})`)
-              .join('; ') +
-            '.',
-        );
-      }
+      if (!name) throw new BatchSourceError(unknownOption(format, key, Object.keys(known)));
       this.values.set(name.toLowerCase(), value);
     }
   }
@@ -65,6 +57,25 @@ export class FormatOptions {
     if (t === 'false') return false;
     throw new BatchSourceError(`Option ${name} of format '${this.format}' must be true or false, got "${v}".`);
   }
+}
+
+/** The message for an option a format does not have: the nearest known name if one is close, and all of them. */
+export function unknownOption(format: string, key: string, known: string[], more = ''): string {
+  const near = known.find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2);
+  return (
+    `session.read.format('${format}') has no option "${key}"${near ? ` (did you mean ${near}?)` : ''}. ` +
+    `Its options: ${known.join(', ')}${more}.`
+  );
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 /** Spark's parse modes for records that do not parse or do not fit the schema. */
@@ -254,6 +265,12 @@ async function expandGlob(path: string): Promise<string[]> {
  * folder exists); a missing file is named with its absolute path.
  */
 export function checkPathsExist(spec: BatchSourceSpec, format: string): void {
+  if (spec.paths.length && Object.keys(spec.options).some((k) => k.toLowerCase() === 'path')) {
+    throw new BatchSourceError(
+      `session.read.format('${format}'): both the "path" option and load(${spec.paths.map((p) => `'${p}'`).join(', ')}) name paths. Give them one way: ` +
+        'load(path) (several: load([a, b])), or the "path" option alone.',
+    );
+  }
   const paths = filePaths(spec);
   if (!paths.length) {
     throw new BatchSourceError(

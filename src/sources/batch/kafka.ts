@@ -15,6 +15,7 @@ import { KafkaError, kafkaConfigFromOptions, type PartitionOffsets } from '../..
 import type { Row, StructType } from '../../types/index.js';
 import { BatchReader, BatchSourceError, registerBatchReader } from '../batch.js';
 import { describeKafka, KafkaSource, kafkaSchema } from '../kafka.js';
+import { unknownOption } from './common.js';
 
 const KAFKA_OPTIONS: Record<string, string> = {
   subscribe: 'topics to read, comma-separated',
@@ -40,7 +41,8 @@ function normalize(options: Readonly<Record<string, string>>): Record<string, st
     }
     const name = byLower.get(key.toLowerCase());
     if (name) {
-      out[name] = value;
+      // Spark reads boolean options case-insensitively; the streaming source compares with 'true'/'false'.
+      out[name] = name === 'includeHeaders' || name === 'failOnDataLoss' ? value.trim().toLowerCase() : value;
       continue;
     }
     const streaming = STREAMING_ONLY.find((s) => s.toLowerCase() === key.toLowerCase());
@@ -51,9 +53,7 @@ function normalize(options: Readonly<Record<string, string>>): Record<string, st
       );
     }
     throw new BatchSourceError(
-      `session.read.format('kafka') has no option "${key}". Its options: ${Object.entries(KAFKA_OPTIONS)
-        .map(([k, what]) => `${k} (${what})`)
-        .join('; ')}; and kafka.* settings passed to the client (kafka.bootstrap.servers, kafka.security.protocol, …).`,
+      unknownOption('kafka', key, Object.keys(KAFKA_OPTIONS), ', and kafka.* settings passed to the client (kafka.bootstrap.servers, kafka.security.protocol, …)'),
     );
   }
   return out;
@@ -97,7 +97,9 @@ class KafkaBatchReader implements BatchReader {
       if (e instanceof KafkaError) throw new BatchSourceError(e.message);
       throw e;
     }
-    const starting = (this.options.startingOffsets ?? 'earliest').trim();
+    // Spark takes the keywords in any case (`Earliest`); JSON keeps its case (topic names).
+    const keyword = (v: string): string => (/^(earliest|latest)$/i.test(v.trim()) ? v.trim().toLowerCase() : v.trim());
+    const starting = keyword(this.options.startingOffsets ?? 'earliest');
     if (starting === 'latest') {
       throw new BatchSourceError(
         'startingOffsets cannot be "latest" for a batch read: it would read nothing. Use "earliest" (the default) or JSON offsets; ' +
@@ -110,7 +112,7 @@ class KafkaBatchReader implements BatchReader {
       if (bad.length) throw new BatchSourceError(`startingOffsets: -1 (latest) is not allowed in a batch read (${bad.join(', ')}): the range would be empty.`);
     }
     this.options.startingOffsets = starting;
-    const ending = (this.options.endingOffsets ?? 'latest').trim();
+    const ending = keyword(this.options.endingOffsets ?? 'latest');
     if (ending === 'earliest') throw new BatchSourceError('endingOffsets cannot be "earliest" for a batch read: it would read nothing. Use "latest" (the default) or JSON offsets.');
     if (ending !== 'latest') {
       this.ending = parseOffsetsJson('endingOffsets', ending);
