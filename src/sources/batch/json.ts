@@ -49,7 +49,7 @@ interface TextRecord {
 type JsonObject = Record<string, unknown>;
 
 /** A parsed record: the objects it holds (one per row), or why it is malformed. */
-type ParsedRecord = { objects: JsonObject[] } | { problem: string; primitive?: unknown };
+type ParsedRecord = { objects: JsonObject[] } | { problem: string };
 
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
 
