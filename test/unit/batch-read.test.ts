@@ -201,6 +201,9 @@ describe('csv', () => {
     expect((await readAll('csv', [rfc], { header: 'true', escape: '"' })).rows).toEqual([{ id: '1', text: 'say "hi"' }]);
     const semi = file('s.csv', "id;text\n1;'x;y'\n");
     expect((await readAll('csv', [semi], { header: 'true', sep: ';', quote: "'" })).rows).toEqual([{ id: '1', text: 'x;y' }]);
+    const latin = file('l.csv', Buffer.from('name\nJosé\n', 'latin1'));
+    expect((await readAll('csv', [latin], { header: 'true', encoding: 'ISO-8859-1' })).rows).toEqual([{ name: 'José' }]);
+    expect((await readAll('json', [file('l.json', Buffer.from('{"name":"José"}\n', 'latin1'))], { charset: 'latin1' })).rows).toEqual([{ name: 'José' }]);
     const tabs = file('t.tsv', 'a\tb\n1\t2\n');
     expect((await readAll('csv', [tabs], { header: 'true', sep: '\\t' })).rows).toEqual([{ a: '1', b: '2' }]);
   });

@@ -292,6 +292,32 @@ export function checkPathsExist(spec: BatchSourceSpec, format: string): void {
   }
 }
 
+/** The text formats' `encoding` option (Spark's `charset` is the same option). */
+export const TEXT_OPTIONS: Record<string, string> = {
+  encoding: 'the files\' character set: UTF-8 (default), ISO-8859-1, UTF-16LE or US-ASCII',
+  charset: 'the same as encoding',
+};
+
+const ENCODINGS: Record<string, BufferEncoding> = {
+  'utf-8': 'utf8',
+  utf8: 'utf8',
+  'iso-8859-1': 'latin1',
+  latin1: 'latin1',
+  'utf-16le': 'utf16le',
+  utf16le: 'utf16le',
+  'us-ascii': 'ascii',
+  ascii: 'ascii',
+};
+
+/** The Node encoding the `encoding`/`charset` option names. */
+export function textEncoding(o: FormatOptions): BufferEncoding {
+  const v = o.get('encoding') ?? o.get('charset');
+  if (v === undefined) return 'utf8';
+  const e = ENCODINGS[v.trim().toLowerCase()];
+  if (!e) throw new BatchSourceError(`Option encoding of format '${o.format}': "${v}" is not one Sluice reads. Known: UTF-8, ISO-8859-1, UTF-16LE, US-ASCII.`);
+  return e;
+}
+
 /** The bytes of a file as a stream, gunzipped when its name ends in .gz (Spark reads compressed text files by extension). */
 export function openText(file: string): Readable {
   const raw = createReadStream(file);

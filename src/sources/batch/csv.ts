@@ -24,12 +24,13 @@ import {
 import { BatchReader, BatchSourceError, registerBatchReader } from '../batch.js';
 import {
   applyMode, checkPathsExist, Chunker, corruptColumn, dateFromText, FILE_OPTIONS, FormatOptions, listFiles, MODE_OPTIONS, openText,
-  ParseMode, parseMode, RecordPlace, refuseType, timestampFromText, unescapeOption,
+  ParseMode, parseMode, RecordPlace, refuseType, TEXT_OPTIONS, textEncoding, timestampFromText, unescapeOption,
 } from './common.js';
 import { csvCompatibleType, integerDigits } from './infer.js';
 
 const CSV_OPTIONS: Record<string, string> = {
   ...FILE_OPTIONS,
+  ...TEXT_OPTIONS,
   ...MODE_OPTIONS,
   header: 'true: the first line of each file holds the column names (default false: columns are named _c0, _c1, …)',
   sep: 'the separator between values (default ,); \\t for tabs',
@@ -86,6 +87,7 @@ class CsvReader implements BatchReader {
   private readonly preferDate: boolean;
   private readonly dateFormat: string | undefined;
   private readonly timestampFormat: string | undefined;
+  private readonly encoding: BufferEncoding;
 
   constructor(private readonly spec: BatchSourceSpec) {
     this.o = new FormatOptions('csv', spec.options, CSV_OPTIONS);
@@ -100,6 +102,7 @@ class CsvReader implements BatchReader {
     this.preferDate = this.o.bool('preferDate', true);
     this.dateFormat = this.o.get('dateFormat');
     this.timestampFormat = this.o.get('timestampFormat');
+    this.encoding = textEncoding(this.o);
     const sep = this.separator();
     if (sep === '') throw new BatchSourceError('Option sep (delimiter) of format csv must not be empty.');
     for (const k of ['quote', 'escape', 'comment']) {
@@ -145,6 +148,7 @@ class CsvReader implements BatchReader {
         ltrim: this.o.bool('ignoreLeadingWhiteSpace', false),
         rtrim: this.o.bool('ignoreTrailingWhiteSpace', false),
         bom: true,
+        encoding: this.encoding,
         relax_column_count: true,
         relax_quotes: true,
         skip_empty_lines: true,

@@ -25,12 +25,13 @@ import {
 import { BatchReader, BatchSourceError, registerBatchReader } from '../batch.js';
 import {
   applyMode, checkPathsExist, Chunker, corruptColumn, dateFromText, DEFAULT_CORRUPT_COLUMN, FILE_OPTIONS, FormatOptions, listFiles,
-  MODE_OPTIONS, openText, ParseMode, parseMode, RecordPlace, timestampFromText,
+  MODE_OPTIONS, openText, ParseMode, parseMode, RecordPlace, TEXT_OPTIONS, textEncoding, timestampFromText,
 } from './common.js';
 import { integerDigits, jsonCompatibleType, sortedStruct } from './infer.js';
 
 const JSON_OPTIONS: Record<string, string> = {
   ...FILE_OPTIONS,
+  ...TEXT_OPTIONS,
   ...MODE_OPTIONS,
   multiLine: 'true: each file is one JSON document (an object, or an array of objects), which may span lines (default false: one record per line)',
   primitivesAsString: 'true: infer numbers and booleans as strings (default false)',
@@ -83,6 +84,7 @@ class JsonReader implements BatchReader {
   private readonly prefersDecimal: boolean;
   private readonly timestampFormat: string | undefined;
   private readonly dateFormat: string | undefined;
+  private readonly encoding: BufferEncoding;
 
   constructor(private readonly spec: BatchSourceSpec) {
     this.o = new FormatOptions('json', spec.options, JSON_OPTIONS);
@@ -93,6 +95,7 @@ class JsonReader implements BatchReader {
     this.o.bool('dropFieldIfAllNull', false);
     this.timestampFormat = this.o.get('timestampFormat');
     this.dateFormat = this.o.get('dateFormat');
+    this.encoding = textEncoding(this.o);
     if (spec.userSchema) corruptColumn(this.o, spec.userSchema);
     checkPathsExist(spec, 'json');
   }
@@ -109,7 +112,7 @@ class JsonReader implements BatchReader {
     const corruptName = this.o.get('columnNameOfCorruptRecord') ?? DEFAULT_CORRUPT_COLUMN;
     const corruptStruct = new StructType([{ name: corruptName, dataType: StringType, nullable: true }]);
     let root: DataType = NullType;
-    for await (const rec of records(files, this.multiLine)) {
+    for await (const rec of records(files, this.multiLine, this.encoding)) {
       const parsed = parseRecord(rec.text);
       if ('problem' in parsed) {
         if (this.mode === 'FAILFAST') {
@@ -164,7 +167,7 @@ class JsonReader implements BatchReader {
     const corrupt = corruptColumn(this.o, schema);
     const files = await listFiles(this.spec, this.o);
     const chunker = new Chunker();
-    for await (const rec of records(files, this.multiLine)) {
+    for await (const rec of records(files, this.multiLine, this.encoding)) {
       const parsed = parseRecord(rec.text);
       const converted: Array<{ row: Row; problem: string | undefined }> =
         'problem' in parsed ? [{ row: nullRow(schema), problem: parsed.problem }] : parsed.objects.map((obj) => this.convertRoot(obj, schema, corrupt));
@@ -294,16 +297,18 @@ function canonicalize(t: DataType, dropAllNull: boolean): DataType | undefined {
 }
 
 /** The records of the files in order: non-blank lines, or each whole file with multiLine. */
-async function* records(files: string[], multiLine: boolean): AsyncGenerator<TextRecord> {
+async function* records(files: string[], multiLine: boolean, encoding: BufferEncoding): AsyncGenerator<TextRecord> {
   for (const file of files) {
     if (multiLine) {
       const parts: Buffer[] = [];
       for await (const b of openText(file)) parts.push(b as Buffer);
-      const text = Buffer.concat(parts).toString('utf8').replace(/^\uFEFF/, '');
+      const text = Buffer.concat(parts).toString(encoding).replace(/^\uFEFF/, '');
       if (text.trim() !== '') yield { text, place: { file } };
       continue;
     }
-    const lines = createInterface({ input: openText(file), crlfDelay: Infinity });
+    const input = openText(file);
+    input.setEncoding(encoding);
+    const lines = createInterface({ input, crlfDelay: Infinity });
     let n = 0;
     for await (const raw of lines) {
       n++;
