@@ -3,7 +3,7 @@
  * records in each mode, quotes and nulls, Parquet's types), each read seeing the files as they are now,
  * cache() reading once, and the Kafka reader's option checks (its reads are in the integration tests).
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -238,6 +238,20 @@ describe('csv', () => {
     await expect(readAll('csv', [p], { header: 'true', mode: 'FAILFAST' }, 'id INT, n INT')).rejects.toThrow(
       /Malformed CSV record in .*m\.csv, line 3: column "n" is int but the value is "abc"/,
     );
+  });
+
+  it.runIf(existsSync('/proc/self/fd'))('a read that stops early (the header alone, FAILFAST) closes its file', async () => {
+    const p = file('h.csv', 'a,b\nx,y\n' + '1,2\n'.repeat(50_000));
+    const g = file('h.json.gz', gzipSync(lines({ a: 1 }, '{bad')));
+    const open = (): number => readdirSync('/proc/self/fd').length;
+    const before = open();
+    for (let i = 0; i < 30; i++) {
+      await createBatchReader({ format: 'csv', options: { header: 'true' }, paths: [p] }).schema();
+      await expect(readAll('csv', [p], { header: 'true', mode: 'FAILFAST' }, 'a INT, b INT')).rejects.toThrow(/Malformed/);
+      await expect(readAll('json', [g], { mode: 'FAILFAST' }, 'a INT')).rejects.toThrow(/Malformed/);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open() - before).toBeLessThan(5);
   });
 
   it('refuses what it cannot read: nested types, an unknown option (listing the known ones)', () => {

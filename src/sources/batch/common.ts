@@ -324,6 +324,7 @@ export function openText(file: string): Readable {
   if (!file.endsWith('.gz')) return raw;
   const gunzip = createGunzip();
   raw.on('error', (e) => gunzip.destroy(e));
+  gunzip.on('close', () => raw.destroy()); // destroying what the reader holds closes the file too
   return raw.pipe(gunzip);
 }
 

@@ -139,7 +139,8 @@ class CsvReader implements BatchReader {
     let lines = 0;
     // A quoted "" and an unquoted empty value differ only when nullValue or emptyValue is not the empty string.
     const distinguishEmpty = this.nullValue !== '' || this.emptyValue !== '';
-    const parser = openText(file).pipe(
+    const source = openText(file);
+    const parser = source.pipe(
       csvParse({
         delimiter: this.separator(),
         quote: quote === '' ? false : quote,
@@ -166,12 +167,17 @@ class CsvReader implements BatchReader {
         },
       }),
     );
-    for await (const r of parser as AsyncIterable<{ record: Array<string | null>; raw: string }>) {
+    try {
+      for await (const r of parser as AsyncIterable<{ record: Array<string | null>; raw: string }>) {
+        while (skipped.length) yield skipped.shift()!;
+        yield { values: r.record, raw: r.raw, file, linesBefore: lines };
+        lines += countNewlines(r.raw);
+      }
       while (skipped.length) yield skipped.shift()!;
-      yield { values: r.record, raw: r.raw, file, linesBefore: lines };
-      lines += countNewlines(r.raw);
+    } finally {
+      // A reader that stops early (the header alone, a FAILFAST error) closes the file: pipe() would leave it open.
+      source.destroy();
     }
-    while (skipped.length) yield skipped.shift()!;
   }
 
   /** Data records of all files: each file's header line left out. */

@@ -310,11 +310,17 @@ async function* records(files: string[], multiLine: boolean, encoding: BufferEnc
     input.setEncoding(encoding);
     const lines = createInterface({ input, crlfDelay: Infinity });
     let n = 0;
-    for await (const raw of lines) {
-      n++;
-      const line = n === 1 ? raw.replace(/^\uFEFF/, '') : raw;
-      if (line.trim() === '') continue;
-      yield { text: line, place: { file, line: n } };
+    try {
+      for await (const raw of lines) {
+        n++;
+        const line = n === 1 ? raw.replace(/^\uFEFF/, '') : raw;
+        if (line.trim() === '') continue;
+        yield { text: line, place: { file, line: n } };
+      }
+    } finally {
+      // Closing the line reader leaves its input open: a read that stops early (FAILFAST) closes the file here.
+      lines.close();
+      input.destroy();
     }
   }
 }
