@@ -660,17 +660,35 @@ registerFunction('from_json', {
     const type = c.options.schema as DataType;
     const failFast = String(c.options.mode ?? '').toUpperCase() === 'FAILFAST';
     const ev = c.args[0]!.eval;
+    // Spark's PERMISSIVE mode (the default): a malformed record gives a struct whose fields are all null —
+    // not a null struct, so `isNull()` on it is false — with the text in `columnNameOfCorruptRecord`
+    // (default `_corrupt_record`) when the schema has that string column. Other types give null.
+    const corruptName = String(c.options.columnNameOfCorruptRecord ?? '_corrupt_record');
+    const struct = type instanceof StructType ? type : undefined;
+    const keepsText = struct?.field(corruptName)?.dataType === StringType;
+    const malformed = (text: string, why: string): unknown => {
+      if (failFast) throw new RecordError(`from_json: malformed JSON (mode FAILFAST): ${why}`, 'json.malformed');
+      if (!struct) return null;
+      const o: Row = {};
+      for (const f of struct.fields) o[f.name] = keepsText && f.name === corruptName ? text : null;
+      return o;
+    };
     return {
       type,
       eval: (row) => {
         const v = ev(row);
         if (v == null) return null;
+        const text = str(v);
+        let parsed: unknown;
         try {
-          return fromJsonValue(JSON.parse(str(v)), type);
+          parsed = JSON.parse(text);
         } catch (e) {
-          if (failFast) throw new RecordError(`from_json: malformed JSON: ${(e as Error).message}`, 'json.malformed');
-          return null; // Spark's PERMISSIVE default
+          return malformed(text, (e as Error).message);
         }
+        // A struct is read from a JSON object only; `123` or `[…]` is as malformed as `not json`.
+        if (parsed === null) return null; // JSON null is null, as in Spark
+        if (struct && (typeof parsed !== 'object' || Array.isArray(parsed))) return malformed(text, `not a JSON object: ${text.slice(0, 40)}`);
+        return fromJsonValue(parsed, type);
       },
     };
   },

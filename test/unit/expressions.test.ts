@@ -109,8 +109,17 @@ describe('column expressions', () => {
       { name: 'Linus', age: null },
       { name: 'Grace', age: 85 },
     ]);
-    const bad = session.createDataFrame([{ j: '{oops' }], 'j STRING').select(from_json(col('j'), 'a INT').alias('p'));
-    expect(await bad.collect()).toEqual([{ p: null }]); // PERMISSIVE, as Spark
+    // Spark 3.5's PERMISSIVE mode: a malformed record (not JSON, or not an object) gives a struct of nulls —
+    // not a null struct, so isNull() is false — and its text in _corrupt_record when the schema has it.
+    const bad = session.createDataFrame([{ j: '{oops' }, { j: '123' }, { j: 'null' }], 'j STRING');
+    expect(await bad.select(from_json(col('j'), 'a INT').alias('p'), from_json(col('j'), 'a INT').isNull().alias('isNull')).collect()).toEqual([
+      { p: { a: null }, isNull: false },
+      { p: { a: null }, isNull: false },
+      { p: null, isNull: true }, // JSON null is null
+    ]);
+    expect((await bad.select(from_json(col('j'), 'a INT, _corrupt_record STRING').alias('p')).collect()).slice(0, 1)).toEqual([
+      { p: { a: null, _corrupt_record: '{oops' } },
+    ]);
   });
 
   it('withColumn replaces in place, drop and rename keep order', async () => {
