@@ -97,8 +97,9 @@ console.log(exact.map((r, i) => {
   const a = approx[i].users as number;
   return `${win(r)}  views ${approx[i].views}  exact distinct ${e}  approx ${a}  error ${((100 * (a - e)) / e).toFixed(2)}%`;
 }).join('\n'));
-const after = exactQuery.lastProgress!.stateOperators[0];
-console.log(`dedupe state now: ${after.numRowsTotal} keys — the closed windows' keys were removed by the watermark`);
+// stateOperators lists the operators from the sink down, as Spark does: [0] is the count, [1] the dedupe beneath it.
+const after = exactQuery.lastProgress!.stateOperators[1];
+console.log(`${after.operatorName} state now: ${after.numRowsTotal} keys — the closed windows' keys were removed by the watermark`);
 
 // %% [markdown]
 // ## How do approximate aggregations work?

@@ -176,6 +176,24 @@ export class IncrementalExecution {
     return false;
   }
 
+  /** The operators from the sink down, pre-order (Spark's order of stateOperators in progress). */
+  sinkOrder(): StatefulOperator[] {
+    const out: StatefulOperator[] = [];
+    const walk = (a: Analyzed): void => {
+      for (let i = a.stages.length - 1; i >= 0; i--) {
+        const st = a.stages[i]!;
+        if (st.kind === 'aggregate' || st.kind === 'dedupe') out.push(this.operators.get(st.id)!);
+      }
+      if (a.leaf.kind === 'join') {
+        if (a.leaf.join.id >= 0) out.push(this.operators.get(a.leaf.join.id)!);
+        walk(a.leaf.left);
+        walk(a.leaf.right);
+      } else if (a.leaf.kind === 'union') a.leaf.branches.forEach(walk);
+    };
+    walk(this.plan);
+    return out;
+  }
+
   async commit(): Promise<void> {
     for (const op of this.operators.values()) await op.commit();
     // A new operator's schema is written with its first committed state, not before.

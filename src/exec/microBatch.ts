@@ -452,7 +452,9 @@ export class StreamingQuery {
     const numInputRows = inputCounts.reduce((n, c) => n + c, 0);
     await incremental.commit();
     // Commit time and state size are known only now.
-    const operators = [...incremental.operators.values()].sort((a, b) => a.id - b.id).map((op): StateOperatorProgress => op.progress());
+    // In Spark's order: from the sink down (an aggregation before the dedupe beneath it), as its
+    // executedPlan.collect lists StateStoreWriters — so code reading stateOperators[0] reads the same one.
+    const operators = incremental.sinkOrder().map((op): StateOperatorProgress => op.progress());
     const addBatch = Date.now() - t1;
     const nullTimes = operators.reduce((n, o) => n + (o.customMetrics?.numRowsWithNullEventTime ?? 0), 0);
     if (nullTimes) {

@@ -180,12 +180,19 @@ describe('chained stateful operators (Spark 3.4+ watermark propagation)', () => 
     await expect(run(build, 'append', [], String)).rejects.toThrow(/withWatermark\('wend', …\) after a stateful operator on a stream that already has a watermark[\s\S]*Redefining watermark is disallowed/);
   });
 
+  it('lists stateOperators from the sink down, as Spark (an aggregation before the dedupe beneath it)', async () => {
+    const build = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').dropDuplicates(['id', 'ts']).groupBy(col('id')).agg(count('*').alias('n'));
+    const { queries } = await run(build, 'update', [[{ id: 'a', ts: t('12:00') }]], String);
+    expect(queries[0]!.lastProgress!.stateOperators.map((o) => o.operatorName)).toEqual(['stateStoreSave', 'dedupe']);
+  });
+
   it('a dedupe before a complete-mode aggregation still forgets keys behind the watermark, and asks for the no-data batch (Spark does)', async () => {
     const build = (df: DataFrame): DataFrame => df.withWatermark('ts', '10 minutes').dropDuplicates(['id', 'ts']).groupBy(col('id')).agg(count('*').alias('n'));
     const { queries } = await run(build, 'complete', [[{ id: 'a', ts: t('12:00') }, { id: 'b', ts: t('12:30') }]], (r) => `${String(r.id)}:${String(r.n)}`);
     // Batch 0: the dedupe keeps (a, 12:00) and (b, 12:30); next watermark 12:20. Batch 1, a no-data batch the
     // dedupe asks for even in complete mode: (a, 12:00) expires (12:00 <= 12:20); the aggregation keeps a and b.
-    expect(queries[0]!.recentProgress.map((p) => [p.batchId, p.numInputRows, p.stateOperators[0]!.operatorName, p.stateOperators[0]!.numRowsTotal])).toEqual([
+    // stateOperators lists them from the sink down, as Spark does: the aggregation, then the dedupe beneath it.
+    expect(queries[0]!.recentProgress.map((p) => [p.batchId, p.numInputRows, p.stateOperators[1]!.operatorName, p.stateOperators[1]!.numRowsTotal])).toEqual([
       [0, 2, 'dedupe', 2],
       [1, 0, 'dedupe', 1],
     ]);
