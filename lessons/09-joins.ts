@@ -8,7 +8,20 @@
 //   sides wait in **state** for their partner; watermarks and a time range say when a row can no longer
 //   match and may leave.
 //
-// Sluice follows Spark 3.5's rules for both. Each call is shown with its PySpark form beside it.
+// Sluice follows Spark 3.5's rules for both. Each call is shown with its PySpark form beside it; where Sluice
+// differs, the text says so. Each side is a Kafka topic of JSON, read as in PySpark 3.5:
+//
+// ```python
+// from pyspark.sql.functions import col, expr, from_json
+// def read(topic, ddl):
+//     return (spark.readStream.format("kafka")
+//             .option("kafka.bootstrap.servers", "localhost:9092")
+//             .option("subscribe", topic)
+//             .option("startingOffsets", "earliest")      # a new query only; a checkpoint's offsets win after
+//             .load()
+//             .select(from_json(col("value").cast("string"), ddl).alias("v")).select("v.*"))
+// orders = read("lesson09-orders", "order_id STRING, user_id STRING, amount DOUBLE, order_time TIMESTAMP")
+// ```
 
 // %%
 import assert from 'node:assert/strict';
@@ -46,9 +59,15 @@ console.log('topics recreated');
 // with it keeps no state: every micro-batch joins its own orders with the table as it is *then*.
 //
 // ```python
-// customers = spark.read.json("data/lesson09/customers")
-// orders.join(customers, "user_id", "left")        # PySpark: the same call
+// customers = spark.read.schema("user_id STRING, tier STRING").json("data/lesson09/customers")
+// cached_customers = spark.read.schema("user_id STRING, tier STRING").json("data/lesson09/customers").cache()
+// enriched = (orders.join(customers, "user_id", "left")          # the same call
+//             .writeStream.format("memory").queryName("enriched")
+//             .option("checkpointLocation", "checkpoints/lesson09/enriched").start())
 // ```
+//
+// Sluice differs in one detail: its `cache()` returns the cached DataFrame and leaves `customers` as it was
+// (a DataFrame is immutable here); Spark's marks the DataFrame itself as cached.
 
 // %%
 const writeCustomers = (rows: object[]): void =>
@@ -90,11 +109,18 @@ console.log('state operators:', enriched.lastProgress!.stateOperators.length);
 // ```python
 // o = orders.withWatermark("order_time", "10 minutes").alias("o")
 // p = payments.withWatermark("paid_at", "10 minutes").alias("p")
-// o.join(p, expr("o.order_id = p.order_id AND p.paid_at >= o.order_time AND p.paid_at <= o.order_time + interval 10 minutes"))
+// cond = expr("o.order_id = p.order_id AND p.paid_at >= o.order_time AND p.paid_at <= o.order_time + interval 10 minutes")
+// all_orders = (o.join(p, cond, "left_outer")                    # "inner" is the default
+//               .select(col("o.order_id").alias("order_id"), "user_id", "order_time", "method", "paid_at")
+//               .writeStream.format("memory").queryName("all_orders")
+//               .outputMode("append")                           # a stream-stream join runs in append mode only
+//               .option("checkpointLocation", "checkpoints/lesson09/all_orders").start())
 // ```
 //
 // Below, the same in Sluice, twice: an inner join, and a left outer join that also reports orders that were
-// never paid.
+// never paid. One difference shows only if you look for it: a column both sides have (`order_id`) is kept as
+// `o.order_id` and `p.order_id` in Sluice, where Spark keeps two columns both named `order_id` (a row object
+// cannot hold two values under one name). `col("o.order_id")` works in both.
 
 // %%
 const o = orders.withWatermark('order_time', '10 minutes').alias('o');
@@ -134,9 +160,12 @@ console.log('batches while idle:', idleBatches);
 
 // %% [markdown]
 // Reading the left outer trace (the inner join's is the same without the `unpaid` rows):
-// - **One global watermark**, the minimum of the two inputs' (max event time − 10 minutes). Each input's own
-//   is logged in `commits/N` (`operatorWatermarksMs`, below). After the first batch orders say 12:05 (12:15 −
-//   10 minutes) and payments 11:54: the watermark is 11:54.
+// - **One global watermark**, the minimum of the two inputs' (max event time − 10 minutes;
+//   `spark.sql.streaming.multipleWatermarkPolicy` in Spark, `sluice.sql.streaming.multipleWatermarkPolicy` in
+//   Sluice, chooses `min` or `max` — lesson 10). After the first batch orders say 12:05 (12:15 − 10 minutes)
+//   and payments 11:54: the watermark is 11:54. Sluice also logs each input's own in `commits/N`
+//   (`operatorWatermarksMs`, below); Spark's `commits/N` holds only `nextBatchWatermarkMs` and keeps the
+//   per-input values in memory.
 // - **Each side leaves state when the watermark passes its bound.** From the condition, an order can still
 //   match a payment up to 10 minutes after it, so orders leave once the watermark passes `order_time + 10
 //   minutes`; a payment can only match an order at or before it, so payments leave once the watermark passes
@@ -148,7 +177,9 @@ console.log('batches while idle:', idleBatches);
 //   watermark did not move, no batch ran, and o5 waited. Its `unpaid` row came only after o6 moved both
 //   inputs' watermarks past 12:50.
 // - **A late order is dropped**: o0 (12:05) arrived when the watermark was 12:23; its payment too. Both are
-//   counted in `numRowsDroppedByWatermark`.
+//   counted in `numRowsDroppedByWatermark` (a join checks each input row, so Spark counts 2 as well). In
+//   PySpark: `q.lastProgress["stateOperators"][0]["numRowsDroppedByWatermark"]`, and `["numRowsTotal"]` for
+//   the rows in state.
 
 // %%
 const commits = (name: string): string[] => all.recentProgress.map((pr) => {
@@ -167,8 +198,9 @@ console.log(commits('all_orders').join('\n'));
 // | stream-stream, watermarks + time range (or a shared window in the keys) | rows that can still match | when the watermark passes a row's bound |
 // | stream + a batch read inside `foreachBatch` | none | the table is read again in each call |
 //
-// The second row is the trap: watermarks alone bound nothing. Without a range, Sluice cannot know that an
-// order will never be paid, so it keeps it — `explain()` says so, and the state size keeps growing:
+// The second row is the trap: watermarks alone bound nothing. Without a range, neither engine can know that
+// an order will never be paid, so it keeps it — and the state size keeps growing. Sluice's `explain()` says so
+// in its `state operator` lines (Sluice's own; Spark's `query.explain()` prints only the physical plan):
 
 // %%
 const unbounded = await o.join(p, expr('o.order_id = p.order_id'))
@@ -181,6 +213,13 @@ console.log('rows in state (never released):', unboundedState, '— the bounded 
 // %% [markdown]
 // The last row of the table: `foreachBatch` hands each micro-batch over as a static DataFrame, so a
 // stream-static join can also be written inside it — the table is then read in each call, explicitly:
+//
+// ```python
+// def per_batch(batch, batch_id):
+//     table = spark.read.schema("user_id STRING, tier STRING").json("data/lesson09/customers")
+//     rows = batch.join(table, "user_id", "left").collect()
+// orders.writeStream.option("checkpointLocation", "checkpoints/lesson09/foreach").foreachBatch(per_batch).start()
+// ```
 
 // %%
 const perBatch: string[] = [];

@@ -33,6 +33,15 @@ console.log('ready');
 // `withWatermark` marks a column as event time **for the operators after it**. Placed before
 // `groupBy(window(…))`, the aggregation knows when a window is final (append mode), which rows are late, and
 // which state to drop. A 5-minute watermark, 5-minute windows, append mode:
+//
+// ```python
+// # PySpark 3.5 (clicks: a streaming DataFrame, e.g. Kafka parsed with from_json)
+// from pyspark.sql.functions import col, count, window
+// q = (clicks.withWatermark("timestamp", "5 minutes")
+//      .groupBy(window(col("timestamp"), "5 minutes")).agg(count("*").alias("events"))
+//      .writeStream.format("memory").queryName("lesson10").outputMode("append")
+//      .option("checkpointLocation", "checkpoints/lesson10/windows").start())
+// ```
 
 // %%
 const query = await clicks.toDF()
@@ -52,8 +61,9 @@ const out = sluice.memoryTable('lesson10');
 //
 // Each line is a batch. `used` is the watermark the batch ran with (progress `eventTime.watermark`, also
 // logged as `batchWatermarkMs` in `offsets/N` before the batch ran); `next` is what the batch computed at its
-// end (logged as `nextBatchWatermarkMs` in `commits/N`). Batches with 0 rows are **no-data batches**: the
-// engine runs one when the watermark moved, because a window may now be final.
+// end (logged as `nextBatchWatermarkMs` in `commits/N`). Both fields are Spark's, in the same files, so the
+// same reading works on a Spark checkpoint. Batches with 0 rows are **no-data batches**: the engine runs one
+// when the watermark moved, because a window may now be final.
 
 // %%
 const cp = 'checkpoints/lesson10/windows';
@@ -122,8 +132,18 @@ tslab.display.svg(svg);
 // the query's **global** watermark is their **minimum** by default — the slowest input holds everyone back,
 // so none of its rows is dropped because the other one ran ahead. `sluice.sql.streaming.multipleWatermarkPolicy
 // = max` follows the fastest input instead: windows close sooner, and the slow input's rows become late sooner.
-// (An input that has not sent anything yet counts as "no watermark": with `min` it holds the watermark
-// back until it speaks — Spark's rule too.)
+// (An input that has not sent anything yet counts as 0, the epoch: with `min` it holds the watermark back
+// until it speaks. That is Spark 3.5's rule too: its WatermarkTracker puts 0 for an input that has seen no
+// data.)
+//
+// ```python
+// # PySpark 3.5: the same union; the policy is a session setting, fixed by the query's checkpoint after its first batch
+// spark.conf.set("spark.sql.streaming.multipleWatermarkPolicy", "max")    # Sluice: sluice.sql.streaming.multipleWatermarkPolicy
+// both = web.withWatermark("timestamp", "5 minutes").union(app.withWatermark("timestamp", "15 minutes"))
+// ```
+//
+// Sluice's policy is fixed by the checkpoint the same way. It reads only its own `sluice.*` name: setting
+// `spark.sql.streaming.multipleWatermarkPolicy` on a Sluice session does nothing.
 
 // %%
 async function twoInputs(policy: 'min' | 'max'): Promise<string[]> {
@@ -158,11 +178,12 @@ console.log(['policy min (default): web 12:20 − 5 = 12:15, app 12:16 − 15 = 
 // app was behind — Spark keeps these in memory only.
 
 // %% [markdown]
-// ## What if there is no watermark (or it comes after the aggregation)?
+// ## What if there is no watermark?
 //
 // Then the aggregation has no event time to judge by: append mode is refused (no window would ever be
-// final — lesson 04), and in update mode **nothing is ever late and nothing is ever removed**. Same input,
-// no `withWatermark`, on a stream of its own:
+// final — lesson 04), and in update mode **nothing is ever late and nothing is ever removed**. (A
+// `withWatermark` placed *after* the aggregation does not help it either: it marks event time only for the
+// operators after it.) Same input, no `withWatermark`, on a stream of its own:
 
 // %%
 const unbounded = sluice.memoryStream('user_id STRING, timestamp TIMESTAMP');
@@ -183,8 +204,9 @@ console.log('eventTime in progress:', JSON.stringify(q2.lastProgress!.eventTime)
 // %% [markdown]
 // ## Debugging: "the watermark does not move"
 //
-// Read `lastProgress.eventTime`. `max` is the newest event time of the **last batch only**; `watermark` is
-// the one the batch used. Typical causes of a stuck watermark:
+// Read `lastProgress.eventTime` (PySpark: `q.lastProgress["eventTime"]`, a dict; Spark leaves the key out when
+// the query has no watermark, where Sluice shows `{}`). `max` is the newest event time of the **last batch
+// only**; `watermark` is the one the batch used. Typical causes of a stuck watermark:
 // - **no new data**: the watermark moves only when a batch sees a later event time (a quiet source freezes it;
 //   with several inputs and the default `min` policy, the slowest input decides — see above);
 // - **event times in the future or far in the past**: one event dated next year moves the watermark a year

@@ -1,10 +1,15 @@
 // %% [markdown]
 // # Lesson 11 — Late events
 //
-// A watermark drops rows that arrive after their window was closed. Spark drops them silently (you only
-// see a count). Sluice can write them to a **late-events topic** instead — with the watermark that was in
-// force and the operator that dropped them — so they can be counted, inspected and **replayed** into a
-// correction, without keeping a copy of every event.
+// `withWatermark` alone drops nothing. It tells the **stateful operators** after it — aggregations,
+// deduplication, stream-stream joins — how old an event time may be; it is they that drop a row that comes
+// too late for its window, key or join bound, and count it. A query with no stateful operator keeps no
+// state and drops nothing, with or without a watermark (shown first, below).
+//
+// Spark drops late rows silently: you only see a count. Sluice can also write them to a **late-events
+// topic** — a Sluice feature, Spark has no such option — with the watermark that was in force and the
+// operator that dropped them, so they can be counted, inspected and **replayed** into a correction, without
+// keeping a copy of every event.
 //
 // This lesson reads click events from Kafka (JSON), counts them per 5-minute window with a 5-minute
 // watermark in append mode, writes the counts to Kafka, and routes late rows to `lesson11-late`.
@@ -22,7 +27,8 @@ for (const topic of ['lesson11-clicks', 'lesson11-counts', 'lesson11-late']) awa
 rmSync('checkpoints/lesson11', { recursive: true, force: true });
 const sluice = SluiceSession.builder().appName('lesson11').getOrCreate();
 const t = (hhmm: string): string => `2025-08-22T${hhmm}:00.000Z`;
-const hm = (d: Date | string): string => new Date(d).toISOString().slice(11, 16);
+/** hh:mm, or — for the epoch (the watermark before any data). */
+const hm = (d: Date | string): string => (new Date(d).getTime() === 0 ? '—' : new Date(d).toISOString().slice(11, 16));
 const producer = new AckedProducer(conn.kafka);
 /** Produces one click per event time, keyed by user, and waits for the broker's acknowledgement. */
 async function clicks(...events: Array<[user: string, time: string]>): Promise<void> {
@@ -32,11 +38,67 @@ async function clicks(...events: Array<[user: string, time: string]>): Promise<v
 console.log('topics recreated');
 
 // %% [markdown]
+// ## First: does `withWatermark` drop late rows by itself?
+//
+// No. A query that only reads, parses, filters or projects has no state: each row goes through on its own,
+// and nothing in it asks how old the row is. `withWatermark` on such a query still computes a watermark
+// (progress shows it), but no operator uses it. Here: a row at 12:20 moves the watermark to 12:15, then a
+// row at 12:01 arrives — 14 minutes behind it. It is written like any other, nothing is counted as dropped,
+// and progress lists no state operators at all. (A memory stream and a memory sink, as in lesson 10; Spark
+// behaves the same.)
+
+// %%
+const raw = sluice.memoryStream('user_id STRING, timestamp TIMESTAMP');
+const passThrough = await raw.toDF().withWatermark('timestamp', '5 minutes')
+  .writeStream.format('memory').queryName('lesson11_stateless').outputMode('append')
+  .option('checkpointLocation', 'checkpoints/lesson11/stateless').start();
+raw.addData([{ user_id: 'ada', timestamp: new Date(t('12:20')) }]);
+await passThrough.processAllAvailable();
+raw.addData([{ user_id: 'bob', timestamp: new Date(t('12:01')) }]); // behind the watermark (12:15)
+await passThrough.processAllAvailable();
+const statelessTrace = passThrough.recentProgress.map((p) =>
+  `batch ${p.batchId}: ${p.numInputRows} row, watermark ${hm(p.eventTime.watermark!)}, stateOperators ${JSON.stringify(p.stateOperators)}`);
+const passedThrough = sluice.memoryTable('lesson11_stateless').rows.map((r: Row) => `${r.user_id} ${hm(r.timestamp as Date)}`);
+console.log(statelessTrace.join('\n'));
+console.log('written:', passedThrough);
+await passThrough.stop();
+
+// %% [markdown]
+// So the rows a watermark "drops" are the ones a stateful operator refuses. The query below has one: the
+// count per window.
+//
+// And a second `withWatermark` does not replace the first. A Spark 3.5 query whose stream has two fails at its
+// first batch (`AnalysisException: Redefining watermark is disallowed`) — even with nothing stateful between
+// them: Spark's own test for that message chains `withWatermark(…).select("*").withWatermark(…)`.
+// Sluice refuses a second one only after a stateful operator; two in a row run, each as its own input to the
+// global watermark (the minimum, by default). Set the watermark once, where the event time is parsed.
+//
 // ## The query
 //
 // `option('lateEvents.topic', …)` is all it takes. The late rows are written as JSON (the row as it reached
 // the aggregation), in the same batch that dropped them and before that batch commits — like dead letters,
 // at-least-once.
+//
+// **In PySpark 3.5** the same query, without the late-events topic (Spark has no such option):
+//
+// ```python
+// from pyspark.sql.functions import col, count, from_json, struct, to_json, window
+// counts = (spark.readStream.format("kafka")
+//           .option("kafka.bootstrap.servers", "localhost:9092")
+//           .option("subscribe", "lesson11-clicks")
+//           .option("startingOffsets", "earliest")         # a new query only; after that the checkpoint decides
+//           .load()
+//           .select(from_json(col("value").cast("string"), "user_id STRING, timestamp TIMESTAMP").alias("e")).select("e.*")
+//           .withWatermark("timestamp", "5 minutes")
+//           .groupBy(window(col("timestamp"), "5 minutes")).agg(count("*").alias("clicks"))
+//           .select(to_json(struct(col("window.start").alias("start"), col("window.end").alias("end"), "clicks")).alias("value")))
+// query = (counts.writeStream.format("kafka")
+//          .option("kafka.bootstrap.servers", "localhost:9092")
+//          .option("topic", "lesson11-counts")
+//          .option("checkpointLocation", "checkpoints/lesson11/counts")
+//          .outputMode("append")
+//          .start())
+// ```
 
 // %%
 const query = await sluice.readStream.format('kafka').options(conn.kafkaOptions)
@@ -58,7 +120,7 @@ await query.processAllAvailable();
 await clicks(['eve', '12:03'], ['fay', '12:04'], ['gus', '12:08']); // 12:03 and 12:04 are late
 await query.processAllAvailable();
 console.log(query.recentProgress.map((p) =>
-  `batch ${p.batchId}: ${p.numInputRows} rows, watermark ${p.eventTime.watermark!.startsWith('1970') ? '—' : hm(p.eventTime.watermark!)}, dropped ${p.stateOperators[0].numRowsDroppedByWatermark}, written ${p.sink.numOutputRows}`).join('\n'));
+  `batch ${p.batchId}: ${p.numInputRows} rows, watermark ${hm(p.eventTime.watermark!)}, dropped ${p.stateOperators[0].numRowsDroppedByWatermark}, written ${p.sink.numOutputRows}`).join('\n'));
 
 // %% [markdown]
 // ## What reached the late-events topic
@@ -80,16 +142,22 @@ console.log('counts written:', counts);
 // %% [markdown]
 // ## Count them
 //
-// In Sluice, `numRowsDroppedByWatermark` in each batch's progress counts the same rows the topic holds: one per
-// late input row. **Spark counts differently:** it drops late rows after partial aggregation, so its number is
-// one per late *group* per input partition — two late rows of one window in one Kafka partition count as 1 in
-// Spark's progress. Sluice keeps the input-row count on purpose (it does not depend on how the input is
-// partitioned, and it matches the late-events topic); docs/decisions.md has the reasoning. The late-events
-// topic itself is a Sluice feature: Spark has no such option.
+// Both engines report `numRowsDroppedByWatermark` per stateful operator in each batch's progress (PySpark:
+// `q.lastProgress["stateOperators"][0]["numRowsDroppedByWatermark"]`), but they count different things:
+// - **Sluice counts late input rows**: here 2 in batch 4 (eve 12:03 and fay 12:04), the same rows the
+//   late-events topic holds.
+// - **Spark counts after its partial aggregation** has merged the batch's rows of each window, and checks
+//   lateness on those merged rows (apache/spark#28607: the count "might be reduced"). Eve's and fay's rows
+//   both belong to 12:00–12:05, so Spark's progress reports **1** for the same batch.
+//
+// Sluice keeps the input-row count on purpose: it is what "dropped rows" means to a reader, it does not
+// depend on how a batch's rows happen to be grouped, and it matches the late-events topic record for record
+// (docs/decisions.md, "numRowsDroppedByWatermark counts input rows"). So a Sluice number can be larger than
+// Spark's for the same input, never smaller.
 
 // %%
 const droppedTotal = query.recentProgress.reduce((n, p) => n + p.stateOperators[0].numRowsDroppedByWatermark, 0);
-console.log(`dropped by the watermark (progress): ${droppedTotal}; records in lesson11-late: ${late.length}`);
+console.log(`dropped by the watermark (Sluice's count, one per input row): ${droppedTotal}; records in lesson11-late: ${late.length}`);
 
 // %% [markdown]
 // ## Is it wise to keep all events without a watermark just to find the late ones?
@@ -113,6 +181,7 @@ console.log({
 // The late topic is an ordinary Kafka topic: a second query (here `availableNow`: read what is there, then
 // stop) turns late rows into per-window **corrections**, which a consumer adds to the on-time counts. This
 // query has no watermark: the late rows are late by definition, and its state is as small as the late data.
+// PySpark 3.5 writes the trigger as `.trigger(availableNow=True)` and waits with `query.awaitTermination()`.
 
 // %%
 const corrections = await sluice.readStream.format('kafka').options(conn.kafkaOptions)
@@ -132,8 +201,16 @@ console.table(fixes);
 
 // %% [markdown]
 // ## Check
+// Against what the input gives by hand: the stateless query wrote both rows and dropped nothing; the counts
+// per batch; two late rows, eve's and fay's. `droppedTotal` is Sluice's count (one per late input row);
+// Spark's progress would show 1 for batch 4.
 
 // %%
+assert.deepEqual(statelessTrace, [
+  'batch 0: 1 row, watermark —, stateOperators []',
+  'batch 1: 1 row, watermark 12:15, stateOperators []', // 12:20 − 5 minutes; no no-data batch: nothing is stateful
+]);
+assert.deepEqual(passedThrough, ['ada 12:20', 'bob 12:01']); // the 12:01 row is written, not dropped
 assert.deepEqual(query.recentProgress.map((p) => [p.batchId, p.numInputRows, p.stateOperators[0].numRowsDroppedByWatermark, p.sink.numOutputRows]), [
   [0, 3, 0, 0], // 12:01 12:02 12:06 — watermark after: 12:01
   [1, 0, 0, 0], // no-data batch with 12:01: nothing final
@@ -144,7 +221,8 @@ assert.deepEqual(query.recentProgress.map((p) => [p.batchId, p.numInputRows, p.s
 assert.deepEqual(counts.map((c) => JSON.parse(c)), [{ start: t('12:00'), end: t('12:05'), clicks: 2 }]);
 assert.deepEqual(late.map((r) => JSON.parse(r.value!.toString())), [{ user_id: 'eve', timestamp: t('12:03') }, { user_id: 'fay', timestamp: t('12:04') }]);
 assert.ok(late.every((r) => headersOf(r)['sluice.late.watermark'] === t('12:07')));
-assert.equal(droppedTotal, late.length);
+assert.equal(droppedTotal, 2);           // Sluice's count: eve 12:03 and fay 12:04, one per input row
+assert.equal(droppedTotal, late.length); // and the topic holds exactly those rows
 assert.equal(query.lastProgress!.stateOperators[0].numRowsTotal, 2); // 12:05-12:10 and 12:10-12:15 still open
 assert.deepEqual(fixes, [{ window: '12:00', onTime: 2, late: 2, corrected: 4 }]);
 await query.stop();
