@@ -23,7 +23,8 @@ import { KafkaAdmin, connection, readTopic, sampleEvents, produceEvents, AckedPr
 
 const conn = connection();
 const admin = new KafkaAdmin(conn.kafka);
-console.log('topics on the cluster before this lesson:', (await admin.listTopics()).filter((t) => t.startsWith('lesson00')).length);
+await admin.listTopics(); // fails here, with the reason, when Kafka is not reachable
+console.log('connected to Kafka at', conn.bootstrapServers);
 
 // %% [markdown]
 // ## Create the topics
@@ -65,6 +66,23 @@ const fromStart = await readTopic(conn.kafka, 'lesson00-user-events');
 for (const r of fromStart) console.log(`partition ${r.partition} offset ${r.offset} key ${r.key?.toString()}  ${r.value?.toString().slice(0, 60)}…`);
 
 // %% [markdown]
+// **In PySpark 3.5** the same read is a batch query on the Kafka source. For a batch read `startingOffsets`
+// defaults to `earliest` and `endingOffsets` to `latest`, so it reads what the topic holds now, then stops:
+//
+// ```python
+// df = (spark.read.format("kafka")
+//       .option("kafka.bootstrap.servers", "127.0.0.1:9092")
+//       .option("subscribe", "lesson00-user-events")
+//       .option("startingOffsets", "earliest")     # the default for a batch read
+//       .option("endingOffsets", "latest")         # the default; batch reads only
+//       .load())
+// df.selectExpr("partition", "offset", "CAST(key AS STRING) AS key", "CAST(value AS STRING) AS value").show(truncate=False)
+// ```
+//
+// Sluice has the same batch read (`sluice.read.format('kafka')…load()`); `readTopic` above is a plain
+// Kafka consumer, not a query.
+
+// %% [markdown]
 // ## Is a key needed?
 //
 // **When producing: no.** A record without a key is accepted; the producer spreads keyless records over
@@ -75,6 +93,26 @@ for (const r of fromStart) console.log(`partition ${r.partition} offset ${r.offs
 // - **partitioning** — records with the same key always go to the same partition (the key's hash picks it);
 // - **ordering per key** — Kafka orders records within a partition, so one key's records stay in order;
 // - **compaction** — on a compacted topic Kafka keeps the latest record per key.
+//
+// **In PySpark 3.5** the sink is the same: a `value` column (string or binary) is required; without a
+// `key` column Spark writes a null key; an optional `partition` column lets you pick the partition.
+//
+// ```python
+// (events.selectExpr("CAST(user_id AS STRING) AS key",     # leave this line out: null keys
+//                    "to_json(struct(*)) AS value")
+//    .writeStream.format("kafka")
+//    .option("kafka.bootstrap.servers", "127.0.0.1:9092")
+//    .option("topic", "lesson00-processed-user-events")
+//    .option("checkpointLocation", "/checkpoints/lesson00")
+//    .start())
+// ```
+//
+// **Where Sluice differs:** which partition a key goes to. Spark writes through the Java producer, which
+// hashes the key with murmur2; Sluice's producer is librdkafka, whose default partitioner
+// (`consistent_random`) hashes it with CRC32. Each keeps one key in one partition, but not necessarily the
+// *same* partition number. If Spark and Sluice (or any Java and librdkafka clients) write one topic and
+// per-key order matters, give Sluice's sink `.option('kafka.partitioner', 'murmur2_random')`, librdkafka's
+// Java-compatible partitioner.
 //
 // The same user's events, sent five times with a key, land in one partition:
 

@@ -4,6 +4,14 @@
 // Register an Avro schema, produce Avro in the Confluent wire format, decode it in a stream with the
 // registry, write Avro back with a registered output schema, evolve the schema while the query runs, and
 // send malformed records to a dead-letter topic.
+//
+// **Most of what this lesson's query does is Sluice's own**, not Spark's: the registry-aware
+// `fromAvro(col, { registry, subject })` and `toAvro(col, { registry, subject })`, the dead-letter topic
+// (`deadLetter.topic`) and the `numDeadLetterRows` progress field. Open-source Spark 3.5 has `from_avro` and
+// `to_avro` for plain Avro only: they never read nor write the Confluent header and never call a registry
+// (Databricks Runtime adds a registry-aware `from_avro`; open-source Spark has none), and `from_avro` knows
+// two modes for bad records — FAILFAST (the default: the query fails) and PERMISSIVE. Each section shows what
+// a PySpark 3.5 user writes instead.
 
 // %%
 import assert from 'node:assert/strict';
@@ -43,7 +51,7 @@ await produceEvents(20, { topic: 'lesson02-user-events', kafka: conn.kafka, form
 // Each value is **magic byte 0**, then the **schema id** in 4 bytes (big-endian), then the Avro binary
 // payload — which carries no schema at all. A plain Avro decoder fails on it: it reads the 5 header bytes
 // as data. Only after stripping them, and with the writer's schema (found by id in the registry), can the
-// payload be read:
+// payload be read (Spark's `from_avro` is such a plain decoder; the next section strips the header for it):
 
 // %%
 const [first] = await readTopic(conn.kafka, 'lesson02-user-events', 1);
@@ -65,7 +73,50 @@ console.log('after the header, with schema', bytes.readUInt32BE(1), ':', decoded
 // (it fixes the DataFrame's columns) and decodes every record with its **writer schema**, looked up by the
 // id in its header (once per id, then cached). `toAvro(..., { registry, subject })` derives an Avro schema
 // from the columns, **registers** it under the output subject, and frames each value with its id.
-// Undecodable records go to `deadLetter.topic` with the reason in their headers.
+// Undecodable records go to `deadLetter.topic` with the reason in their headers. All three are **Sluice-only**.
+// So is `fromAvro`'s default for a bad record (`mode: 'DEADLETTER'`); `mode: 'FAILFAST'` is Spark's default.
+//
+// **In PySpark 3.5** the registry is your code's business: fetch the schema once, strip the 5-byte header
+// yourself, decode with plain `from_avro` — and frame the output yourself. It needs the `spark-avro` package
+// beside the Kafka one (lesson 01's appendix). `registry` is your registry's URL:
+//
+// ```python
+// import requests
+// from pyspark.sql.avro.functions import from_avro, to_avro
+// from pyspark.sql.functions import col, concat, expr, lit, struct
+//
+// latest = requests.get(f"{registry}/subjects/lesson02-user-events-value/versions/latest").json()
+// writer_schema = latest["schema"]   # the schema producers write with, as a JSON string (latest["id"]: its id)
+// events = (spark.readStream.format("kafka")
+//     .option("kafka.bootstrap.servers", "broker1:9092")
+//     .option("subscribe", "lesson02-user-events")
+//     .option("startingOffsets", "earliest")
+//     .load()
+//     .where(expr("substring(value, 1, 1) = X'00'"))                     # magic byte 0: Confluent framing
+//     .select(col("key").cast("string").alias("key"),
+//             from_avro(expr("substring(value, 6, length(value) - 5)"),  # drop magic byte + 4-byte id
+//                       writer_schema, {"mode": "PERMISSIVE"}).alias("e"))
+//     .select("key", "e.*"))
+//
+// out_schema = "..."   # an Avro record schema matching the output columns (nullable ones as ["null", …])
+// out_id = requests.post(f"{registry}/subjects/lesson02-processed-user-events-value/versions",
+//                        json={"schema": out_schema}).json()["id"]
+// header = bytearray(b"\x00" + out_id.to_bytes(4, "big"))
+// query = (events  # … derived columns as below …
+//     .select(col("key"), concat(lit(header), to_avro(struct("*"), out_schema)).alias("value"))
+//     .writeStream.format("kafka")
+//     .option("kafka.bootstrap.servers", "broker1:9092")
+//     .option("topic", "lesson02-processed-user-events")
+//     .option("checkpointLocation", "/checkpoints/lesson02")
+//     .trigger(processingTime="500 milliseconds")
+//     .start())
+// ```
+//
+// `from_avro` never reads the id: every record is decoded with the one schema given, whatever id it carries.
+// There is no `deadLetter.topic` option: with FAILFAST the first bad record fails the query; with
+// PERMISSIVE a bad record becomes a struct whose fields are all null (as with `from_json` in lesson 01), so
+// test a required field (`e.user_id IS NULL`) and write those rows' raw `value` wherever you keep rejects
+// yourself (a second query, or `foreachBatch`).
 
 // %%
 const startQuery = () =>
@@ -90,13 +141,21 @@ console.log(execFileSync(process.execPath, ['../bin/sluice.js', 'consume', '-t',
 // %% [markdown]
 // **Where is the registry used?** On read, for every record: the id in its header names the writer schema
 // (fetched once per id). On write: the output schema is registered (once) and its id framed into each
-// value. At start: the reader schema comes from the subject's latest version.
+// value. At start: the reader schema comes from the subject's latest version. That is Sluice's `fromAvro` and
+// `toAvro`; in a Spark 3.5 job the registry is used only where your own code calls it (above: once, when the
+// job starts).
 //
 // ## Evolve the schema while the query runs
 //
 // Version 2 adds `referrer` with a default — a backward-compatible change. A producer starts writing v2
 // while the query still runs with its v1 reader schema: v2 records are **projected onto v1** (the new field
 // is skipped) — nothing breaks.
+//
+// **In PySpark 3.5** nothing does this for you. `from_avro(data, jsonFormatSchema, options)` takes
+// `jsonFormatSchema` as the **writer** schema of every record; a different reader schema goes in the option
+// `avroSchema`. With v1 and v2 records on one topic, split them by the id in bytes 2–5
+// (`substring(value, 2, 4)`) and decode each part with its own writer schema — or use a third-party
+// library that reads the registry.
 
 // %%
 const v2 = JSON.parse(v1);
@@ -129,7 +188,11 @@ console.log('last output record:', avro.Type.forSchema(JSON.parse(outSchema.sche
 // ## Malformed records go to the dead-letter topic
 //
 // A value that is not framed Avro (magic byte 123, i.e. JSON text) and one framed with an id the registry
-// does not know: the query keeps going; both records land in `lesson02-dlq`, unchanged, with the reason.
+// does not know: the query keeps going; both records land in `lesson02-dlq`, unchanged, with the reason in
+// the `sluice.error.*` headers. The dead-letter topic, its headers and `numDeadLetterRows` are **Sluice's**.
+// The Spark 3.5 job above would drop the first record silently at its magic-byte filter, and decode the
+// second with its one schema anyway (it never looks at the id): an error under FAILFAST, a struct of nulls —
+// or a wrong row, if the bytes happen to decode — under PERMISSIVE.
 
 // %%
 await p.send([
@@ -154,6 +217,7 @@ const processedOut = await readTopic(conn.kafka, 'lesson02-processed-user-events
 assert.equal(processedOut.length, 20 + 5 + 3);
 assert.equal(dead.length, 2);
 assert.deepEqual(dead.map((r) => Object.assign({}, ...(r.headers ?? []).map((h) => Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v.toString()]))))['sluice.error.reason']), ['wire.bad-magic-byte', 'avro.unknown-schema-id']);
+assert.deepEqual(dead.map((r) => r.value!.toString('hex')), [Buffer.from('{"oops": true}').toString('hex'), frame(987654, Buffer.from([2, 97])).toString('hex')]);
 assert.deepEqual(await client.listVersions('lesson02-processed-user-events-value'), [1, 2]);
 assert.ok(idV2 !== idV1);
 admin.disconnect();

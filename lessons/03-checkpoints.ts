@@ -2,7 +2,9 @@
 // # Lesson 03 — Checkpoints
 //
 // A checkpoint is how a query survives a restart: what it read, what it finished, its state. This lesson
-// opens one up, crashes a query before and after the commit, and changes a query on an old checkpoint.
+// opens one up, crashes a query before and after the commit, changes a query on an old checkpoint, and
+// shows the real reason a restarted query "started but wrote nothing". Spark 3.5 writes the same kind of
+// checkpoint; each step says what a PySpark user sees, and where Sluice differs.
 
 // %%
 import assert from 'node:assert/strict';
@@ -35,6 +37,19 @@ console.log('ready');
 // **default folder**: `<root>/<queryName>`, or a random id when the query has no name — a folder a restart
 // cannot find again, so the query would start over. Recovery needs a **stable folder per query**: set
 // `checkpointLocation` on each query (the rule), or at least name every query.
+//
+// **In PySpark 3.5:**
+//
+// ```python
+// spark.conf.set("spark.sql.streaming.checkpointLocation", "/checkpoints/lesson03/root")
+// named = (words.writeStream.format("memory").queryName("lesson03_named")   # → <root>/lesson03_named
+//          .trigger(availableNow=True).start())
+// # an unnamed query gets <root>/<random UUID>, a new one at every start
+// q = (words.writeStream.format("kafka")
+//      .option("kafka.bootstrap.servers", "broker1:9092").option("topic", "lesson03-out")
+//      .option("checkpointLocation", "/checkpoints/lesson03/query")            # the rule: one folder per query
+//      .trigger(availableNow=True).start())
+// ```
 
 // %%
 sluice.conf.set('sluice.sql.streaming.checkpointLocation', 'checkpoints/lesson03/root');
@@ -51,6 +66,11 @@ console.log(readdirSync('checkpoints/lesson03/root').map((d) => (d === 'lesson03
 // One query with its own folder. After it runs: `metadata` (the query id, kept across restarts),
 // `sources/0/0` (where it started: `startingOffsets` resolved once), `offsets/N` (batch N's end offsets,
 // **written before the batch reads anything**) and `commits/N` (written **after** the sink accepted batch N).
+//
+// A Spark 3.5 checkpoint has the same files in the same layout (and `state/` for a stateful query). Two
+// differences in `offsets/N`: its `conf` holds Spark's names (`spark.sql.shuffle.partitions`, the state store
+// provider, the watermark policy, …) where Sluice writes `sluice.*` ones, and Spark records no
+// `sluice.sources` — it does not note which sources the query had, which matters below.
 
 // %%
 const cp = 'checkpoints/lesson03/query';
@@ -61,7 +81,8 @@ await run({ availableNow: true });
 for (const f of ['metadata', 'sources/0/0', 'offsets/0', 'commits/0']) console.log(`── ${f}\n${readFileSync(`${cp}/${f}`, 'utf8').trim()}`);
 
 // %% [markdown]
-// The inspector says the same in words (`node bin/sluice.js checkpoint explain <dir>` from a terminal):
+// The inspector says the same in words (`node bin/sluice.js checkpoint explain <dir>` from a terminal). It is
+// Sluice's; Spark has no such command — there you read the files themselves.
 
 // %%
 console.log(formatCheckpointReport(explainCheckpoint(cp)).replace(/query id: .*/, 'query id: <uuid>').replace(/Checkpoint .*/, 'Checkpoint ' + cp));
@@ -71,8 +92,10 @@ console.log(formatCheckpointReport(explainCheckpoint(cp)).replace(/query id: .*/
 //
 // Two more records; batch 1 writes them to Kafka — and the process dies before `commits/1` reaches the disk
 // (simulated by removing it). The inspector sees a planned but uncommitted batch; the restart re-runs it
-// with **exactly** the logged offsets. The Kafka sink is at-least-once (as Spark's), so the two records are
-// in the output twice: exactly-once needs a sink that recognises batch 1 (lesson 06).
+// with **exactly** the logged offsets. The Kafka sink is at-least-once — Spark's, and Sluice's today — so the
+// two records are in the output twice: exactly-once needs a sink that recognises batch 1 when it comes again.
+// (A transactional, exactly-once Kafka sink for Sluice is planned, with a lesson 06 to show it; neither exists
+// yet.)
 
 // %%
 await send(['d', 'e']);
@@ -126,14 +149,28 @@ console.log('written:', written.join(' '));
 // Kafka for "the latest" again and build a different batch. `commits/N` says that batch N *finished*
 // (state and sink done); without it nobody could tell whether to re-run N or plan N+1.
 //
-// **Crash after the sink wrote but before `commits/N`: is the output duplicated?** With the at-least-once
-// Kafka sink, yes (shown above). Exactly-once is end to end: replayable source + offsets log + a sink that is
-// idempotent per batch id (the memory sink, a transactional Kafka sink, an upsert keyed by batch id).
+// **Crash after the sink wrote but before `commits/N`: is the output duplicated?** With a Kafka sink, yes
+// (shown above) — in Spark 3.5 as in Sluice. Spark's Kafka sink is at-least-once: each task sends its rows
+// and flushes; no Kafka transaction is involved. Setting `kafka.transactional.id` does not change that: the
+// sink never calls Kafka's transaction API (`initTransactions`, `beginTransaction`, `commitTransaction`), so
+// nothing ties batch N to a transaction — and Kafka's producer refuses to send with a transactional id
+// before `initTransactions()`, so the write fails instead. Sluice's Kafka sink is at-least-once too, today; a
+// transactional sink that writes each batch in one Kafka transaction tied to its batch id is planned (lesson
+// 06, not written yet).
+//
+// Exactly-once is end to end: a replayable source, the offsets log, and a sink that recognises a re-run
+// batch by its id. Sluice's memory sink does; in Spark, the memory sink and the file sink do. With
+// `foreachBatch` it is yours to do: skip a batch id already written, or upsert by a key so that writing twice
+// changes nothing. Downstream of an at-least-once Kafka sink, readers de-duplicate by a unique key.
 //
 // ## A changed query on an old checkpoint
 //
-// The same checkpoint, but the query now reads another topic. Spark would start it and possibly output
-// nothing (the old offsets mean nothing for the new topic). Sluice refuses and says what changed:
+// The same checkpoint, but the query now reads another topic. **Spark 3.5 does not compare the sources**: it
+// resumes from the logged offsets, which name `lesson03-in`'s partition, while the new subscription has only
+// `lesson03-other`'s. A partition in the start offsets but missing from the end offsets counts as deleted,
+// so Spark reports data loss (`… are gone. Some data may have been missed.`) and, with the default
+// `failOnDataLoss=true`, the query fails at its first batch. Sluice refuses earlier, before any batch, and
+// says what changed:
 
 // %%
 const changed = await sluice.readStream.format('kafka').options(conn.kafkaOptions).option('subscribe', 'lesson03-other').load()
@@ -146,6 +183,55 @@ try {
 }
 
 // %% [markdown]
+// Neither outcome is the learner's "the query started and wrote nothing": that one comes next.
+//
+// ## Started, but no output: the checkpoint is already at the end
+//
+// `startingOffsets` is read once, when a query starts **without** a checkpoint; what it resolves to is kept
+// in `sources/0/0`. From then on the checkpoint decides: a restart reads from where the last batch ended. So a
+// query restarted with `startingOffsets: earliest` on a checkpoint that has read the whole topic starts, runs,
+// and writes nothing — until new records arrive. Below: a first run reads x y z; the same query, restarted
+// on its checkpoint, writes nothing; the checkpoint and the topic's end offsets show why; a new checkpoint
+// folder reads from the earliest offset again.
+
+// %%
+const cp3 = 'checkpoints/lesson03/caught-up';
+const caughtUp = async (checkpoint: string) => {
+  const rows: string[] = [];
+  const query = await words().writeStream.option('checkpointLocation', checkpoint).trigger({ processingTime: '500 milliseconds' })
+    .foreachBatch(async (batch) => {
+      for (const r of await batch.collect()) rows.push(String(r.value));
+    })
+    .start();
+  await query.processAllAvailable();
+  return { query, rows };
+};
+const firstRun = await caughtUp(cp3);
+await firstRun.query.stop();
+console.log('first run (no checkpoint yet):', firstRun.rows.join(' '));
+const restart = await caughtUp(cp3); // the same query, still startingOffsets: earliest
+console.log('restart on the same checkpoint → active:', restart.query.isActive, '| status:', restart.query.status.message,
+  '| rows written:', restart.rows.length, '| progress reports:', restart.query.recentProgress.length);
+await restart.query.stop();
+const topicEnd = await admin.listOffsets([{ topic: 'lesson03-in', partition: 0 }], 'latest');
+console.log('end offsets of lesson03-in:', JSON.stringify(topicEnd));
+console.log(formatCheckpointReport(explainCheckpoint(cp3)).replace(/query id: .*/, 'query id: <uuid>').replace(/Checkpoint .*/, 'Checkpoint ' + cp3));
+const fresh = await caughtUp('checkpoints/lesson03/caught-up-new');
+await fresh.query.stop();
+console.log('a new checkpoint folder:', fresh.rows.join(' '));
+
+// %% [markdown]
+// The checkpoint's last batch ended at offset 3 — the topic's end — and `startingOffsets` was not read
+// again (`started from` is the first run's). The query was healthy, just caught up.
+//
+// **In PySpark 3.5** the restarted query looks the same: `q.isActive` is `True`, `q.status["message"]` is
+// `'Waiting for data to arrive'`, and nothing is written. One difference: Spark posts a progress event for an
+// idle trigger too (at most one per 10 s), so `q.lastProgress["numInputRows"]` is `0`; Sluice posts none, and
+// `recentProgress` stays empty. To see why, compare the last line of `<checkpoint>/offsets/<latest N>` with the
+// topic's end offsets (`node bin/sluice.js topics describe <topic>` prints them): equal means caught up. To
+// read the topic again, give the query a new `checkpointLocation`.
+
+// %% [markdown]
 // ## Check
 
 // %%
@@ -153,6 +239,11 @@ assert.deepEqual(afterRerun, ['A', 'B', 'C', 'D', 'E', 'D', 'E']);
 assert.deepEqual(written, ['0:X', '0:Y', '1:Z']);
 assert.equal(explainCheckpoint(cp).batches.length, 2);
 assert.ok(changed.exception?.message.includes('belongs to a query with different sources'));
+assert.deepEqual(firstRun.rows, ['X', 'Y', 'Z']);
+assert.deepEqual(restart.rows, []);
+assert.deepEqual(topicEnd, { 'lesson03-in': { '0': 3 } });
+assert.deepEqual(explainCheckpoint(cp3).batches.map((b) => b.offsets), [[{ 'lesson03-in': { '0': 3 } }]]);
+assert.deepEqual(fresh.rows, ['X', 'Y', 'Z']);
 await producer.close();
 admin.disconnect();
 console.log('lesson 03 checks passed');
