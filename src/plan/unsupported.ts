@@ -187,31 +187,25 @@ function checkStreamStreamJoin(j: JoinStage): void {
 
 /**
  * Spark 3.5 refuses a withWatermark whose input already carries a watermark (PropagateWatermarkSimulator:
- * "Redefining watermark is disallowed"). Sluice refuses it after a stateful operator, where it would wait for
- * the second watermark — which sees no rows until the operator emits — so an append query would write
- * nothing. (Two withWatermark calls in a row, with nothing stateful between, are left as they are.)
+ * "Redefining watermark is disallowed"). In Sluice such a query would wait for the second watermark, which
+ * sees no rows until the first operator emits, so an append query would write nothing.
  */
 function checkWatermarkRedefined(analyzed: Analyzed): void {
-  // Whether a watermarked stream has passed through a stateful operator on the way here. A second
-  // withWatermark right after the first (nothing stateful between) is left as it is.
-  const walk = (a: Analyzed): { watermarked: boolean; throughOperator: boolean } => {
+  const walk = (a: Analyzed): boolean => {
     const inputs = a.leaf.kind === 'union' ? a.leaf.branches : a.leaf.kind === 'join' ? [a.leaf.left, a.leaf.right] : [];
-    const below = inputs.map(walk);
-    let watermarked = below.some((x) => x.watermarked);
-    let throughOperator = below.some((x) => x.throughOperator) || (a.leaf.kind === 'join' && a.leaf.join.id >= 0 && watermarked);
+    let watermarked = inputs.map(walk).some((x) => x);
     for (const st of a.stages) {
-      if (st.kind === 'aggregate' || st.kind === 'dedupe') throughOperator ||= watermarked;
       if (st.kind !== 'watermark') continue;
-      if (throughOperator) {
+      if (watermarked) {
         throw new UnsupportedOperationError(
-          `withWatermark('${st.column}', …) after a stateful operator on a stream that already has a watermark is not supported (Spark 3.5 refuses it too: ` +
+          `withWatermark('${st.column}', …) on a stream that already has a watermark is not supported (Spark 3.5 refuses it too: ` +
             '"Redefining watermark is disallowed"). The event time of an aggregation\'s output is carried on by itself: group or ' +
             "deduplicate by its window (col('window')) or by window_time(col('window')) instead of setting a second watermark.",
         );
       }
       watermarked = true;
     }
-    return { watermarked, throughOperator };
+    return watermarked;
   };
   walk(analyzed);
 }

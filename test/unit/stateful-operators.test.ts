@@ -177,7 +177,7 @@ describe('chained stateful operators (Spark 3.4+ watermark propagation)', () => 
     const build = (df: DataFrame): DataFrame =>
       df.withWatermark('ts', '0 seconds').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
         .select(col('window.end').alias('wend'), col('n')).withWatermark('wend', '0 seconds').dropDuplicates(['wend']);
-    await expect(run(build, 'append', [], String)).rejects.toThrow(/withWatermark\('wend', …\) after a stateful operator on a stream that already has a watermark[\s\S]*Redefining watermark is disallowed/);
+    await expect(run(build, 'append', [], String)).rejects.toThrow(/withWatermark\('wend', …\) on a stream that already has a watermark[\s\S]*Redefining watermark is disallowed/);
   });
 
   it('lists stateOperators from the sink down, as Spark (an aggregation before the dedupe beneath it)', async () => {
