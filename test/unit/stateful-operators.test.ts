@@ -178,6 +178,9 @@ describe('chained stateful operators (Spark 3.4+ watermark propagation)', () => 
       df.withWatermark('ts', '0 seconds').groupBy(window(col('ts'), '10 minutes')).agg(count('*').alias('n'))
         .select(col('window.end').alias('wend'), col('n')).withWatermark('wend', '0 seconds').dropDuplicates(['wend']);
     await expect(run(build, 'append', [], String)).rejects.toThrow(/withWatermark\('wend', …\) on a stream that already has a watermark[\s\S]*Redefining watermark is disallowed/);
+    // Spark refuses it even with nothing stateful between (its test "overriding watermark should not be allowed by default").
+    const twice = (df: DataFrame): DataFrame => df.withWatermark('ts', '1 minute').withWatermark('ts', '10 minutes').groupBy(window(col('ts'), '10 minutes')).count();
+    await expect(run(twice, 'append', [], String)).rejects.toThrow(/Redefining watermark is disallowed/);
   });
 
   it('lists stateOperators from the sink down, as Spark (an aggregation before the dedupe beneath it)', async () => {
