@@ -226,7 +226,7 @@ export class StreamingQuery {
           `  this query:          ${now}\n` +
           'Its offsets name what the old query read; applying them to other sources would skip or repeat data, or make the ' +
           "query wait for offsets that never come. (Spark 3.5 does not compare the sources: a query subscribed to another topic " +
-          'finds that topic\'s partitions missing from the old offsets and, with the default failOnDataLoss=true, fails at its first ' +
+          'finds the old topic\'s partitions missing from the new offsets and, with the default failOnDataLoss=true, fails at its first ' +
           'batch reporting data loss.) Use a new checkpointLocation for the changed query, or restore the original sources.',
       );
     }

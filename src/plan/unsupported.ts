@@ -34,7 +34,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
         `${exprName(distinct)}: exact distinct aggregations are not supported on streams (Spark refuses them too). ` +
           'Counting distinct values exactly means keeping every value seen in each group: forever without a window, ' +
           'until the window closes with one — either way one state entry per distinct value, as large as the data, ' +
-          'rewritten to the checkpoint every batch. Use approx_count_distinct(col) (a fixed-size HyperLogLog sketch ' +
+          'its changes written to the checkpoint every batch. Use approx_count_distinct(col) (a fixed-size HyperLogLog sketch ' +
           'per group), or, for an exact count, dropDuplicates([key, value]) (with the watermarked window among the ' +
           'columns, so the watermark can clear it) and then count().',
       );
