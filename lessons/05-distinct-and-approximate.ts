@@ -118,8 +118,10 @@ console.log(`after the first batch — dedupe state: ${dedupeOp.numRowsTotal} ke
 // | snapshot every | `spark.sql.streaming.stateStore.minDeltasForSnapshot` deltas (default 10) | 10 versions (fixed) |
 // | state partitions | `spark.sql.shuffle.partitions` (default 200) | `sluice.sql.shuffle.partitions` (default 4) |
 //
-// Both engines fix the number of state partitions with the checkpoint's first batch. Spark also needs the same
-// provider class on every restart; Sluice's two providers read and write the same files, so it may change.
+// Both engines fix the number of state partitions with the checkpoint's first batch. Spark also keeps the first
+// run's provider: `providerClass` is recorded in `offsets/N` like the partition count, and on restart the
+// checkpoint's value replaces the session's (with a warning), so switching to RocksDB needs a new checkpoint.
+// Sluice's two providers read and write the same files, so it may change between runs.
 // Sluice reads only its `sluice.*` names: a `spark.*` key set on a Sluice session does nothing.
 //
 // Both windows are still open: append mode writes a window once the watermark passes its end. An event at

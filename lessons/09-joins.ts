@@ -66,8 +66,15 @@ console.log('topics recreated');
 //             .option("checkpointLocation", "checkpoints/lesson09/enriched").start())
 // ```
 //
-// Sluice differs in one detail: its `cache()` returns the cached DataFrame and leaves `customers` as it was
-// (a DataFrame is immutable here); Spark's marks the DataFrame itself as cached.
+// Two differences from Spark, both about the static side:
+// - **Spark caches by plan, not by object.** After `.cache()`, every DataFrame with the same plan — `customers`
+//   too, built by the same `spark.read` call — reads the cached rows; to see both behaviours in PySpark, run
+//   them in separate sessions, or `cached_customers.unpersist()` before starting `enriched`. Sluice's `cache()`
+//   returns a new cached DataFrame and leaves other DataFrames reading the files.
+// - **Spark lists the folder once**, when `spark.read` builds the DataFrame: each batch re-reads the files
+//   listed then (so the rewritten `part-0.json` below is seen), but a file added to the folder later is not —
+//   build the table inside `foreachBatch` (the end of this lesson) to pick up new files. Sluice lists the
+//   folder again every batch.
 
 // %%
 const writeCustomers = (rows: object[]): void =>
@@ -88,6 +95,7 @@ await both(enriched, enrichedCached);
 writeCustomers([{ user_id: 'ann', tier: 'gold' }, { user_id: 'bob', tier: 'silver' }, { user_id: 'cy', tier: 'new' }]);
 await send('lesson09-orders', [order('o3', 'cy', 30, '12:15')]);
 await both(enriched, enrichedCached);
+// memoryTable(name).batches (each batch's rows apart) is Sluice's; Spark's memory sink keeps one table (lesson 04).
 const tiers = (name: string): string[][] => [0, 1].map((b) => (sluice.memoryTable(name).batches.get(b) ?? []).map((r: Row) => `${r.order_id}:${r.user_id}:${r.tier ?? 'null'}`));
 console.log('re-read every batch:', tiers('enriched'));
 console.log('cached:             ', tiers('enriched_cached'));

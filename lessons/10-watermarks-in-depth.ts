@@ -54,7 +54,7 @@ await add(query, '12:07', '12:02');
 await add(query, '12:12');
 await add(query, '12:03', '12:09');
 await add(query, '12:20');
-const out = sluice.memoryTable('lesson10');
+const out = sluice.memoryTable('lesson10'); // its .batches (each batch's rows apart) is Sluice's: Spark's memory sink keeps one table
 
 // %% [markdown]
 // ## When exactly does the watermark move?

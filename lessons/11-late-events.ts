@@ -70,8 +70,8 @@ await passThrough.stop();
 // And a second `withWatermark` does not replace the first. A Spark 3.5 query whose stream has two fails at its
 // first batch (`AnalysisException: Redefining watermark is disallowed`) — even with nothing stateful between
 // them: Spark's own test for that message chains `withWatermark(…).select("*").withWatermark(…)`.
-// Sluice refuses a second one only after a stateful operator; two in a row run, each as its own input to the
-// global watermark (the minimum, by default). Set the watermark once, where the event time is parsed.
+// Sluice refuses it too, and earlier: `start()` fails ("withWatermark('…', …) on a stream that already has a
+// watermark is not supported"), wherever the second one is. Set the watermark once, where the event time is parsed.
 //
 // ## The query
 //
