@@ -2,10 +2,13 @@
  * `npm run bench`: the demo pipeline's throughput against a raw consume→produce copy with the same Kafka
  * client and no transform, in one run on one machine, on a private local stack (free ports, temp folder).
  *
- *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog]
+ *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog|join]
  *   npm run bench -- --suite backlog --records 5000000   a backlog with no maxOffsetsPerTrigger: peak RSS
+ *   npm run bench -- --suite join [--peer auto|spark|none] [--verify]   stream-stream join of N orders × N payments
+ *     (bench/join.ts, memory and lmdb state, no Kafka), then the same data and join in PySpark 3.5, local[2]
+ *     (bench/peers/spark_join.py; `auto` runs it when python3 can import pyspark), with the Sluice/PySpark ratio
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +26,8 @@ const { values: args } = parseArgs({
     partitions: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     suite: { type: 'string', default: 'all' },
+    peer: { type: 'string', default: 'auto' },
+    verify: { type: 'boolean', default: false },
   },
 });
 const N = Number(args.records);
@@ -96,6 +101,7 @@ async function main(): Promise<void> {
     return;
   }
   if (args.suite === 'backlog') return backlogSuite();
+  if (args.suite === 'join') return joinSuite();
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
   const conf = { 'bootstrap.servers': info.bootstrapServers };
@@ -195,5 +201,82 @@ async function backlogSuite(): Promise<void> {
   }
 }
 
+/**
+ * Stream-stream inner join, N orders × N payments in batches of BATCH rows per side: Sluice on each state provider
+ * (each in its own process, memory streams), Sluice again fed from the JSON files PySpark reads (parsed in its
+ * timed loop), then PySpark 3.5 in local[2] on each of its providers and a scan-only run (the same files, no
+ * join: what Spark spends reading them). Output rows must agree.
+ */
+function joinSuite(): void {
+  const script = new URL('./join.js', import.meta.url).pathname;
+  const parts = '4'; // sluice.sql.shuffle.partitions and spark.sql.shuffle.partitions
+  const verify = args.verify ? ['--verify'] : [];
+  const runJson = (cmd: string, argv: string[], what: string): Record<string, unknown> => {
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`${what} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  };
+  const rows: Array<Record<string, unknown>> = [];
+  const python = process.env.PYTHON ?? 'python3';
+  // dist/bench/run.js → bench/peers; bench/run.ts (tsx) → bench/peers
+  const peer = [new URL('../../bench/peers/spark_join.py', import.meta.url), new URL('./peers/spark_join.py', import.meta.url)].map((u) => u.pathname).find((p) => existsSync(p))!;
+  const hasSpark = args.peer === 'spark' || (args.peer === 'auto' && spawnSync(python, ['-c', 'import pyspark'], { stdio: 'ignore' }).status === 0);
+  if (args.peer === 'auto' && !hasSpark) note('PySpark not found (pip install pyspark==3.5.9): the PySpark peer is skipped.');
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-join-data-'));
+  try {
+    note(`Writing the input as JSON files (${dir})…`);
+    runJson(process.execPath, [script, '--write-data', dir, '--records', String(N), '--batch', String(BATCH)], 'writing the join data');
+    const sluice = (provider: string, extra: string[] = []): Record<string, unknown> =>
+      runJson(process.execPath, [script, '--records', String(N), '--batch', String(BATCH), '--provider', provider, '--partitions', parts, '--json', ...verify, ...extra], 'join benchmark');
+    for (const provider of ['memory', 'lmdb']) {
+      note(`Stream-stream join: ${N} orders × ${N} payments, batches of ${BATCH}, Sluice ${provider} state…`);
+      rows.push(sluice(provider));
+    }
+    note('Stream-stream join: Sluice memory state, the same rows read and parsed from the JSON files in the timed loop…');
+    rows.push(sluice('memory', ['--from-files', dir]));
+    if (hasSpark) {
+      for (const provider of ['hdfs', 'rocksdb']) {
+        note(`Stream-stream join: PySpark local[2], ${provider} state…`);
+        rows.push(runJson(python, [peer, '--data', dir, '--partitions', parts, '--provider', provider, '--json', ...verify], 'PySpark join'));
+      }
+      note('PySpark local[2]: the same file sources with no join (scan only)…');
+      rows.push(runJson(python, [peer, '--data', dir, '--partitions', parts, '--scan-only', '--json'], 'PySpark scan'));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const joins = rows.filter((r) => !r.scanOnly);
+  const same = (k: string): boolean => joins.every((r) => r[k] === joins[0]![k]);
+  const mismatch = ['outputRows', ...(args.verify ? ['crcSum'] : [])].filter((k) => !same(k));
+  const rate = (engine: string, provider: string, files = false): number | undefined =>
+    joins.find((r) => r.engine === engine && r.provider === provider && String(r.input ?? '').startsWith('JSON') === files)?.recordsPerSecond as number | undefined;
+  const ratio = (a?: number, b?: number): number | undefined => (a && b ? Math.round((a / b) * 100) / 100 : undefined);
+  const ratios = {
+    memoryToSparkHdfs: ratio(rate('sluice', 'memory'), rate('pyspark', 'hdfs')),
+    lmdbToSparkRocksdb: ratio(rate('sluice', 'lmdb'), rate('pyspark', 'rocksdb')),
+    memoryFromFilesToSparkHdfs: ratio(rate('sluice', 'memory', true), rate('pyspark', 'hdfs')),
+  };
+  if (args.json) process.stdout.write(JSON.stringify({ suite: 'join', records: N, batch: BATCH, partitions: Number(parts), runs: rows, ratios, mismatch }) + '\n');
+  else {
+    for (const r of rows) {
+      const name = r.engine === 'sluice' ? `sluice ${r.provider}${String(r.input).startsWith('JSON') ? ' (files)' : ''}` : r.scanOnly ? 'pyspark scan only' : `pyspark ${r.provider}`;
+      process.stdout.write(
+        `${name.padEnd(22)} ${r.inputRows} input rows, ${r.batches} batches: ${r.recordsPerSecond} records/s, ${r.outputRows} output rows, ` +
+          `peak state ${r.peakStateRows} rows, peak RSS ${r.peakRssMB} MB${r.jvmStartSeconds !== undefined ? `, JVM start ${r.jvmStartSeconds} s` : ''}${r.crcSum !== undefined ? `, crc ${r.crcSum}` : ''}\n`,
+      );
+    }
+    if (ratios.memoryToSparkHdfs !== undefined) {
+      process.stdout.write(
+        `sluice memory / pyspark hdfs: ${ratios.memoryToSparkHdfs}\nsluice lmdb / pyspark rocksdb: ${ratios.lmdbToSparkRocksdb}\n` +
+          `sluice memory (files) / pyspark hdfs: ${ratios.memoryFromFilesToSparkHdfs}\n`,
+      );
+    }
+  }
+  if (mismatch.length) {
+    process.stderr.write(`Output differs between runs (${mismatch.join(', ')}): see the rows above.\n`);
+    process.exitCode = 1;
+  }
+}
+
 await main();
-process.exit(0);
+process.exit(process.exitCode ?? 0);
