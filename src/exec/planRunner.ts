@@ -84,7 +84,7 @@ export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineCont
           const [l, r] = operatorInputs(op, head);
           build(leaf.left, l);
           build(leaf.right, r);
-        } else if (leaf.left.leaf.kind === 'static' || leaf.right.leaf.kind === 'static') {
+        } else if (j.streaming.left !== j.streaming.right) {
           // Stream-static: the static side is read (or taken from the cache) and indexed before each batch.
           const staticIsLeft = leaf.left.leaf.kind === 'static';
           const lookup = new StaticSide(j, staticIsLeft ? 'left' : 'right');

@@ -142,6 +142,8 @@ export function resolveJoin(
   // Keys and condition.
   let leftKeys: Bound[] = [];
   let rightKeys: Bound[] = [];
+  /** Per key pair: a null-safe equality (`<=>`), where null matches null (Spark's EqualNullSafe keys). */
+  const nullSafe: boolean[] = [];
   let matches: ((l: Row, r: Row) => boolean) | undefined;
   let description: string;
   const conjuncts: Expr[] = [];
@@ -168,18 +170,20 @@ export function resolveJoin(
       if (c.kind !== 'binary' || (c.op !== '=' && c.op !== '<=>')) continue;
       const a = sideOf(c.left, left, right, ctx);
       const b = sideOf(c.right, left, right, ctx);
-      if (a?.side === 'left' && b?.side === 'right') (leftKeys.push(a.bound), rightKeys.push(b.bound));
-      else if (a?.side === 'right' && b?.side === 'left') (leftKeys.push(b.bound), rightKeys.push(a.bound));
+      if (a?.side === 'left' && b?.side === 'right') (leftKeys.push(a.bound), rightKeys.push(b.bound), nullSafe.push(c.op === '<=>'));
+      else if (a?.side === 'right' && b?.side === 'left') (leftKeys.push(b.bound), rightKeys.push(a.bound), nullSafe.push(c.op === '<=>'));
     }
   }
   // Keys of different types would encode differently (1 vs '1'); such a pair is left to the condition.
-  const keyPairs = leftKeys.map((l, i) => [l, rightKeys[i]!] as const).filter(([l, r]) => sameKeyType(l, r));
+  const keyPairs = leftKeys.map((l, i) => [l, rightKeys[i]!, nullSafe[i] ?? false] as const).filter(([l, r]) => sameKeyType(l, r));
+  // A null in an `=` key matches nothing; in a `<=>` key it is a value like any other.
   const keyOf = (bounds: Bound[]): ((row: Row) => string | null) | undefined => {
     if (!bounds.length) return undefined;
     const evs = bounds.map((b) => b.eval);
+    const safe = keyPairs.map(([, , ns]) => ns);
     return (row) => {
-      const vs = evs.map((ev) => ev(row));
-      return vs.some((v) => v == null) ? null : encodeState(vs);
+      const vs = evs.map((ev) => ev(row) ?? null);
+      return vs.some((v, i) => v === null && !safe[i]) ? null : encodeState(vs);
     };
   };
   const leftKey = keyOf(keyPairs.map(([l]) => l));

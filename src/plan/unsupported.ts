@@ -176,11 +176,14 @@ function checkStreamStreamJoin(j: JoinStage): void {
         "expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES'), or both sides grouped by the same window in the join keys.",
     );
   }
-  if (j.how === 'full_outer' && !j.leftEviction && !j.rightEviction) {
+  // Spark's checker accepts a full outer join when either side can be evicted; the other side's unmatched rows
+  // would then never come out, so Sluice asks for both (docs/decisions.md).
+  if (j.how === 'full_outer' && (!j.leftEviction || !j.rightEviction)) {
+    const missing = !j.leftEviction && !j.rightEviction ? 'either side' : !j.leftEviction ? 'the left side' : 'the right side';
     throw new UnsupportedOperationError(
       'Stream-stream FullOuter join between two streaming DataFrame/Datasets is not supported without a watermark in the join keys, ' +
-        "or a watermark on the nullable side and an appropriate range condition (Spark's rule): add withWatermark() on both sides and a " +
-        "time range, e.g. expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES').",
+        `or watermarks and a range condition that bound both sides: nothing bounds ${missing}, so its unmatched rows would never come ` +
+        "out with nulls. Add withWatermark() on both sides and a two-sided time range, e.g. expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES').",
     );
   }
 }

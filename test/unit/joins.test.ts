@@ -264,3 +264,61 @@ describe('join column names', () => {
   });
 });
 
+describe('join review mends', () => {
+  it('a batch join with a cached side joins both as batches (every join type)', async () => {
+    const s = newSession();
+    const a = s.createDataFrame([{ id: 1, x: 'a1' }, { id: 2, x: 'a2' }], 'id INT, x STRING');
+    const b = s.createDataFrame([{ id: 1, y: 'b1' }, { id: 3, y: 'b3' }], 'id INT, y STRING');
+    const show = (rows: Array<Record<string, unknown>>): string[] => rows.map((r) => `${String(r.id)}:${String(r.x ?? null)}:${String(r.y ?? null)}`).sort();
+    expect(show(await a.join(b.cache(), 'id', 'right_outer').collect())).toEqual(['1:a1:b1', '3:null:b3']);
+    expect(show(await a.join(b.cache(), 'id', 'full_outer').collect())).toEqual(['1:a1:b1', '2:a2:null', '3:null:b3']);
+    expect(show(await a.cache().join(b, 'id', 'left_outer').collect())).toEqual(['1:a1:b1', '2:a2:null']);
+    expect(show(await a.cache().join(b, 'id', 'left_semi').collect())).toEqual(['1:a1:null']);
+    expect(show(await a.cache().join(b, 'id', 'left_anti').collect())).toEqual(['2:a2:null']);
+  });
+
+  it('a null-safe key (<=>) matches null with null, as Spark; = does not', async () => {
+    const s = newSession();
+    const l = s.createDataFrame([{ k: null, v: 'l-null' }, { k: 1, v: 'l-1' }], 'k INT, v STRING').alias('l');
+    const r = s.createDataFrame([{ k: null, w: 'r-null' }, { k: 1, w: 'r-1' }], 'k INT, w STRING').alias('r');
+    const pairs = async (cond: string): Promise<string[]> => (await l.join(r, expr(cond)).collect()).map((x) => `${String(x.v)}+${String(x.w)}`).sort();
+    expect(await pairs('l.k <=> r.k')).toEqual(['l-1+r-1', 'l-null+r-null']);
+    expect(await pairs('l.k = r.k')).toEqual(['l-1+r-1']);
+  });
+
+  it('a restarted stream-stream join runs the no-data batch its moved watermark asks for', async () => {
+    // Four Trigger.Once runs: one batch each, no no-data batch between (worked out as in the left outer trace;
+    // the last step has only the click on E). After batch 3 the watermark is min(14:30 − 2h, 15:00 − 3h) = 12:00,
+    // while batch 3 ran with 11:00. A restart with no new data runs batch 4 with 12:00: A@10:00 (bound
+    // 10:59:59.999) leaves unmatched — (A, null).
+    const checkpoint = tmp();
+    const steps: Step[] = [...outerSteps.slice(0, 3), { right: [{ click_ad: 'E', click_time: t('15:00') }] }];
+    const s = newSession();
+    const left = s.memoryStream(IMPRESSIONS);
+    const right = s.memoryStream(CLICKS);
+    const start = (trigger?: { once: true }) => {
+      let w = withinAnHour('left_outer')(left.toDF(), right.toDF()).writeStream.format('memory').queryName('r').option('checkpointLocation', checkpoint);
+      if (trigger) w = w.trigger(trigger);
+      return w.start();
+    };
+    for (const step of steps) {
+      if (step.left) left.addData(step.left);
+      if (step.right) right.addData(step.right);
+      await (await start({ once: true })).awaitTermination();
+    }
+    const q = await start();
+    await q.processAllAvailable();
+    await q.stop();
+    expect(q.recentProgress.map((p) => [p.batchId, p.numInputRows, hm(new Date(p.eventTime.watermark!))])).toEqual([[4, 0, '12:00']]);
+    expect((s.memoryTable('r').batches.get(4) ?? []).map(pair)).toEqual(['A@10:00+null@null']);
+  });
+
+  it('a full outer join needs both sides bounded (Spark accepts one; the other side\'s nulls would never come)', async () => {
+    const s = newSession();
+    const imps = s.memoryStream(IMPRESSIONS).toDF().withWatermark('imp_time', '2 hours');
+    const clicks = s.memoryStream(CLICKS).toDF().withWatermark('click_time', '3 hours');
+    const q = imps.join(clicks, expr('click_ad = imp_ad AND click_time >= imp_time'), 'full').writeStream.format('memory').queryName('f').start();
+    await expect(q).rejects.toThrow(/FullOuter join .*nothing bounds the left side/);
+  });
+});
+

@@ -213,9 +213,13 @@ export class StreamingJoinOperator implements StatefulOperator {
     return Math.min(...marks);
   }
 
-  /** Spark: another batch when state is not empty and the watermark moved past the one the last batch evicted with. */
+  /**
+   * Spark's rule (StreamingSymmetricHashJoinExec): another batch when either side can be evicted at all and the
+   * watermark moved past the one the last batch evicted with — whatever is in state (so a restart runs the
+   * catch-up batch too, and a join that never evicts runs none).
+   */
   shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {
-    return this.rowsKept > 0 && newInputWatermarkMs > last.evictionMs;
+    return (this.stage.leftEviction ?? this.stage.rightEviction) !== undefined && newInputWatermarkMs > last.evictionMs;
   }
 
   async close(): Promise<void> {
