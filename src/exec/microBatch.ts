@@ -85,6 +85,8 @@ export class StreamingQuery {
   /** The stateful operators and their per-batch watermarks; set when the loop starts. */
   private incremental: IncrementalExecution | undefined;
   private tracker!: WatermarkTracker;
+  /** The watermark the last batch run by this process ran with: the next batch's watermark for late events. */
+  private prevBatchWatermarkMs: number | undefined;
   private onTerminated: Array<() => void> = [];
 
   constructor(private readonly spec: QuerySpec) {
@@ -342,6 +344,7 @@ export class StreamingQuery {
       }
       this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
       const { progress, eventTime } = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
+      this.prevBatchWatermarkMs = seq.metadata.batchWatermarkMs;
       watermarkMs = this.tracker.next(seq.metadata.batchWatermarkMs, eventTime);
       const t2 = Date.now();
       const perNode = this.tracker.logged();
@@ -396,7 +399,8 @@ export class StreamingQuery {
     const batches = incremental.planBatch(
       batchId,
       seq.metadata.batchWatermarkMs,
-      this.batchWatermark(batchId - 1, seq.metadata.batchWatermarkMs),
+      // The previous batch's watermark: from memory once a batch has run here, from offsets/N-1 after a start.
+      this.prevBatchWatermarkMs ?? this.batchWatermark(batchId - 1, seq.metadata.batchWatermarkMs),
       this.lateWriter ? (l) => void late.push(l) : undefined,
     );
     await incremental.begin(batches);
