@@ -11,23 +11,32 @@ import { DataFrame } from './dataframe.js';
 import { WithOptions } from './options.js';
 import type { SluiceSession } from './session.js';
 
-export class DataStreamReader extends WithOptions {
-  private fmt: string | undefined;
-  private userSchema: StructType | undefined;
+/** What both readers declare before load(): the format, options and an optional schema. */
+abstract class SourceReader extends WithOptions {
+  protected fmt: string | undefined;
+  protected userSchema: StructType | undefined;
 
-  constructor(private readonly session: SluiceSession) {
+  constructor(protected readonly session: SluiceSession) {
     super();
   }
 
-  /** `kafka`, `rate` (or `memory` through session.memoryStream). */
+  /** The source's format (`kafka`, `rate`; for session.read also `json`, `csv`, `parquet`). */
   format(source: string): this {
     this.fmt = source;
     return this;
   }
+
+  /**
+   * The schema to read with, instead of the source's own (inferred for json/csv, the file's for parquet): a
+   * StructType or a DDL string (`'id BIGINT, name STRING'`).
+   */
   schema(schema: StructType | string): this {
     this.userSchema = typeof schema === 'string' ? parseSchema(schema) : schema;
     return this;
   }
+}
+
+export class DataStreamReader extends SourceReader {
   /** Returns the streaming DataFrame. No connection is made until a query starts. */
   load(): DataFrame {
     if (!this.fmt) throw new Error('readStream: call .format("kafka") (or another source) before .load().');
@@ -50,28 +59,7 @@ export class DataStreamReader extends WithOptions {
  * const events = session.read.schema('id BIGINT, ts TIMESTAMP, tags ARRAY<STRING>').json('data/events/');
  * ```
  */
-export class DataFrameReader extends WithOptions {
-  private fmt: string | undefined;
-  private userSchema: StructType | undefined;
-
-  constructor(private readonly session: SluiceSession) {
-    super();
-  }
-
-  /** `json`, `csv`, `parquet` or `kafka`. */
-  format(source: string): this {
-    this.fmt = source;
-    return this;
-  }
-
-  /**
-   * The schema to read with, instead of inferring it (json, csv) or taking the file's (parquet): a StructType or
-   * a DDL string (`'id BIGINT, name STRING'`). Faster (no inference pass), and types json's timestamps.
-   */
-  schema(schema: StructType | string): this {
-    this.userSchema = typeof schema === 'string' ? parseSchema(schema) : schema;
-    return this;
-  }
+export class DataFrameReader extends SourceReader {
 
   /**
    * The DataFrame of `path` (one path or several; or the `path` option; none for kafka). Options and paths are

@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import type { Analyzed } from '../plan/analyzer.js';
-import { statefulStages } from '../plan/analyzer.js';
+import { leafInputs, statefulStages } from '../plan/analyzer.js';
 import type { OutputMode } from '../sinks/sink.js';
 import { checkStateSchema, writeStateSchema } from '../state/schema.js';
 import type { StateStoreProviderKind } from '../state/store.js';
@@ -89,15 +89,12 @@ export function propagateWatermark(plan: Analyzed, origin: number, ops: Map<numb
   const operatorInputs = new Map<number, number | undefined>();
   const walk = (a: Analyzed): number | undefined => {
     let wm: number | undefined;
-    if (a.leaf.kind === 'union' || a.leaf.kind === 'join') {
-      const inputs = a.leaf.kind === 'union' ? a.leaf.branches : [a.leaf.left, a.leaf.right];
-      const ws = inputs.map(walk).filter((w): w is number => w !== undefined);
-      wm = ws.length ? Math.min(...ws) : undefined;
-      if (a.leaf.kind === 'join' && a.leaf.join.id >= 0) {
-        // A stream-stream join is a stateful operator with two inputs.
-        operatorInputs.set(a.leaf.join.id, wm);
-        wm = wm === undefined ? undefined : ops.get(a.leaf.join.id)!.produceOutputWatermark(wm);
-      }
+    const ws = leafInputs(a.leaf).map(walk).filter((w): w is number => w !== undefined);
+    if (ws.length) wm = Math.min(...ws);
+    if (a.leaf.kind === 'join' && a.leaf.join.id >= 0) {
+      // A stream-stream join is a stateful operator with two inputs.
+      operatorInputs.set(a.leaf.join.id, wm);
+      wm = wm === undefined ? undefined : ops.get(a.leaf.join.id)!.produceOutputWatermark(wm);
     }
     for (const st of a.stages) {
       if (st.kind === 'watermark') wm = origin;
@@ -184,11 +181,8 @@ export class IncrementalExecution {
         const st = a.stages[i]!;
         if (st.kind === 'aggregate' || st.kind === 'dedupe') out.push(this.operators.get(st.id)!);
       }
-      if (a.leaf.kind === 'join') {
-        if (a.leaf.join.id >= 0) out.push(this.operators.get(a.leaf.join.id)!);
-        walk(a.leaf.left);
-        walk(a.leaf.right);
-      } else if (a.leaf.kind === 'union') a.leaf.branches.forEach(walk);
+      if (a.leaf.kind === 'join' && a.leaf.join.id >= 0) out.push(this.operators.get(a.leaf.join.id)!);
+      leafInputs(a.leaf).forEach(walk);
     };
     walk(this.plan);
     return out;

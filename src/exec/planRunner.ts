@@ -10,7 +10,7 @@
  * buffers, as it must.
  */
 import type { Analyzed, Stage } from '../plan/analyzer.js';
-import type { JoinStage } from '../plan/join.js';
+import { keepsUnmatched, type JoinStage } from '../plan/join.js';
 import { AnalysisError } from '../expr/compile.js';
 import type { RecordError } from '../expr/values.js';
 import { createOperators } from './incremental.js';
@@ -190,23 +190,12 @@ function operatorInputs(op: StatefulOperator, next: Pipe): [Pipe, Pipe] {
  */
 class StaticSide {
   private byKey = new Map<string, Row[]>();
-  private all: Row[] = [];
   constructor(
     private readonly j: JoinStage,
     private readonly side: 'left' | 'right',
   ) {}
   load(rows: Row[]): void {
-    this.all = rows;
-    this.byKey = new Map();
-    const keyOf = this.side === 'left' ? this.j.leftKey : this.j.rightKey;
-    if (!keyOf) return;
-    for (const r of rows) {
-      const k = keyOf(r);
-      if (k === null) continue;
-      let list = this.byKey.get(k);
-      if (!list) this.byKey.set(k, (list = []));
-      list.push(r);
-    }
+    this.byKey = indexByKey(rows, this.side === 'left' ? this.j.leftKey : this.j.rightKey);
   }
   probePipe(next: Pipe): Pipe {
     const j = this.j;
@@ -216,23 +205,52 @@ class StaticSide {
       push: async (rows) => {
         const out: Row[] = [];
         for (const row of rows) {
-          const candidates = streamKey ? (() => { const k = streamKey(row); return k === null ? [] : (this.byKey.get(k) ?? []); })() : this.all;
-          let matched = false;
-          for (const other of candidates) {
-            const [l, r] = streamIsLeft ? [row, other] : [other, row];
-            if (j.matches && !j.matches(l, r)) continue;
-            matched = true;
-            if (j.how === 'left_semi' || j.how === 'left_anti') break;
-            out.push(j.combine(l, r));
-          }
-          if (j.how === 'left_semi' && matched) out.push(j.combine(row, null));
-          else if (j.how === 'left_anti' && !matched) out.push(j.combine(row, null));
-          else if (!matched && j.how === (streamIsLeft ? 'left_outer' : 'right_outer')) out.push(streamIsLeft ? j.combine(row, null) : j.combine(null, row));
+          probe(j, row, streamIsLeft, candidates(this.byKey, streamKey, row), out);
         }
         if (out.length) await next.push(out);
       },
       flush: () => next.flush(),
     };
+  }
+}
+
+/** Rows by join key (all under '' when the join has no equi-key); a row with a null key is left out: it matches nothing. */
+function indexByKey(rows: Row[], keyOf: ((row: Row) => string | null) | undefined): Map<string, Row[]> {
+  const byKey = new Map<string, Row[]>();
+  for (const r of rows) {
+    const k = keyOf ? keyOf(r) : '';
+    if (k === null) continue;
+    let list = byKey.get(k);
+    if (!list) byKey.set(k, (list = []));
+    list.push(r);
+  }
+  return byKey;
+}
+
+/** The indexed rows a probing row may match: those with its key (none for a null key). */
+function candidates(byKey: Map<string, Row[]>, keyOf: ((row: Row) => string | null) | undefined, row: Row): Row[] {
+  const k = keyOf ? keyOf(row) : '';
+  return k === null ? [] : (byKey.get(k) ?? []);
+}
+
+/**
+ * One row of a join's probing side against its candidates (the other side's rows with its key): what it
+ * contributes by join type — its pairs, or itself for a semi/anti join, or itself null-padded when it matched
+ * nothing and its side is an outer side. `onMatch` hears each candidate it matched.
+ */
+function probe(j: JoinStage, row: Row, rowIsLeft: boolean, candidates: Iterable<Row>, out: Row[], onMatch?: (other: Row) => void): void {
+  const semiOrAnti = j.how === 'left_semi' || j.how === 'left_anti';
+  let matched = false;
+  for (const other of candidates) {
+    const [l, r] = rowIsLeft ? [row, other] : [other, row];
+    if (j.matches && !j.matches(l, r)) continue;
+    matched = true;
+    onMatch?.(other);
+    if (semiOrAnti) break;
+    out.push(j.combine(l, r));
+  }
+  if (j.how === 'left_semi' ? matched : j.how === 'left_anti' ? !matched : !matched && keepsUnmatched(j.how, rowIsLeft ? 'left' : 'right')) {
+    out.push(rowIsLeft ? j.combine(row, null) : j.combine(null, row));
   }
 }
 
@@ -255,33 +273,11 @@ function batchJoinInputs(j: JoinStage, next: Pipe): [Pipe, Pipe] {
 }
 
 function joinBatches(j: JoinStage, left: Row[], right: Row[]): Row[] {
-  const byKey = new Map<string, number[]>();
-  right.forEach((r, i) => {
-    const k = j.rightKey ? j.rightKey(r) : '';
-    if (k === null) return;
-    let list = byKey.get(k);
-    if (!list) byKey.set(k, (list = []));
-    list.push(i);
-  });
-  const rightMatched = new Uint8Array(right.length);
+  const byKey = indexByKey(right, j.rightKey);
+  const rightMatched = new Set<Row>();
   const out: Row[] = [];
-  for (const l of left) {
-    const k = j.leftKey ? j.leftKey(l) : '';
-    const idx = k === null ? [] : (byKey.get(k) ?? []);
-    let matched = false;
-    for (const i of idx) {
-      const r = right[i]!;
-      if (j.matches && !j.matches(l, r)) continue;
-      matched = true;
-      rightMatched[i] = 1;
-      if (j.how === 'left_semi' || j.how === 'left_anti') break;
-      out.push(j.combine(l, r));
-    }
-    if (j.how === 'left_semi' && matched) out.push(j.combine(l, null));
-    else if (j.how === 'left_anti' && !matched) out.push(j.combine(l, null));
-    else if (!matched && (j.how === 'left_outer' || j.how === 'full_outer')) out.push(j.combine(l, null));
-  }
-  if (j.how === 'right_outer' || j.how === 'full_outer') right.forEach((r, i) => rightMatched[i] || out.push(j.combine(null, r)));
+  for (const l of left) probe(j, l, true, candidates(byKey, j.leftKey, l), out, (r) => rightMatched.add(r));
+  if (keepsUnmatched(j.how, 'right')) for (const r of right) if (!rightMatched.has(r)) out.push(j.combine(null, r));
   return out;
 }
 

@@ -364,11 +364,18 @@ export function allStages(a: Analyzed): Stage[] {
   return [...leafStages(a.leaf), ...a.stages];
 }
 
-/** The stages under a leaf: a union's branches, a join's sides and the join itself. A static sub-plan's are its own. */
+/**
+ * The plans feeding a leaf that belong to this query: a union's branches, a join's two sides. (A static
+ * sub-plan runs on its own: it is not one of them.)
+ */
+export function leafInputs(leaf: Leaf): Analyzed[] {
+  return leaf.kind === 'union' ? leaf.branches : leaf.kind === 'join' ? [leaf.left, leaf.right] : [];
+}
+
+/** The stages under a leaf: those of its inputs, and a stream-stream join itself. */
 function leafStages(leaf: Leaf): Stage[] {
-  if (leaf.kind === 'union') return leaf.branches.flatMap(allStages);
-  if (leaf.kind === 'join') return [...allStages(leaf.left), ...allStages(leaf.right), ...(leaf.join.id >= 0 ? [leaf.join] : [])];
-  return [];
+  const under = leafInputs(leaf).flatMap(allStages);
+  return leaf.kind === 'join' && leaf.join.id >= 0 ? [...under, leaf.join] : under;
 }
 
 /** The stateful stages of an analyzed plan. */
@@ -381,8 +388,7 @@ export function sourceLeaves(a: Analyzed): SourceSpec[] {
   const out: SourceSpec[] = [];
   const visit = (x: Analyzed): void => {
     if (x.leaf.kind === 'source') out[x.leaf.index] = x.leaf.spec;
-    else if (x.leaf.kind === 'union') x.leaf.branches.forEach(visit);
-    else if (x.leaf.kind === 'join') [x.leaf.left, x.leaf.right].forEach(visit);
+    else leafInputs(x.leaf).forEach(visit);
   };
   visit(a);
   return out;

@@ -62,6 +62,11 @@ export interface ResolvedJoin {
 
 const SEMI_OR_ANTI: JoinType[] = ['left_semi', 'left_anti'];
 
+/** Whether a join keeps `side`'s rows that match nothing, padded with nulls (that side is an outer side). */
+export function keepsUnmatched(how: JoinType, side: JoinSideName): boolean {
+  return how === 'full_outer' || how === (side === 'left' ? 'left_outer' : 'right_outer');
+}
+
 /** Spark's join type names and their aliases, as `join(other, on, how)` takes them. */
 export function parseJoinType(how: string): JoinType {
   const h = how.toLowerCase().replace(/[\s_]/g, '');
@@ -300,15 +305,8 @@ function flattenAnd(e: Expr, out: Expr[]): void {
 
 /** Which side an expression reads: it compiles against that side's columns only. */
 function sideOf(e: Expr, left: StructType, right: StructType, ctx: EvalContext): { side: JoinSideName; bound: Bound } | undefined {
-  const tryCompile = (s: StructType): Bound | undefined => {
-    try {
-      return compile(e, s, ctx);
-    } catch {
-      return undefined;
-    }
-  };
-  const l = tryCompile(left);
-  const r = tryCompile(right);
+  const l = tryBound(e, left, ctx);
+  const r = tryBound(e, right, ctx);
   if (l && !r) return { side: 'left', bound: l };
   if (r && !l) return { side: 'right', bound: r };
   return undefined;

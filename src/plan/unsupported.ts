@@ -7,7 +7,7 @@ import { isDistinctAggregate } from '../expr/aggregates.js';
 import { exprName } from '../expr/column.js';
 import { timeWindowKind } from '../expr/window.js';
 import type { OutputMode } from '../sinks/sink.js';
-import { statefulStages, type Analyzed } from './analyzer.js';
+import { leafInputs, statefulStages, type Analyzed } from './analyzer.js';
 import type { JoinStage } from './join.js';
 import type { JoinType } from './logical.js';
 import { LogicalPlan, children, isStreaming } from './logical.js';
@@ -195,7 +195,7 @@ function checkStreamStreamJoin(j: JoinStage): void {
  */
 function checkWatermarkRedefined(analyzed: Analyzed): void {
   const walk = (a: Analyzed): boolean => {
-    const inputs = a.leaf.kind === 'union' ? a.leaf.branches : a.leaf.kind === 'join' ? [a.leaf.left, a.leaf.right] : [];
+    const inputs = leafInputs(a.leaf);
     let watermarked = inputs.map(walk).some((x) => x);
     for (const st of a.stages) {
       if (st.kind !== 'watermark') continue;
@@ -224,7 +224,7 @@ function checkWatermarkRedefined(analyzed: Analyzed): void {
 function checkGlobalWatermarkLimit(analyzed: Analyzed, mode: OutputMode): void {
   if (mode === 'append') return;
   const walk = (a: Analyzed): boolean => {
-    const inputs = a.leaf.kind === 'union' ? a.leaf.branches : a.leaf.kind === 'join' ? [a.leaf.left, a.leaf.right] : [];
+    const inputs = leafInputs(a.leaf);
     let aggregatedBelow = inputs.map(walk).some((x) => x);
     if (a.leaf.kind === 'join' && a.leaf.join.id >= 0 && aggregatedBelow) {
       throw new UnsupportedOperationError(

@@ -11,6 +11,7 @@ import { functionNames, lookupFunction, type SqlCall } from '../expr/compile.js'
 import '../expr/functions.js'; // registers the built-in functions
 import '../expr/window.js'; // registers window() and session_window()
 import { parseDataType } from '../types/index.js';
+import { editDistance } from '../util/editDistance.js';
 
 /** Spark SQL names that Sluice registers under another name. */
 const SYNONYMS: Record<string, string> = {
@@ -110,19 +111,8 @@ function suggestion(name: string): string {
   if (snake !== name.toLowerCase() && all.includes(snake)) return `; SQL names are snake_case: did you mean ${snake}()?`;
   const lower = name.toLowerCase();
   const near = all
-    .map((n) => ({ n, d: distance(lower, n) }))
+    .map((n) => ({ n, d: editDistance(lower, n) }))
     .filter((x) => x.d <= Math.max(1, Math.floor(lower.length / 4)))
     .sort((a, b) => a.d - b.d || a.n.localeCompare(b.n));
   return near.length ? `; did you mean ${near[0]!.n}()?` : '';
-}
-
-/** Levenshtein distance. */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }

@@ -20,7 +20,7 @@
  * `state/<id>/<partition>/left` and `…/right`.
  */
 import { join } from 'node:path';
-import type { JoinStage } from '../../plan/join.js';
+import { keepsUnmatched, type JoinStage } from '../../plan/join.js';
 import type { StateSchema } from '../../state/schema.js';
 import type { Row } from '../../types/index.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
@@ -87,8 +87,7 @@ export class StreamingJoinOperator implements StatefulOperator {
     const lateTime = side === 'left' ? s.leftLateTime : s.rightLateTime;
     const keyOf = (side === 'left' ? s.leftKey : s.rightKey)!;
     const eviction = side === 'left' ? s.leftEviction : s.rightEviction;
-    // Whether this side's unmatched rows are emitted, null-padded (this side is an outer side).
-    const outer = side === 'left' ? s.how === 'left_outer' || s.how === 'full_outer' : s.how === 'right_outer' || s.how === 'full_outer';
+    const outer = keepsUnmatched(s.how, side);
     const semi = s.how === 'left_semi';
     const out: Row[] = [];
     for (const row of rows) {
@@ -147,7 +146,7 @@ export class StreamingJoinOperator implements StatefulOperator {
     for (const side of ['left', 'right'] as const) {
       const before = this.rowsKept;
       const eviction = side === 'left' ? s.leftEviction : s.rightEviction;
-      const outer = side === 'left' ? s.how === 'left_outer' || s.how === 'full_outer' : s.how === 'right_outer' || s.how === 'full_outer';
+      const outer = keepsUnmatched(s.how, side);
       const stateWatermark = eviction ? (eviction.kind === 'key' ? W : eviction.watermark(W)) : undefined;
       const changes: Array<[string, Entry[]]> = [];
       for (const [key, value] of this.state[side].entries()) {

@@ -14,6 +14,7 @@ import { castValue, formatDate } from '../../expr/values.js';
 import { DataType, DateType, Row, StringType, StructType, TimestampType } from '../../types/index.js';
 import { BatchSourceError } from '../batch.js';
 import { CHUNK_ROWS } from '../source.js';
+import { editDistance } from '../../util/editDistance.js';
 
 /** Options every file format takes (Spark's generic file source options). */
 export const FILE_OPTIONS: Record<string, string> = {
@@ -66,16 +67,6 @@ export function unknownOption(format: string, key: string, known: string[], more
     `session.read.format('${format}') has no option "${key}"${near ? ` (did you mean ${near}?)` : ''}. ` +
     `Its options: ${known.join(', ')}${more}.`
   );
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 /** Spark's parse modes for records that do not parse or do not fit the schema. */
