@@ -1,15 +1,17 @@
 /**
  * The local stack: a real Apache Kafka broker (KRaft, combined broker+controller, jars from Maven Central)
- * and a real Schema Registry (Apicurio Registry, in-memory storage, Confluent-compatible API), both bound
- * to 127.0.0.1. Jars are installed once into a cache outside the repository (`$SLUICE_HOME`, default
- * ~/.cache/sluice); each stack instance has its own folder with data, logs, pids and ports (`stack.json`).
+ * and a real Schema Registry (Apicurio Registry, Confluent-compatible API), both bound to 127.0.0.1. Jars are
+ * installed once into a cache outside the repository (`$SLUICE_HOME`, default ~/.cache/sluice); each stack
+ * instance has its own folder with data, logs, pids and ports (`stack.json`). The registry stores its schemas
+ * in an H2 database file in that folder (`registry-db/`), so `down`/`up` keeps them and their ids; only
+ * `down --purge` deletes them, together with the topics.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export const KAFKA_VERSION = '4.1.2';
 /** 3.0.9: the newest Apicurio that runs on Java 17 (3.3.x is compiled for Java 21). See docs/decisions.md. */
@@ -254,6 +256,19 @@ logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = INFO
 `;
 
+/**
+ * The registry's storage: Apicurio's SQL storage (`apicurio.storage.kind=sql`, `apicurio.storage.sql.kind=h2`,
+ * its defaults, set anyway) on an H2 database in a FILE in the stack folder instead of its default
+ * `jdbc:h2:mem:` URL, so schemas and the id sequences survive `down`/`up` and ids are never handed out twice
+ * (see docs/decisions.md). WRITE_DELAY=0: each commit is written at once, so a registration the registry
+ * answered survives even a killed registry (`down` escalates to SIGKILL after 20 s).
+ */
+function registryDbUrl(folder: string): string {
+  // ';' separates H2 URL settings: a folder name with one would be read as a setting.
+  if (folder.includes(';')) throw new StackError(`The stack folder ${folder} contains ';', which the registry's database URL cannot hold. Choose another --dir.`);
+  return `jdbc:h2:file:${join(folder, 'registry')};WRITE_DELAY=0`;
+}
+
 export interface UpOptions {
   dir?: string;
   ports?: Partial<StackPorts>;
@@ -281,6 +296,9 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
       );
     }
   }
+  // Kept by `down` (only `down --purge` deletes it): schema ids must outlive the registry process.
+  const registryDb = join(resolve(dir), 'registry-db');
+  const registryJdbc = registryDbUrl(registryDb);
   const { kafkaLibs, registryJar } = install(log);
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const dataDir = join(dir, 'kafka-data');
@@ -322,11 +340,15 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
   const kafka = spawn(javaBin, [...jvm, 'kafka.Kafka', props], { detached: true, stdio: ['ignore', openSync(kafkaLog, 'a'), openSync(kafkaLog, 'a')] });
   kafka.unref();
   const registryLog = join(dir, 'logs', 'registry.log');
+  mkdirSync(registryDb, { recursive: true });
   const registry = spawn(
     javaBin,
     [
       '-Xms128m',
       '-Xmx512m',
+      '-Dapicurio.storage.kind=sql',
+      '-Dapicurio.storage.sql.kind=h2',
+      `-Dapicurio.datasource.url=${registryJdbc}`,
       `-Dquarkus.http.port=${ports.registry}`,
       '-Dquarkus.http.host=127.0.0.1',
       '-Dquarkus.http.access-log.enabled=false',
@@ -381,7 +403,7 @@ async function kill(pid: number | undefined): Promise<void> {
   if (alive(pid)) process.kill(pid!, 'SIGKILL');
 }
 
-/** Stops the stack; with `purge`, also deletes its data (topics and offsets). */
+/** Stops the stack, keeping its data; with `purge`, also deletes the data (topics, offsets and registered schemas). */
 export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = {}): Promise<void> {
   const dir = opts.dir ?? defaultStackDir();
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
