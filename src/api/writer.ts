@@ -15,6 +15,7 @@ import { DeadLetterWriter, FileDeadLetterWriter, KafkaDeadLetterWriter } from '.
 import { StreamingQuery } from '../exec/microBatch.js';
 import { Trigger, TriggerOptions, parseTrigger } from '../exec/trigger.js';
 import { KafkaLateEventsWriter } from '../exec/lateEvents.js';
+import { KafkaAdmin, kafkaConfigFromOptions } from '../kafka/client.js';
 import { streamingSources } from '../plan/logical.js';
 import { checkStreamingPlan } from '../plan/unsupported.js';
 import { ConsoleSink } from '../sinks/console.js';
@@ -138,6 +139,56 @@ export class DataStreamWriter extends WithOptions {
     return kafkaOpts;
   }
 
+  /**
+   * The Kafka topics the query writes to — the sink's `topic`, `deadLetter.topic`, `lateEvents.topic` — must
+   * exist before it starts: otherwise librdkafka waits for them batch after batch and fails only ~30 s in,
+   * with one "Unknown topic or partition" per record. With `createMissingTopics=true` they are created (broker
+   * defaults for partitions and replication). A sink writing to a `topic` column cannot be checked here.
+   */
+  private async checkOutputTopics(): Promise<void> {
+    const wanted: Array<{ topic: string; option: string; conf: Record<string, string> }> = [];
+    if (this.fmt === 'kafka' && this.opts.topic) wanted.push({ topic: this.opts.topic, option: 'topic', conf: this.opts });
+    for (const side of ['deadLetter', 'lateEvents']) {
+      const topic = this.opts[`${side}.topic`];
+      if (topic) wanted.push({ topic, option: `${side}.topic`, conf: this.sideTopicOptions(side) });
+    }
+    if (!wanted.length) return;
+    const create = this.booleanOption('createMissingTopics');
+    const byCluster = new Map<string, typeof wanted>();
+    for (const w of wanted) {
+      const conf = kafkaConfigFromOptions(w.conf);
+      const key = String(conf['bootstrap.servers']);
+      byCluster.set(key, [...(byCluster.get(key) ?? []), w]);
+    }
+    for (const group of byCluster.values()) {
+      const admin = new KafkaAdmin(kafkaConfigFromOptions(group[0]!.conf));
+      try {
+        const existing = new Set(await admin.listTopics());
+        for (const w of group) {
+          if (existing.has(w.topic)) continue;
+          if (create) {
+            await admin.ensureTopic(w.topic, -1, -1);
+            this.df.session.log(`Created topic ${w.topic} (option ${w.option}; createMissingTopics=true; broker defaults for partitions and replication).`);
+            existing.add(w.topic);
+            continue;
+          }
+          throw new AnalysisError(
+            `The output topic "${w.topic}" (option ${w.option}) does not exist on ${String(kafkaConfigFromOptions(w.conf)['bootstrap.servers'])}. ` +
+              `Create it (sluice topics create ${w.topic} --partitions <n>), or set .option('createMissingTopics', 'true') to create it with the broker's defaults.`,
+          );
+        }
+      } finally {
+        admin.disconnect();
+      }
+    }
+  }
+
+  private booleanOption(name: string): boolean {
+    const v = (this.opts[name] ?? 'false').toLowerCase();
+    if (v !== 'true' && v !== 'false') throw new AnalysisError(`Option ${name} must be "true" or "false", got "${this.opts[name]}".`);
+    return v === 'true';
+  }
+
   private deadLetters(checkpoint: Checkpoint): (queryId: string) => DeadLetterWriter {
     const topic = this.opts['deadLetter.topic'];
     if (!topic) return () => new FileDeadLetterWriter(checkpoint.deadLetterDir());
@@ -168,6 +219,7 @@ export class DataStreamWriter extends WithOptions {
     const { root, temporary } = this.checkpointRoot();
     let query: StreamingQuery;
     try {
+      await this.checkOutputTopics();
       const checkpoint = new Checkpoint(root, { minBatchesToRetain: retain });
       const existing = session.streams.active.find((q) => q.id === checkpoint.queryId());
       if (existing) {

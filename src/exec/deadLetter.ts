@@ -6,7 +6,7 @@
 import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { fsyncDir } from '../checkpoint/files.js';
 import { join } from 'node:path';
-import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions } from '../kafka/client.js';
+import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions, recordWireSize } from '../kafka/client.js';
 import type { Row } from '../types/index.js';
 
 export interface DeadLetter {
@@ -33,7 +33,12 @@ export const DLQ_HEADERS = {
   offset: 'sluice.source.offset',
   query: 'sluice.query.id',
   batch: 'sluice.batch.id',
+  /** Set when the record's value was left out because it is too large for the dead-letter topic: its size in bytes. */
+  valueOmittedBytes: 'sluice.error.value.omitted.bytes',
 } as const;
+
+/** Values longer than this are left out of a dead letter's JSON when the whole letter would be too large. */
+const LONG_VALUE = 1024;
 
 const toBuffer = (v: unknown): Buffer | null =>
   v == null ? null : Buffer.isBuffer(v) ? v : Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
@@ -51,6 +56,10 @@ export abstract class KafkaSideTopicWriter {
   describe(): string {
     return `kafka topic ${this.topic}`;
   }
+  /** The largest record the side topic's producer sends (its message.max.bytes). */
+  protected get maxRecordBytes(): number {
+    return this.producer.maxRecordBytes;
+  }
   protected async sendAll(records: OutgoingRecord[]): Promise<void> {
     await this.producer.send(records);
     await this.producer.flush();
@@ -58,6 +67,16 @@ export abstract class KafkaSideTopicWriter {
   async stop(): Promise<void> {
     await this.producer.close();
   }
+}
+
+/** A JSON value with long strings and buffers replaced by their size. */
+function omitLong(v: unknown): unknown {
+  if (typeof v === 'string' && v.length > LONG_VALUE) return { omitted: true, chars: v.length };
+  if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
+    const n = (v as { data: unknown[] }).data.length;
+    return n > LONG_VALUE ? { omitted: true, bytes: n } : v;
+  }
+  return v;
 }
 
 /** Header name → value, as the Kafka client wants headers. */
@@ -73,15 +92,30 @@ export class KafkaDeadLetterWriter extends KafkaSideTopicWriter implements DeadL
         [DLQ_HEADERS.query]: this.queryId,
         [DLQ_HEADERS.batch]: String(batchId),
       };
-      if (row.topic != null) h[DLQ_HEADERS.topic] = String(row.topic);
-      if (row.partition != null) h[DLQ_HEADERS.partition] = String(row.partition);
-      if (row.offset != null) h[DLQ_HEADERS.offset] = String(row.offset);
       // A Kafka input row keeps its original key and value bytes; any other row is written as JSON.
       const fromKafka = 'value' in row && 'offset' in row;
-      return {
+      if ('offset' in row) {
+        // Where the record came from (an output row's "topic" is where it was going: that is in its JSON).
+        if (row.topic != null) h[DLQ_HEADERS.topic] = String(row.topic);
+        if (row.partition != null) h[DLQ_HEADERS.partition] = String(row.partition);
+        if (row.offset != null) h[DLQ_HEADERS.offset] = String(row.offset);
+      }
+      const rec: OutgoingRecord = {
         topic: this.topic,
-        key: fromKafka ? toBuffer(row.key) : null,
+        // Any row's key is kept as the letter's key: it is what names the record (a Kafka input's, or a sink row's).
+        key: toBuffer(row.key),
         value: fromKafka ? toBuffer(row.value) : toBuffer(row),
+        headers: headerList(h),
+      };
+      if (recordWireSize(rec) <= this.maxRecordBytes) return rec;
+      // Too large for this topic too (an oversize record refused by the sink): the letter still goes out, with
+      // the reason and the size, and the large parts left out — a dead letter that cannot be written would
+      // block the query for good.
+      const size = rec.value?.length ?? 0;
+      h[DLQ_HEADERS.valueOmittedBytes] = String(size);
+      return {
+        ...rec,
+        value: fromKafka ? Buffer.alloc(0) : Buffer.from(JSON.stringify(row, (_k, v: unknown) => omitLong(v))),
         headers: headerList(h),
       };
     });

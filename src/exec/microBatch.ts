@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, MIN_BATCHES_TO_RETAIN_CONF, Offset, OffsetSeq, minBatchesToRetain } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
+import type { RecordError } from '../expr/values.js';
 import { sourceLeaves, type Analyzed } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
@@ -418,8 +419,25 @@ export class StreamingQuery {
     let numDeadLetters = 0;
     let firstReason = '';
     const eventTime = new Map<number, EventTimeStats>();
+    const onBad = (row: Row, e: RecordError): void => {
+      if (this.spec.onBadRecord === 'fail') {
+        const where = row.topic != null && row.offset != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
+        throw new StreamingQueryException(
+          `A bad record${where} stopped the query because onBadRecord=fail: ${e.message} ` +
+            'Remove that option to send such records to the dead-letter destination and keep going.',
+        );
+      }
+      if (!numDeadLetters) firstReason = e.reason;
+      numDeadLetters++;
+      letters.push({ row, reason: e.reason, message: e.message });
+    };
     // The sink takes the batch chunk by chunk when it can (Kafka), else whole (memory, console, foreachBatch).
-    const writer = sink.openBatch?.(batchId, analyzed.schema, outputMode);
+    // A row the sink refuses (too large for Kafka) is a dead letter, not an output row.
+    let refusedBySink = 0;
+    const writer = sink.openBatch?.(batchId, analyzed.schema, outputMode, (row, e) => {
+      refusedBySink++;
+      onBad(row, e);
+    });
     const collected = writer ? undefined : collector();
     let numOutputRows = 0;
     const sinkPipe: Pipe = {
@@ -430,22 +448,7 @@ export class StreamingQuery {
       },
       async flush() {},
     };
-    const pipeline = buildPipeline(analyzed, sinkPipe, {
-      operators: incremental.operators,
-      eventTime,
-      onBad: (row, e) => {
-        if (this.spec.onBadRecord === 'fail') {
-          const where = row.topic != null ? ` (${String(row.topic)}-${String(row.partition)} offset ${String(row.offset)})` : '';
-          throw new StreamingQueryException(
-            `A bad record${where} stopped the query because onBadRecord=fail: ${e.message} ` +
-              'Remove that option to send such records to the dead-letter destination and keep going.',
-          );
-        }
-        if (!numDeadLetters) firstReason = e.reason;
-        numDeadLetters++;
-        letters.push({ row, reason: e.reason, message: e.message });
-      },
-    });
+    const pipeline = buildPipeline(analyzed, sinkPipe, { operators: incremental.operators, eventTime, onBad });
     const inputCounts = this.sources.map(() => 0);
     const inputs = new Map(
       this.sources.map((s, i) => [i, counted(s.getBatch(seq.metadata.readFrom?.[String(i)] ?? start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
@@ -454,6 +457,7 @@ export class StreamingQuery {
     await drainSideOutputs(true);
     if (writer) await writer.close();
     else await sink.addBatch(batchId, collected!.rows, analyzed.schema, outputMode);
+    numOutputRows -= refusedBySink;
     const numInputRows = inputCounts.reduce((n, c) => n + c, 0);
     await incremental.commit();
     // Commit time and state size are known only now.

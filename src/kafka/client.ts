@@ -258,6 +258,10 @@ export class RangeReader {
         'enable.auto.commit': false,
         'enable.partition.eof': true,
         'fetch.wait.max.ms': 50,
+        // librdkafka pauses a partition's fetching for this long once its local queue is over the thresholds
+        // (default 1000 ms). A range read moves to a new position every batch, and the pause then cost every
+        // batch about a second (median 1,038 ms → 76 ms for 5,000-record batches: docs/benchmarks.md).
+        'fetch.queue.backoff.ms': 10,
         ...this.conf,
       } as ConstructorParameters<typeof Kafka.KafkaConsumer>[0],
       { 'auto.offset.reset': 'error' },
@@ -388,6 +392,77 @@ export function producerConfig(conf: KafkaConfig): KafkaConfig {
   };
 }
 
+/** librdkafka's default `message.max.bytes`: the largest record (key + value + headers + overhead) it sends. */
+export const DEFAULT_MESSAGE_MAX_BYTES = 1_000_000;
+/** librdkafka's largest per-record overhead in a v2 record batch (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD): varints for lengths, deltas, attributes. */
+const RECORD_OVERHEAD_BYTES = 36;
+
+/** The largest record this producer configuration may send (`message.max.bytes`). */
+export function maxMessageBytes(conf: KafkaConfig): number {
+  const v = Number(conf['message.max.bytes'] ?? DEFAULT_MESSAGE_MAX_BYTES);
+  return Number.isFinite(v) && v > 0 ? v : DEFAULT_MESSAGE_MAX_BYTES;
+}
+
+/**
+ * A record's size as librdkafka counts it against `message.max.bytes` (before compression): key, value,
+ * headers (each with two length varints, counted at their largest) and the record overhead. At most a few
+ * bytes above librdkafka's own count, never below it.
+ */
+export function recordWireSize(r: Pick<OutgoingRecord, 'key' | 'value' | 'headers'>): number {
+  let n = RECORD_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.value?.length ?? 0);
+  for (const h of r.headers ?? []) {
+    for (const [k, v] of Object.entries(h)) n += 10 + Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+  }
+  return n;
+}
+
+/**
+ * librdkafka's binding sends a zero-length Buffer as null — a tombstone, which deletes the key on a
+ * compacted topic. A zero-length view of a non-empty buffer has a data pointer, so it goes out as an empty
+ * value (or key), as written.
+ */
+const EMPTY = Buffer.alloc(1).subarray(0, 0);
+const nonNull = (b: Buffer | null | undefined): Buffer | null => (b == null ? null : b.length === 0 ? EMPTY : b);
+
+/** librdkafka's error code for a record above message.max.bytes (local) or the topic's max.message.bytes (broker). */
+const ERR_MSG_SIZE_TOO_LARGE = 10;
+/** librdkafka's codes for a topic the broker does not have (local: -188, broker: 3). */
+const UNKNOWN_TOPIC_CODES = new Set([-188, 3]);
+
+/** Failed deliveries grouped by topic and reason, so a thousand failures read as one line each. */
+class DeliveryFailures {
+  private readonly groups = new Map<string, { topic: string; message: string; code: number; count: number }>();
+  add(topic: string, err: LibrdKafkaError): void {
+    const key = `${topic}\0${err.code}\0${err.message}`;
+    const g = this.groups.get(key);
+    if (g) g.count++;
+    else this.groups.set(key, { topic, message: err.message, code: err.code, count: 1 });
+  }
+  get empty(): boolean {
+    return this.groups.size === 0;
+  }
+  /** One sentence per topic and reason, with what to do for the reasons that have a known fix. */
+  take(conf: KafkaConfig): KafkaError {
+    const lines = [...this.groups.values()].map((g) => {
+      const what = `${g.count} record(s) to topic "${g.topic}" failed: ${g.message}.`;
+      if (g.code === ERR_MSG_SIZE_TOO_LARGE) {
+        return (
+          `${what} The topic's max.message.bytes is below the producer's message.max.bytes (${maxMessageBytes(conf)}). ` +
+          `Set .option('kafka.message.max.bytes', <the topic's max.message.bytes>) so Sluice finds such records before ` +
+          `producing and sends them to the dead-letter destination, or raise the topic's limit: kafka-configs.sh --alter ` +
+          `--entity-type topics --entity-name ${g.topic} --add-config max.message.bytes=<bytes>.`
+        );
+      }
+      if (UNKNOWN_TOPIC_CODES.has(g.code)) {
+        return `${what} The topic does not exist: create it (sluice topics create ${g.topic}), or set .option('createMissingTopics', 'true').`;
+      }
+      return what;
+    });
+    this.groups.clear();
+    return new KafkaError(`Kafka did not accept every record: ${lines.join(' ')}`);
+  }
+}
+
 /**
  * A producer whose `flush()` resolves only when every record sent so far is acknowledged by the broker,
  * and rejects if any failed: the sink calls it before a batch is committed (at-least-once).
@@ -395,15 +470,20 @@ export function producerConfig(conf: KafkaConfig): KafkaConfig {
 export class AckedProducer {
   private producer: Producer | undefined;
   private pending = 0;
-  private errors: string[] = [];
+  private readonly failures = new DeliveryFailures();
   constructor(private readonly conf: KafkaConfig) {}
+
+  /** The largest record this producer sends (its `message.max.bytes`). */
+  get maxRecordBytes(): number {
+    return maxMessageBytes(this.conf);
+  }
 
   private async connect(): Promise<Producer> {
     if (this.producer) return this.producer;
     const p = new Kafka.Producer(producerConfig(this.conf) as ConstructorParameters<typeof Kafka.Producer>[0]);
-    p.on('delivery-report', (err) => {
+    p.on('delivery-report', (err, report) => {
       this.pending--;
-      if (err && this.errors.length < 10) this.errors.push(err.message);
+      if (err) this.failures.add(report?.topic ?? '?', err);
     });
     await new Promise<void>((resolve, reject) =>
       p.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect the Kafka producer', err)) : resolve())),
@@ -418,7 +498,7 @@ export class AckedProducer {
     for (const r of records) {
       for (;;) {
         try {
-          p.produce(r.topic, r.partition ?? null, r.value, r.key ?? null, r.timestamp ?? null, undefined, r.headers);
+          p.produce(r.topic, r.partition ?? null, nonNull(r.value), nonNull(r.key), r.timestamp ?? null, undefined, r.headers);
           this.pending++;
           break;
         } catch (e) {
@@ -436,11 +516,7 @@ export class AckedProducer {
     await new Promise<void>((resolve, reject) => p.flush(timeoutMs, (err) => (err ? reject(fail('Kafka flush failed', err)) : resolve())));
     const deadline = Date.now() + timeoutMs;
     while (this.pending > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-    if (this.errors.length) {
-      const errs = this.errors;
-      this.errors = [];
-      throw new KafkaError(`Kafka did not accept ${errs.length > 1 ? 'some records' : 'a record'}: ${errs.join('; ')}`);
-    }
+    if (!this.failures.empty) throw this.failures.take(this.conf);
     if (this.pending > 0) throw new KafkaError(`${this.pending} records were not acknowledged within ${timeoutMs} ms.`);
   }
 

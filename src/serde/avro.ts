@@ -45,6 +45,15 @@ export interface FromAvroOptions {
   schema?: string | object;
   /** `DEADLETTER` (default): an undecodable record goes to the dead-letter destination. `FAILFAST`: the query stops. */
   mode?: 'DEADLETTER' | 'FAILFAST' | 'PERMISSIVE';
+  /**
+   * A tombstone — a record with a null value, which on a compacted topic deletes its key — is not an Avro
+   * record. `deadLetter` (default): it goes to the dead-letter destination with reason `tombstone` (with
+   * FAILFAST it stops the query; with PERMISSIVE it decodes to null). `keep`: it decodes to a null struct,
+   * so the row stays, and `toAvro` of that null column writes a tombstone again — keep the struct whole
+   * (`select(col('key'), toAvro(col('event')))`) to pass deletes through; expanding it (`event.*`) makes
+   * all-null columns, which encode as a record of nulls. (Spark's `from_avro` returns null for a null value.)
+   */
+  tombstones?: 'deadLetter' | 'keep';
 }
 
 export interface ToAvroOptions {
@@ -546,6 +555,10 @@ registerFunction('from_avro', {
     }
     const failFast = o.mode === 'FAILFAST';
     const permissive = o.mode === 'PERMISSIVE';
+    if (o.tombstones !== undefined && o.tombstones !== 'deadLetter' && o.tombstones !== 'keep') {
+      throw new AnalysisError(`fromAvro's tombstones option must be "deadLetter" (default) or "keep", got "${String(o.tombstones)}".`);
+    }
+    const keepTombstones = o.tombstones === 'keep';
     const ev = a.eval;
     const fail = (e: RecordError): null => {
       if (permissive) return null;
@@ -557,13 +570,23 @@ registerFunction('from_avro', {
       }
       throw e;
     };
+    const tombstone = (): null =>
+      keepTombstones
+        ? null
+        : fail(
+            new RecordError(
+              'The record is a tombstone (null value: a delete on a compacted topic), not an Avro record. ' +
+                "Pass fromAvro(…, { tombstones: 'keep' }) to keep it as a null struct, which toAvro writes out as a tombstone again.",
+              'tombstone',
+            ),
+          );
     if (!o.registry) {
       // Plain Avro without the Confluent header (Spark's from_avro with a JSON schema).
       return {
         type: reader.sparkType,
         eval: (row) => {
           const v = ev(row) as Buffer | null;
-          if (v == null) return null;
+          if (v == null) return tombstone();
           try {
             // Inside the try: a value can fail its conversion too (a decimal of zero bytes).
             return reader.decode(reader.type.fromBuffer(v));
@@ -602,7 +625,7 @@ registerFunction('from_avro', {
       type: reader.sparkType,
       eval: (row) => {
         const v = ev(row) as Buffer | null;
-        if (v == null) return null;
+        if (v == null) return tombstone();
         let framed;
         try {
           framed = unframe(v);
@@ -619,9 +642,20 @@ registerFunction('from_avro', {
         if (w instanceof RecordError) return fail(w);
         let decoded: unknown;
         try {
-          decoded = reader.type.fromBuffer(framed.payload, w.resolver, true);
+          // Bytes left after the record mean it was not written with this schema (or was damaged): a dead
+          // letter. Confluent's deserializer and Spark's from_avro ignore them (docs/decisions.md).
+          decoded = reader.type.fromBuffer(framed.payload, w.resolver, false);
         } catch (e) {
-          return fail(new RecordError(`Avro payload does not match writer schema ${framed.schemaId}: ${(e as Error).message}`, 'avro.decode'));
+          const msg = (e as Error).message;
+          if (msg === 'trailing data') {
+            return fail(
+              new RecordError(
+                `The Avro payload has bytes left after a whole record of writer schema ${framed.schemaId}: it was not written with that schema, or it was damaged.`,
+                'avro.trailing-bytes',
+              ),
+            );
+          }
+          return fail(new RecordError(`Avro payload does not match writer schema ${framed.schemaId}: ${msg}`, 'avro.decode'));
         }
         try {
           return reader.decode(decoded);

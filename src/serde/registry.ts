@@ -25,7 +25,11 @@ export interface RegistryConfig {
   bearerToken?: string;
   /** How long one request may take before it is abandoned (and retried), in ms. Default 10 000. */
   timeoutMs?: number;
-  /** How many times a request that may succeed later is retried (so at most retries + 1 attempts). Default 4. */
+  /**
+   * How many times a request that may succeed later (no answer, 5xx, 408, 429) is retried, so at most
+   * retries + 1 attempts. Default 12: with the default backoff, a registry that is away for about half a
+   * minute stalls the query instead of failing it. A 404 for a schema id is retried at most 4 times.
+   */
   retries?: number;
   /** The first retry's delay in ms; it doubles for each retry, with jitter. Default 200. */
   retryBackoffMs?: number;
@@ -35,16 +39,40 @@ export interface RegistryConfig {
   unknownIdRecheckMs?: number;
 }
 
+/** How many times a 404 for a schema id is retried (replication lag), whatever `retries` says. */
+const NOT_FOUND_RETRIES = 4;
+
 /** The defaults of the retry settings of {@link RegistryConfig}. */
 export const REGISTRY_DEFAULTS = {
   timeoutMs: 10_000,
-  retries: 4,
+  retries: 12,
   retryBackoffMs: 200,
   retryMaxBackoffMs: 5_000,
   unknownIdRecheckMs: 30_000,
 } as const;
 
 export type SchemaType = 'AVRO' | 'JSON' | 'PROTOBUF';
+
+/** What a failed connection most likely means, by its system error code — "is it running?" only when nothing listens. */
+function unreachableHint(code: string | undefined): string {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'Nothing listens there: is the registry running, on that port? For the local stack: sluice up; sluice status.';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'The host name does not resolve: check the registry url.';
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return 'The connection was dropped: is the url http:// for an https:// registry (or the reverse), or is a proxy in the way?';
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'The connection timed out: a firewall, or the wrong host.';
+    default:
+      return code && /CERT|SSL|TLS/i.test(code)
+        ? 'The TLS handshake failed: the registry\'s certificate is not trusted here (NODE_EXTRA_CA_CERTS names a CA file), or the host name does not match it.'
+        : 'Check the registry url and that the registry is reachable from here.';
+  }
+}
 
 export interface RegisteredSchema {
   id: number;
@@ -125,7 +153,9 @@ export class RegistryClient {
    * retried too (schema ids: replication lag).
    */
   private async request<T>(method: string, path: string, body?: unknown, retryNotFound = false): Promise<T> {
-    const { retries, retryBackoffMs, retryMaxBackoffMs } = this.retry;
+    const { retryBackoffMs, retryMaxBackoffMs } = this.retry;
+    // An unknown id is far more often a garbage frame than replication lag: it gets a few retries, not half a minute.
+    const retries = retryNotFound ? Math.min(this.retry.retries, NOT_FOUND_RETRIES) : this.retry.retries;
     if (retryNotFound && Date.now() < this.notFoundFinalUntil) retryNotFound = false;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -166,10 +196,9 @@ export class RegistryClient {
             'Is it overloaded or unreachable? Raise timeoutMs in the registry settings if it is just slow.',
         );
       }
-      const cause = redactUrl((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message);
-      throw new RegistryError(
-        `Cannot reach the Schema Registry at ${this.shown} (${cause}). Is it running? For the local stack: sluice up; sluice status.`,
-      );
+      const code = (e as { cause?: { code?: string } }).cause?.code;
+      const cause = redactUrl(code ?? (e as { cause?: Error }).cause?.message ?? (e as Error).message);
+      throw new RegistryError(`Cannot reach the Schema Registry at ${this.shown} (${cause}). ${unreachableHint(code)}`);
     }
     let json: unknown;
     try {

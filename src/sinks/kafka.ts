@@ -5,9 +5,15 @@
  * is written again; exactly-once needs the transactional sink or idempotent consumers.)
  */
 import { AnalysisError } from '../expr/compile.js';
-import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions } from '../kafka/client.js';
+import { RecordError } from '../expr/values.js';
+import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions, recordWireSize } from '../kafka/client.js';
 import { ArrayType, BinaryType, DataType, IntegerType, NullType, Row, StringType, StructType } from '../types/index.js';
-import type { BatchWriter, OutputMode, Sink } from './sink.js';
+import type { BadRowHandler, BatchWriter, OutputMode, Sink } from './sink.js';
+
+const truncate = (b: Buffer): string => {
+  const t = b.subarray(0, 64).toString('utf8');
+  return b.length > 64 ? `${t}…` : t;
+};
 
 const bytes = (v: unknown): Buffer | null =>
   v == null ? null : Buffer.isBuffer(v) ? v : v instanceof Uint8Array ? Buffer.from(v) : Buffer.from(String(v), 'utf8');
@@ -75,11 +81,39 @@ export class KafkaSink implements Sink {
     await w.write(rows);
     await w.close();
   }
-  /** Records go to the producer as chunks come (its queue bounds what is in flight); close waits for every ack. */
-  openBatch(_batchId: number, schema: StructType, _mode: OutputMode): BatchWriter {
+  /**
+   * Records go to the producer as chunks come (its queue bounds what is in flight); close waits for every ack.
+   *
+   * A record larger than the producer's `message.max.bytes` would be refused by librdkafka in the middle of
+   * the batch — after part of the batch was sent, so every restart would send that part again and fail on the
+   * same record. So each chunk is checked before anything of it is produced, and such a record goes to
+   * `onBad` (the dead-letter destination, or a failure with onBadRecord=fail) with its size and the fix.
+   */
+  openBatch(_batchId: number, schema: StructType, _mode: OutputMode, onBad?: BadRowHandler): BatchWriter {
     const make = (this.maker ??= kafkaRecordMaker(schema, this.options.topic));
+    const limit = this.producer.maxRecordBytes;
     return {
-      write: (rows) => this.producer.send(rows.map(make)),
+      write: (rows) => {
+        const records: OutgoingRecord[] = [];
+        for (const row of rows) {
+          const rec = make(row);
+          const size = recordWireSize(rec);
+          if (size <= limit) {
+            records.push(rec);
+            continue;
+          }
+          const e = new RecordError(
+            `The output record${rec.key ? ` with key "${truncate(rec.key)}"` : ''} for topic "${rec.topic}" is ${size} bytes, above the ` +
+              `producer's message.max.bytes (${limit}); Kafka would refuse it. Make the value smaller, or raise the limits: ` +
+              `.option('kafka.message.max.bytes', <bytes>) for the producer, and the topic's max.message.bytes on the broker ` +
+              `(kafka-configs.sh --alter --entity-type topics --entity-name ${rec.topic} --add-config max.message.bytes=<bytes>).`,
+            'sink.record-too-large',
+          );
+          if (!onBad) throw e;
+          onBad(row, e);
+        }
+        return this.producer.send(records);
+      },
       close: () => this.producer.flush(),
     };
   }

@@ -1,5 +1,9 @@
 /** The contract between the micro-batch loop and a sink (Spark's Sink.addBatch). */
+import type { RecordError } from '../expr/values.js';
 import type { Row, StructType } from '../types/index.js';
+
+/** Where a sink sends a row it cannot write (the dead-letter destination, or a failure with onBadRecord=fail). */
+export type BadRowHandler = (row: Row, e: RecordError) => void;
 
 export type OutputMode = 'append' | 'update' | 'complete';
 
@@ -14,9 +18,10 @@ export interface Sink {
   /**
    * A sink that can take a batch in chunks, as the rows are produced, implements this instead of being
    * handed the whole batch: a batch's memory then stays bounded however large its backlog (Kafka). The batch
-   * is complete, and may be committed, only after `close()` resolves.
+   * is complete, and may be committed, only after `close()` resolves. A row the sink refuses before writing
+   * anything of its chunk (a record too large for Kafka) goes to `onBad`.
    */
-  openBatch?(batchId: number, schema: StructType, mode: OutputMode): BatchWriter;
+  openBatch?(batchId: number, schema: StructType, mode: OutputMode, onBad?: BadRowHandler): BatchWriter;
   stop(): Promise<void>;
 }
 

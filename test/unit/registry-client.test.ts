@@ -44,6 +44,15 @@ describe('RegistryClient', () => {
     const e = await new RegistryClient({ url, bearerToken: 'tok', retryBackoffMs: 1 }).getById(8).catch((x: RegistryError) => x);
     expect(e).toBeInstanceOf(RegistryError);
     expect((e as RegistryError).status).toBe(404);
-    await expect(new RegistryClient({ url: 'http://127.0.0.1:1', retryBackoffMs: 1 }).getById(1)).rejects.toThrow(/Cannot reach the Schema Registry at http:\/\/127.0.0.1:1 .*sluice up/);
+    // A port nothing listens on: "is it running?" is the right question here, and only here.
+    const closed = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    await expect(new RegistryClient({ url: `http://127.0.0.1:${closed}`, retryBackoffMs: 1 }).getById(1)).rejects.toThrow(
+      new RegExp(`Cannot reach the Schema Registry at http://127.0.0.1:${closed} \\(ECONNREFUSED\\)\\. Nothing listens there: is the registry running.*sluice up`),
+    );
   });
 });
