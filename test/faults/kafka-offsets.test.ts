@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { AckedProducer, KafkaAdmin } from '../../src/kafka/client.js';
 import { SluiceSession, col } from '../../src/index.js';
 import type { StreamingQuery } from '../../src/index.js';
-import { bootstrapServers, freshTopics, kafka } from './helpers.js';
+import { bootstrapServers, freshTopics, kafka } from '../integration/helpers.js';
 
 async function send(topic: string, values: string[], partition = 0): Promise<void> {
   const p = new AckedProducer(kafka());

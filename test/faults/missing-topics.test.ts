@@ -1,0 +1,97 @@
+/**
+ * Issue 16 item 8 — a missing sink or dead-letter topic was found about 30 s into the query, with ten
+ * copies of "Unknown topic or partition" and no topic name. Now start() checks them and fails at once with
+ * one sentence naming the topic and the fix; `createMissingTopics=true` creates them.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SluiceSession, col } from '../../src/index.js';
+import { AckedProducer, KafkaAdmin, readTopic } from '../../src/kafka/client.js';
+import { bootstrapServers, freshTopics, kafka } from '../integration/helpers.js';
+
+function session(logs: string[] = []): SluiceSession {
+  const s = new SluiceSession('faults');
+  s.out = () => {};
+  s.log = (l) => void logs.push(l);
+  return s;
+}
+const cp = (): string => join(mkdtempSync(join(tmpdir(), 'sluice-faults-')), 'checkpoint');
+
+function copyQuery(s: SluiceSession, input: string, options: Record<string, string>) {
+  return s.readStream
+    .format('kafka')
+    .option('kafka.bootstrap.servers', bootstrapServers())
+    .option('subscribe', input)
+    .option('startingOffsets', 'earliest')
+    .load()
+    .select(col('key'), col('value'))
+    .writeStream.format('kafka')
+    .option('kafka.bootstrap.servers', bootstrapServers())
+    .option('checkpointLocation', cp())
+    .options(options)
+    .trigger({ availableNow: true });
+}
+
+describe('missing output topics', () => {
+  it('a missing sink topic or dead-letter topic fails start() at once, naming the topic and the fix', async () => {
+    const t = await freshTopics('missing', 1);
+    const gone = `${t.output}-missing`;
+    const t0 = Date.now();
+    await expect(copyQuery(session(), t.input, { topic: gone }).start()).rejects.toThrow(
+      new RegExp(`The output topic "${gone}" \\(option topic\\) does not exist on .*sluice topics create ${gone}.*createMissingTopics`),
+    );
+    await expect(copyQuery(session(), t.input, { topic: t.output, 'deadLetter.topic': `${gone}-dlq` }).start()).rejects.toThrow(
+      new RegExp(`The output topic "${gone}-dlq" \\(option deadLetter.topic\\) does not exist`),
+    );
+    // Seconds, not the ~30 s librdkafka waits for a topic to appear (the bound is generous for a loaded machine).
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  });
+
+  it('createMissingTopics=true creates them (broker defaults) and the query writes', async () => {
+    const t = await freshTopics('create', 1);
+    const out = `${t.output}-new`;
+    const p = new AckedProducer(kafka());
+    await p.send([{ topic: t.input, key: Buffer.from('k'), value: Buffer.from('v') }]);
+    await p.flush();
+    await p.close();
+    const logs: string[] = [];
+    const q = await copyQuery(session(logs), t.input, { topic: out, 'deadLetter.topic': `${out}-dlq`, createMissingTopics: 'true' }).start();
+    await q.awaitTermination();
+    expect(logs.filter((l) => l.startsWith('Created topic'))).toHaveLength(2);
+    const admin = new KafkaAdmin(kafka());
+    try {
+      expect((await admin.listTopics()).filter((n) => n.startsWith(out))).toEqual([out, `${out}-dlq`]);
+    } finally {
+      admin.disconnect();
+    }
+    expect((await readTopic(kafka(), out)).map((r) => r.value?.toString())).toEqual(['v']);
+  });
+
+  it('a topic column naming a missing topic fails the batch with one line naming the topic, not ten', async () => {
+    const t = await freshTopics('column', 1);
+    const p = new AckedProducer(kafka());
+    await p.send([1, 2, 3].map((i) => ({ topic: t.input, value: Buffer.from(`v${i}`) })));
+    await p.flush();
+    await p.close();
+    const gone = `${t.output}-by-column`;
+    const q = await session()
+      .readStream.format('kafka')
+      .option('kafka.bootstrap.servers', bootstrapServers())
+      .option('subscribe', t.input)
+      .option('startingOffsets', 'earliest')
+      .load()
+      .selectExpr(`'${gone}' AS topic`, 'value')
+      .writeStream.format('kafka')
+      .option('kafka.bootstrap.servers', bootstrapServers())
+      .option('kafka.topic.metadata.propagation.max.ms', '2000')
+      .option('checkpointLocation', cp())
+      .trigger({ availableNow: true })
+      .start();
+    await q.awaitTermination().catch(() => {});
+    const msg = q.exception?.message ?? '';
+    expect(msg).toMatch(new RegExp(`3 record\\(s\\) to topic "${gone}" failed: .*The topic does not exist: create it \\(sluice topics create ${gone}\\)`));
+    expect(msg.match(/failed:/g)).toHaveLength(1);
+  });
+});
