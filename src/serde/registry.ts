@@ -153,9 +153,7 @@ export class RegistryClient {
    * retried too (schema ids: replication lag).
    */
   private async request<T>(method: string, path: string, body?: unknown, retryNotFound = false): Promise<T> {
-    const { retryBackoffMs, retryMaxBackoffMs } = this.retry;
-    // An unknown id is far more often a garbage frame than replication lag: it gets a few retries, not half a minute.
-    const retries = retryNotFound ? Math.min(this.retry.retries, NOT_FOUND_RETRIES) : this.retry.retries;
+    const { retries, retryBackoffMs, retryMaxBackoffMs } = this.retry;
     if (retryNotFound && Date.now() < this.notFoundFinalUntil) retryNotFound = false;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -163,7 +161,8 @@ export class RegistryClient {
       } catch (e) {
         const err = e as RegistryError;
         const transient = err.status === undefined || err.status >= 500 || err.status === 408 || err.status === 429 || (retryNotFound && err.status === 404);
-        if (!transient || attempt >= retries) {
+        // An unknown id is far more often a garbage frame than replication lag: a few retries, not half a minute.
+        if (!transient || attempt >= (err.status === 404 ? Math.min(retries, NOT_FOUND_RETRIES) : retries)) {
           if (attempt > 0) err.message += ` (after ${attempt + 1} attempts)`;
           if (retryNotFound && err.status === 404) this.notFoundFinalUntil = Date.now() + this.retry.unknownIdRecheckMs;
           throw err;
