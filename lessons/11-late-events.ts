@@ -200,10 +200,71 @@ const fixes = sluice.memoryTable('lesson11_corrections').rows.map((r: Row) => {
 console.table(fixes);
 
 // %% [markdown]
+// ## Late only because a partition is behind
+//
+// A watermark is one number for the whole query: the **largest** event time seen, across every partition,
+// minus the delay. When one partition's events are read ahead of another's, the slow partition's rows are
+// compared with the fast one's time, and dropped as late though they came in order. `maxOffsetsPerTrigger`
+// makes this happen by design: it splits each batch's limit among partitions **in proportion to their
+// backlog** (Spark's rule, which Sluice keeps), so a partition with 4× the backlog advances 4× as many
+// minutes per batch. A probe that caught up a backlog this way saw 21.6% of its rows dropped, while 5% were
+// truly late. Spark 3.5 does exactly the same.
+//
+// Below, partition 0 holds one click a minute from 12:00 to 12:39, partition 1 from 12:00 to 12:09 — each in
+// order, nothing truly late. With `maxOffsetsPerTrigger` 10, each batch takes 8 clicks (8 minutes) from
+// partition 0 and 2 from partition 1. By hand, with a 5-minute delay (rows are judged by the previous batch's
+// watermark):
+//
+// | batch | partition 0 | partition 1 | late if window end ≤ | dropped |
+// |---|---|---|---|---|
+// | 0 | 12:00–12:07 | 12:00–12:01 | — | 0 |
+// | 1 | 12:08–12:15 | 12:02–12:03 | — (batch 0 ran with none) | 0 |
+// | 2 | 12:16–12:23 | 12:04–12:05 | 12:02 | 0 |
+// | 3 | 12:24–12:31 | 12:06–12:07 | 12:10 | 2 (window 12:05–12:10) |
+// | 4 | 12:32–12:39 | 12:08–12:09 | 12:18 | 2 |
+//
+// The remedies, in order of preference:
+// - **A delay that covers the drift**, not only real lateness: here 30 minutes drops nothing. The drift is
+//   bounded by how unequal the backlogs are, times the batches a catch-up takes.
+// - **No `maxOffsetsPerTrigger` while catching up** (or one large enough for the backlog): one batch reads
+//   every partition to its end, so no partition's time runs ahead inside the query.
+// - A per-partition watermark (Flink's per-split watermarks, the minimum over partitions) would avoid it, but
+//   Spark has none, and a query would then stall on an idle partition; Sluice does not build one
+//   (docs/reliability.md).
+
+// %%
+await admin.recreateTopic('lesson11-drift', 2);
+const minute = (i: number): string => `12:${String(i).padStart(2, '0')}`;
+const inOrder = (partition: number, minutes: number) => Array.from({ length: minutes }, (_, i) => ({
+  topic: 'lesson11-drift', partition, key: Buffer.from(`p${partition}`),
+  value: Buffer.from(JSON.stringify({ user_id: `p${partition}`, timestamp: t(minute(i)) })),
+}));
+await producer.send([...inOrder(0, 40), ...inOrder(1, 10)]);
+await producer.flush();
+/** Runs the windowed count over the whole topic, 10 offsets per batch; returns the rows dropped per batch. */
+async function catchUp(delay: string, name: string): Promise<number[]> {
+  const q = await sluice.readStream.format('kafka').options(conn.kafkaOptions)
+    .option('subscribe', 'lesson11-drift').option('startingOffsets', 'earliest').option('maxOffsetsPerTrigger', 10).load()
+    .select(from_json(col('value').cast('string'), 'user_id STRING, timestamp TIMESTAMP').alias('e')).select('e.*')
+    .withWatermark('timestamp', delay)
+    .groupBy(window(col('timestamp'), '5 minutes')).agg(count('*').alias('clicks'))
+    .writeStream.format('memory').queryName(name).outputMode('append')
+    .option('checkpointLocation', `checkpoints/lesson11/${name}`)
+    .trigger({ availableNow: true }).start();
+  await q.awaitTermination();
+  return q.recentProgress.filter((p) => p.numInputRows > 0).map((p) => p.stateOperators[0].numRowsDroppedByWatermark);
+}
+const drift5 = await catchUp('5 minutes', 'lesson11_drift5');
+const drift30 = await catchUp('30 minutes', 'lesson11_drift30');
+console.log(`dropped per batch, 5-minute delay:  ${JSON.stringify(drift5)} (none of the 50 clicks was truly late)`);
+console.log(`dropped per batch, 30-minute delay: ${JSON.stringify(drift30)}`);
+
+// %% [markdown]
 // ## Check
 // Against what the input gives by hand: the stateless query wrote both rows and dropped nothing; the counts
 // per batch; two late rows, eve's and fay's. `droppedTotal` is Sluice's count (one per late input row);
-// Spark's progress would show 1 for batch 4.
+// Spark's progress would show 1 for batch 4. The catch-up drops what the drift table says, and nothing with
+// a delay that covers the drift.
 
 // %%
 assert.deepEqual(statelessTrace, [
@@ -225,6 +286,8 @@ assert.equal(droppedTotal, 2);           // Sluice's count: eve 12:03 and fay 12
 assert.equal(droppedTotal, late.length); // and the topic holds exactly those rows
 assert.equal(query.lastProgress!.stateOperators[0].numRowsTotal, 2); // 12:05-12:10 and 12:10-12:15 still open
 assert.deepEqual(fixes, [{ window: '12:00', onTime: 2, late: 2, corrected: 4 }]);
+assert.deepEqual(drift5, [0, 0, 0, 2, 2]);  // the table above: partition 1's last 4 clicks, all in order
+assert.deepEqual(drift30, [0, 0, 0, 0, 0]); // a delay that covers the drift drops nothing
 await query.stop();
 await producer.close();
 console.log('lesson 11 checks passed');
