@@ -4,6 +4,7 @@
  *
  *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog|join]
  *   npm run bench -- --suite backlog --records 5000000   a backlog with no maxOffsetsPerTrigger: peak RSS
+ *   npm run bench -- --suite rangeread [--records 400000 --batch 5000]   batch latency of mid-partition range reads
  *   npm run bench -- --suite join [--peer auto|spark|none] [--verify]   stream-stream join of N orders × N payments
  *     (bench/join.ts, memory and lmdb state, no Kafka), then the same data and join in PySpark 3.5, local[2]
  *     (bench/peers/spark_join.py; `auto` runs it when python3 can import pyspark), with the Sluice/PySpark ratio
@@ -18,6 +19,7 @@ import { produceEvents } from '../src/demo/events.js';
 import { demoPipeline } from '../src/demo/pipeline.js';
 import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src/kafka/client.js';
 import { down, freePort, up } from '../src/stack/stack.js';
+import { rangeReadSuite } from './rangeRead.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,6 +104,20 @@ async function main(): Promise<void> {
   }
   if (args.suite === 'backlog') return backlogSuite();
   if (args.suite === 'join') return joinSuite();
+  if (args.suite === 'rangeread') {
+    const r = await rangeReadSuite(process.argv.includes('--records') ? N : 400_000, process.argv.includes('--batch') ? BATCH : 5_000, note);
+    if (args.json) process.stdout.write(JSON.stringify({ suite: 'rangeread', ...r }) + '\n');
+    else {
+      for (const x of r.runs) {
+        process.stdout.write(
+          `fetch.queue.backoff.ms=${x.fetchQueueBackoffMs}: ${x.batches} batches of ${r.batch} in ${x.totalMs} ms, ${x.batchesOver500Ms} over 500 ms; ` +
+            `median ${x.medianBatchMs} ms, p90 ${x.p90BatchMs} ms, max ${x.maxBatchMs} ms\n`,
+        );
+      }
+      process.stdout.write(`whole topic, librdkafka's default / Sluice's: ${r.totalRatio}×\n`);
+    }
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
   const conf = { 'bootstrap.servers': info.bootstrapServers };
