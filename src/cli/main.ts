@@ -84,7 +84,7 @@ export function program(): Command {
     .command('down')
     .description('stop the local stack')
     .option('--dir <dir>', 'stack folder', defaultStackDir())
-    .option('--purge', 'also delete its data (topics, offsets)')
+    .option('--purge', 'also delete its data (topics, offsets, registered schemas)')
     .action(async (o) => down({ dir: o.dir, purge: !!o.purge }));
 
   cli
