@@ -7,9 +7,15 @@
  *   sources/<i>/0         v1 / the offset source i started from (resolved startingOffsets)
  *   deadletter/N.jsonl    records of batch N that could not be processed (when no dead-letter topic is set)
  *
+ *   lock                  the running query's owner and heartbeat (./lock.ts); absent when none runs
+ *
  * Every file is written to a temporary name, fsynced, and moved into place, then its folder is fsynced
  * (./files.ts): a crash — even of the machine — leaves either the old state or the whole new file.
- * `metadata`, `offsets/N` and `commits/N` are never replaced: a second writer fails.
+ * `metadata`, `offsets/N` and `commits/N` are created exclusively, never replaced: a second writer fails.
+ * A running query holds the lock, and every log write first checks that it still does.
+ *
+ * Reads validate what they read (complete lines, the v1 header, JSON, one offset per source): a damaged
+ * file is reported by name with what is wrong (./recovery.ts decides what it means and the fix).
  *
  * Only the last `minBatchesToRetain` batches are kept in offsets/ and commits/ (Spark's
  * spark.sql.streaming.minBatchesToRetain, default 100): older entries are purged once a batch commits.
@@ -21,9 +27,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { redactOptions } from '../util/redact.js';
+import { CheckpointDamageError, CheckpointError, type CheckpointProblem } from './errors.js';
 import { writeAtomic } from './files.js';
+import { CheckpointLock } from './lock.js';
 
 export { writeAtomic } from './files.js';
+export { CheckpointDamageError, CheckpointError, CheckpointLockError, type CheckpointProblem } from './errors.js';
 
 export type Offset = unknown;
 
@@ -53,10 +62,6 @@ export interface CommitMetadata {
    * the global watermark; Sluice logs them so a restart gives the same watermarks as no restart.
    */
   operatorWatermarksMs?: Record<string, number>;
-}
-
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
 }
 
 const VERSION = 'v1';
@@ -95,16 +100,37 @@ export function checkpointFolderName(queryName: string): string {
   return `${safe || 'query'}-${hash}`;
 }
 
+/** Thrown by a log's decoder: what is wrong with the file, as the end of a sentence naming it. */
+class Damaged extends Error {}
+
+/** A log file as read: its value, or what is wrong with it. */
+export type LogRead<T> = { value: T; problem?: undefined } | { value?: undefined; problem: string };
+
 /**
- * A folder of numbered files, one per batch (Spark's HDFSMetadataLog). `add` refuses to overwrite an
- * existing batch: a second writer on the same checkpoint is an error, not a race.
+ * Splits a checkpoint file written as `v1\n…\n` into its lines after the header, or says what is wrong:
+ * empty, cut short (every file ends with a newline), another header.
+ */
+function logLines(text: string): string[] {
+  if (text.length === 0) throw new Damaged('is empty (0 bytes)');
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] !== '') throw new Damaged(`ends in the middle of line ${lines.length} (every line ends with a newline): the file was cut short`);
+  lines.pop();
+  if (lines[0] !== VERSION) {
+    throw new Damaged(`starts with "${(lines[0] ?? '').slice(0, 40)}", not "${VERSION}": it was not written by Sluice, or it is damaged`);
+  }
+  return lines.slice(1);
+}
+
+/**
+ * A folder of numbered files, one per batch (Spark's HDFSMetadataLog). `add` creates the file exclusively:
+ * a second writer on the same checkpoint is an error, not a race.
  */
 export class BatchLog<T> {
   constructor(
     readonly dir: string,
     private readonly encode: (v: T) => string[],
     private readonly decode: (lines: string[], path: string) => T,
-    private readonly opts: { readOnly?: boolean; afterAdd?: (batchId: number) => void } = {},
+    private readonly opts: { readOnly?: boolean; afterAdd?: (batchId: number) => void; beforeAdd?: () => void } = {},
   ) {}
 
   batchIds(): number[] {
@@ -124,35 +150,57 @@ export class BatchLog<T> {
     return existsSync(join(this.dir, String(batchId)));
   }
 
-  get(batchId: number): T | undefined {
+  /** Batch `batchId` read and validated; undefined when the file does not exist. */
+  read(batchId: number): LogRead<T> | undefined {
     const path = join(this.dir, String(batchId));
-    if (!existsSync(path)) return undefined;
-    const lines = readFileSync(path, 'utf8').split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    if (lines[0] !== VERSION) {
-      throw new CheckpointError(
-        `${path} starts with "${lines[0] ?? ''}", not "${VERSION}": it was not written by Sluice, or it is damaged. ` +
-          `Use a new checkpointLocation, or restore this file from a backup.`,
-      );
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
     }
-    return this.decode(lines.slice(1), path);
+    try {
+      return { value: this.decode(logLines(text), path) };
+    } catch (e) {
+      if (e instanceof Damaged) return { problem: e.message };
+      throw e;
+    }
+  }
+
+  /** Batch `batchId`, or undefined when it does not exist; a damaged file throws a CheckpointDamageError naming it. */
+  get(batchId: number): T | undefined {
+    const r = this.read(batchId);
+    if (r?.problem !== undefined) {
+      const root = join(this.dir, '..');
+      const file = `${this.dir.slice(root.length + 1)}/${batchId}`;
+      throw new CheckpointDamageError(root, {
+        file,
+        damage: `${file} ${r.problem}.`,
+        meaning: '',
+        fix: `Restore it from a backup of the checkpoint; \`sluice checkpoint explain ${root}\` says what a restart needs.`,
+        blocksRestart: true,
+      });
+    }
+    return r?.value;
   }
 
   /** Writes batch `batchId` durably; fails if it exists, whoever wrote it and whenever. */
   add(batchId: number, value: T): void {
     if (this.opts.readOnly) throw new CheckpointError(`${this.dir} was opened read-only; batch ${batchId} cannot be written.`);
+    this.opts.beforeAdd?.(); // the query still holds the checkpoint's lock
     const path = join(this.dir, String(batchId));
-    const exists = (): CheckpointError =>
-      new CheckpointError(
-        `${path} already exists: batch ${batchId} was written by another run, so another query may be writing to the same ` +
-          'checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
-          'Stop the other query, then start this one again: it resumes from the checkpoint.',
-      );
-    if (existsSync(path)) throw exists();
     try {
+      // Created exclusively (no check first): of two writers for one batch, exactly one succeeds.
       writeAtomic(path, [VERSION, ...this.encode(value)].join('\n') + '\n', { overwrite: false });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists(); // it appeared after the check: a concurrent writer
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new CheckpointError(
+          `${path} already exists: batch ${batchId} was written by another run, so another query may be writing to the same ` +
+            'checkpoint (two running queries must never share a checkpointLocation). Nothing was overwritten. ' +
+            'Stop the other query, then start this one again: it resumes from the checkpoint.',
+        );
+      }
       throw e;
     }
     this.opts.afterAdd?.(batchId);
@@ -167,18 +215,58 @@ export class BatchLog<T> {
     }
   }
 
-  /** Removes batches >= batchId (used by tests that simulate a crash before a commit). */
+  /**
+   * Removes batches >= batchId (used by tests that simulate a crash before a commit). Removing them all
+   * removes the folder too, as it was before its first file: an empty log folder means deleted files.
+   */
   truncateFrom(batchId: number): void {
     for (const id of this.batchIds()) if (id >= batchId) rmSync(join(this.dir, String(id)));
+    if (existsSync(this.dir) && readdirSync(this.dir).length === 0) rmSync(this.dir, { recursive: true });
   }
 }
 
-function parseJson(text: string | undefined, path: string): unknown {
+/** Parses line `lineNo` (1-based, as an editor shows it) of a checkpoint file, or says what is wrong with it. */
+function jsonLine(text: string | undefined, lineNo: number, what: string): unknown {
+  if (text === undefined) throw new Damaged(`has no line ${lineNo} (${what}): the file was cut short`);
   try {
-    return JSON.parse(text ?? '');
+    return JSON.parse(text);
   } catch {
-    throw new CheckpointError(`${path} holds malformed JSON ("${(text ?? '').slice(0, 60)}"): the checkpoint is damaged.`);
+    throw new Damaged(`has a line ${lineNo} (${what}) that is not JSON ("${text.slice(0, 60)}")`);
   }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** offsets/N after its header: the batch's metadata, then one offset per source. */
+function decodeOffsets(lines: string[]): OffsetSeq {
+  const metadata = jsonLine(lines[0], 2, "the batch's watermark, time and settings");
+  if (!isObject(metadata) || typeof metadata.batchWatermarkMs !== 'number' || typeof metadata.batchTimestampMs !== 'number' || !isObject(metadata.conf)) {
+    throw new Damaged("has a line 2 that is not the batch's watermark, time and settings");
+  }
+  const offsets = lines.slice(1).map((l, i) => jsonLine(l, i + 3, `source ${i}'s offset`));
+  const conf = metadata.conf as Record<string, string>;
+  let sources: unknown;
+  try {
+    sources = conf['sluice.sources'] === undefined ? undefined : JSON.parse(conf['sluice.sources']);
+  } catch {
+    sources = undefined;
+  }
+  // The settings line lists the sources the batch was planned for: one offset line each.
+  if (Array.isArray(sources) && offsets.length !== sources.length) {
+    if (offsets.length > sources.length) throw new Damaged(`has ${offsets.length} offset lines, but was written for ${sources.length} source(s) (line 2 lists them)`);
+    const k = offsets.length;
+    throw new Damaged(
+      `is truncated: it was written for ${sources.length} sources (line 2 lists ${sources.map(String).join(', ')}), but has ${k} offset line${k === 1 ? '' : 's'}: ` +
+        `line ${k + 3}, source ${k}'s offset (${String(sources[k])}), is missing`,
+    );
+  }
+  return { metadata: metadata as unknown as OffsetSeqMetadata, offsets };
+}
+
+function decodeCommit(lines: string[]): CommitMetadata {
+  const v = jsonLine(lines[0], 2, 'the watermark for the next batch');
+  if (!isObject(v) || typeof v.nextBatchWatermarkMs !== 'number') throw new Damaged('has a line 2 without nextBatchWatermarkMs');
+  return v as unknown as CommitMetadata;
 }
 
 export interface CheckpointOptions {
@@ -207,18 +295,34 @@ export class Checkpoint {
       join(root, 'offsets'),
       // Settings are logged for restarts; a secret-bearing one is never written to disk in clear.
       (v) => [JSON.stringify({ ...v.metadata, conf: redactOptions(v.metadata.conf) }), ...v.offsets.map((o) => JSON.stringify(o))],
-      (lines, path) => ({
-        metadata: parseJson(lines[0], path) as OffsetSeqMetadata,
-        offsets: lines.slice(1).map((l) => parseJson(l, path)),
-      }),
-      { readOnly: this.readOnly },
+      decodeOffsets,
+      { readOnly: this.readOnly, beforeAdd: () => this.heldLock?.verify() },
     );
     this.commits = new BatchLog<CommitMetadata>(
       join(root, 'commits'),
       (v) => [JSON.stringify(v)],
-      (lines, path) => parseJson(lines[0], path) as CommitMetadata,
-      { readOnly: this.readOnly, afterAdd: (id) => this.purge(id) },
+      decodeCommit,
+      { readOnly: this.readOnly, afterAdd: (id) => this.purge(id), beforeAdd: () => this.heldLock?.verify() },
     );
+  }
+
+  private heldLock: CheckpointLock | undefined;
+
+  /**
+   * Takes this checkpoint's lock for a starting query (./lock.ts): throws, naming the holder, when another
+   * live query holds it. From then on every log write first checks the lock is still this query's.
+   */
+  lock(who: { queryId: string; runId: string; queryName: string | null }, opts: { staleTimeoutMs?: number; log?: (line: string) => void } = {}): CheckpointLock {
+    if (this.readOnly) throw new CheckpointError(`${this.root} was opened read-only; its lock cannot be taken.`);
+    if (this.heldLock) throw new CheckpointError(`${this.root}: this Checkpoint already holds its lock.`);
+    this.heldLock = CheckpointLock.acquire(this.root, who, opts);
+    return this.heldLock;
+  }
+
+  /** Releases the lock taken by {@link lock}, if it is still this query's. */
+  unlock(): void {
+    this.heldLock?.release();
+    this.heldLock = undefined;
   }
 
   /**
@@ -234,15 +338,20 @@ export class Checkpoint {
     this.offsets.purgeBefore(threshold);
   }
 
-  /** The query id stored in `metadata`, created on first use. The id survives restarts; the runId does not. */
+  /**
+   * The query id stored in `metadata`, created on first use. The id survives restarts; the runId does not.
+   * A missing `metadata` in a folder that already holds a query's files, or an unreadable one, is refused.
+   */
   queryId(): string {
     const path = join(this.root, 'metadata');
     const read = (): string => {
-      const meta = parseJson(readFileSync(path, 'utf8'), path) as { id?: string };
-      if (!meta.id) throw new CheckpointError(`${path} has no "id": the checkpoint is damaged.`);
-      return meta.id;
+      const problem = this.metadataProblem();
+      if (problem) throw new CheckpointDamageError(this.root, problem);
+      return (JSON.parse(readFileSync(path, 'utf8')) as { id: string }).id;
     };
     if (existsSync(path)) return read();
+    const orphan = this.metadataProblem();
+    if (orphan) throw new CheckpointDamageError(this.root, orphan);
     if (this.readOnly) throw new CheckpointError(`${path} does not exist: ${this.root} is not a checkpoint (or its query never started).`);
     const id = randomUUID();
     try {
@@ -255,16 +364,75 @@ export class Checkpoint {
     return id;
   }
 
-  /** The offset source `index` started from, written once when the query first ran. */
-  sourceStart(index: number): Offset | undefined {
+  /**
+   * What is wrong with `metadata`, if anything: unreadable, without an id, or missing from a folder that
+   * holds a query's files (offsets/, commits/, sources/, state/). Undefined when it is fine or the folder is new.
+   */
+  metadataProblem(): CheckpointProblem | undefined {
+    const path = join(this.root, 'metadata');
+    const fix =
+      `Restore it from a backup, or write a new id: echo '{"id":"<a new UUID>"}' > ${path} — the query then resumes from offsets/ and ` +
+      'commits/ as before, under that id. To start over instead, delete the whole checkpoint folder.';
+    if (!existsSync(path)) {
+      const held = ['offsets', 'commits', 'sources', 'state'].filter((d) => existsSync(join(this.root, d)));
+      if (!held.length) return undefined;
+      return {
+        file: 'metadata',
+        damage: `metadata is missing, but the folder holds a query's checkpoint (${held.map((d) => `${d}/`).join(', ')}): it was deleted.`,
+        meaning: 'It names the query (its id in progress and listeners); a new one would silently make this checkpoint another query\'s.',
+        fix,
+        blocksRestart: true,
+      };
+    }
+    const text = readFileSync(path, 'utf8');
+    let meta: unknown;
+    try {
+      meta = JSON.parse(text);
+    } catch {
+      meta = undefined;
+    }
+    if (isObject(meta) && typeof meta.id === 'string' && meta.id) return undefined;
+    return {
+      file: 'metadata',
+      damage: `metadata ${text.length === 0 ? 'is empty (0 bytes)' : `holds no query id ("${text.trim().slice(0, 60)}")`}: it is damaged.`,
+      meaning: 'It holds the query id, which the query needs to start.',
+      fix,
+      blocksRestart: true,
+    };
+  }
+
+  /** `sources/<index>/0` read and validated; undefined when it does not exist. */
+  readSourceStart(index: number): LogRead<Offset> | undefined {
     const path = join(this.root, 'sources', String(index), '0');
     if (!existsSync(path)) return undefined;
-    const lines = readFileSync(path, 'utf8').split('\n');
-    return parseJson(lines[1], path);
+    try {
+      const lines = logLines(readFileSync(path, 'utf8'));
+      return { value: jsonLine(lines[0], 2, `where source ${index} started`) };
+    } catch (e) {
+      if (e instanceof Damaged) return { problem: e.message };
+      throw e;
+    }
+  }
+
+  /** The offset source `index` started from, written once when the query first ran. */
+  sourceStart(index: number): Offset | undefined {
+    const r = this.readSourceStart(index);
+    if (r?.problem !== undefined) {
+      const file = `sources/${index}/0`;
+      throw new CheckpointDamageError(this.root, {
+        file,
+        damage: `${file} ${r.problem}.`,
+        meaning: `It is where source ${index} started: batch 0 reads from there.`,
+        fix: `Restore it from a backup; \`sluice checkpoint explain ${this.root}\` says what a restart needs.`,
+        blocksRestart: true,
+      });
+    }
+    return r?.value;
   }
 
   setSourceStart(index: number, offset: Offset): void {
     if (this.readOnly) throw new CheckpointError(`${this.root} was opened read-only; sources/${index}/0 cannot be written.`);
+    this.heldLock?.verify();
     writeAtomic(join(this.root, 'sources', String(index), '0'), `${VERSION}\n${JSON.stringify(offset)}\n`);
   }
 

@@ -1,10 +1,14 @@
 /**
  * `sluice checkpoint explain DIR`: what a checkpoint holds and what a restart would do with it, in words
- * (and as JSON). Damaged or partial checkpoints get an explanation, never a stack trace.
+ * (and as JSON). Damaged or partial checkpoints get an explanation — each damaged file with what it means
+ * and the safe fix, from the same checks a restart makes (./recovery.ts) — never a stack trace. It shows
+ * the lock's holder, if a query runs, without taking or touching the lock.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint, CheckpointError, OffsetSeq } from './checkpoint.js';
+import { Checkpoint, CheckpointError, type CheckpointProblem } from './checkpoint.js';
+import { describeHolder, readLock, type LockInfo } from './lock.js';
+import { inspectCheckpoint } from './recovery.js';
 
 export interface CheckpointReport {
   dir: string;
@@ -19,10 +23,16 @@ export interface CheckpointReport {
     nextBatchWatermarkMs?: number;
     /** Several inputs: each input's own watermark after the batch (the global one is their min or max). */
     operatorWatermarksMs?: Record<string, number>;
+    /** What is wrong with offsets/N when it cannot be read (its other fields are then empty). */
+    damaged?: string;
   }>;
   startingOffsets: unknown[];
   stateOperators: Array<{ operatorId: number; partitions: number; latestVersion: number; files: number }>;
   deadLetterFiles: number;
+  /** The running query holding the checkpoint's lock, if any (`state` stale or dead: the next start takes it over). */
+  lock?: LockInfo;
+  /** Damage a restart refuses (`blocksRestart`), then history a restart does not read; each with its meaning and fix. */
+  problems: CheckpointProblem[];
   nextAction: string;
 }
 
@@ -58,40 +68,55 @@ export function explainCheckpoint(dir: string): CheckpointReport {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new CheckpointError(`${dir} does not exist or is not a folder. Give the query's checkpointLocation.`);
   }
-  if (!existsSync(join(dir, 'metadata'))) {
+  // Read-only: explaining a checkpoint must never change it (no folders created, nothing purged, lock untouched).
+  const cp = new Checkpoint(dir, { readOnly: true });
+  const metadataProblem = cp.metadataProblem();
+  if (!existsSync(join(dir, 'metadata')) && !metadataProblem) {
     throw new CheckpointError(
       `${dir} has no "metadata" file, so it is not a Sluice/Spark checkpoint (or the query never started). ` +
         'A checkpoint holds metadata, offsets/, commits/ and sources/.',
     );
   }
-  // Read-only: explaining a checkpoint must never change it (no folders created, nothing purged).
-  const cp = new Checkpoint(dir, { readOnly: true });
-  const queryId = cp.queryId();
+  const queryId = metadataProblem ? '' : cp.queryId();
   const planned = cp.offsets.batchIds();
   const committed = new Set(cp.commits.batchIds());
-  const batches = planned.map((id) => {
-    const seq = cp.offsets.get(id) as OffsetSeq;
-    const c = committed.has(id) ? cp.commits.get(id) : undefined;
+  const batches: CheckpointReport['batches'] = planned.map((id) => {
+    const seq = cp.offsets.read(id);
+    const c = committed.has(id) ? cp.commits.read(id)?.value : undefined;
+    if (!seq?.value) return { batchId: id, offsets: [], batchWatermarkMs: 0, batchTimestamp: '', committed: committed.has(id), damaged: seq?.problem ?? 'is missing' };
     return {
       batchId: id,
-      offsets: seq.offsets,
-      batchWatermarkMs: seq.metadata.batchWatermarkMs,
-      batchTimestamp: new Date(seq.metadata.batchTimestampMs).toISOString(),
-      committed: c !== undefined,
+      offsets: seq.value.offsets,
+      batchWatermarkMs: seq.value.metadata.batchWatermarkMs,
+      batchTimestamp: new Date(seq.value.metadata.batchTimestampMs).toISOString(),
+      committed: committed.has(id),
       ...(c ? { nextBatchWatermarkMs: c.nextBatchWatermarkMs } : {}),
       ...(c?.operatorWatermarksMs ? { operatorWatermarksMs: c.operatorWatermarksMs } : {}),
     };
   });
-  const lastSeq = planned.length ? cp.offsets.get(planned[planned.length - 1]!) : undefined;
-  const sources = lastSeq?.metadata.conf['sluice.sources'] ? (JSON.parse(lastSeq.metadata.conf['sluice.sources']) as string[]) : [];
+  const lastSeq = planned.length ? cp.offsets.read(planned[planned.length - 1]!)?.value : undefined;
+  let sources: string[] = [];
+  try {
+    sources = lastSeq?.metadata.conf['sluice.sources'] ? (JSON.parse(lastSeq.metadata.conf['sluice.sources']) as string[]) : [];
+  } catch {
+    // an unreadable setting: the sources are not shown
+  }
   const startingOffsets: unknown[] = [];
-  for (let i = 0; existsSync(join(dir, 'sources', String(i), '0')); i++) startingOffsets.push(cp.sourceStart(i));
+  for (let i = 0; existsSync(join(dir, 'sources', String(i), '0')); i++) startingOffsets.push(cp.readSourceStart(i)?.value ?? null);
   const deadDir = join(dir, 'deadletter');
   const deadLetterFiles = existsSync(deadDir) ? readdirSync(deadDir).length : 0;
+  const { plan, problems } = inspectCheckpoint(cp, undefined, { history: true });
+  const lock = readLock(dir);
 
   let nextAction: string;
   const last = batches[batches.length - 1];
-  if (!last) {
+  const blocking = problems.filter((p) => p.blocksRestart);
+  if (!plan || blocking.length) {
+    const first = blocking[0]!;
+    nextAction =
+      `A restart refuses to run: ${first.damage} ${first.meaning} Fix: ${first.fix}` +
+      (blocking.length > 1 ? ` (${blocking.length - 1} more problem${blocking.length > 2 ? 's' : ''} listed above.)` : '');
+  } else if (!last) {
     nextAction = startingOffsets.length
       ? `No batch was planned yet. A restart plans batch 0 from the starting offsets ${fmt(startingOffsets)} (startingOffsets is not read again).`
       : 'No batch was planned yet. A restart resolves startingOffsets and plans batch 0.';
@@ -112,18 +137,38 @@ export function explainCheckpoint(dir: string): CheckpointReport {
       `Batch ${last.batchId} is committed. A restart plans batch ${last.batchId + 1}, reading from ${fmt(last.offsets)} ` +
       `with watermark ${new Date(last.nextBatchWatermarkMs ?? 0).toISOString()}${perInput}.`;
   }
-  return { dir, queryId, sources, batches, startingOffsets, stateOperators: stateInfo(dir), deadLetterFiles, nextAction };
+  if (lock && plan && !blocking.length) {
+    nextAction +=
+      lock.state === 'live'
+        ? ` A query is running on it now (${describeHolder(lock)}): another start is refused until it stops.`
+        : ` Its lock is left from a query that is gone (${lock.reason}): the next start takes it over.`;
+  }
+  return {
+    dir,
+    queryId,
+    sources,
+    batches,
+    startingOffsets,
+    stateOperators: stateInfo(dir),
+    deadLetterFiles,
+    ...(lock ? { lock } : {}),
+    problems,
+    nextAction,
+  };
 }
 
 /** The report as text for people. */
 export function formatCheckpointReport(r: CheckpointReport): string {
-  const lines = [`Checkpoint ${r.dir}`, `  query id: ${r.queryId}`];
+  const lines = [`Checkpoint ${r.dir}`, `  query id: ${r.queryId || '(unknown: metadata is damaged)'}`];
+  if (r.lock) lines.push(`  lock:     ${r.lock.state === 'live' ? 'held by' : `${r.lock.state} (${r.lock.reason}), left by`} ${describeHolder(r.lock)}`);
   if (r.sources.length) lines.push(`  sources:  ${r.sources.join(', ')}`);
   if (r.startingOffsets.length) lines.push(`  started from (sources/*/0): ${r.startingOffsets.map(fmt).join(', ')}`);
   lines.push(`  batches:  ${r.batches.length} planned, ${r.batches.filter((b) => b.committed).length} committed`);
   for (const b of r.batches.slice(-10)) {
     lines.push(
-      `    ${String(b.batchId).padStart(4)}  ${b.committed ? 'committed  ' : 'UNCOMMITTED'}  watermark ${new Date(b.batchWatermarkMs).toISOString()}  offsets ${b.offsets.map(fmt).join(' ')}`,
+      b.damaged !== undefined
+        ? `    ${String(b.batchId).padStart(4)}  ${b.committed ? 'committed  ' : 'UNCOMMITTED'}  DAMAGED: offsets/${b.batchId} ${b.damaged}`
+        : `    ${String(b.batchId).padStart(4)}  ${b.committed ? 'committed  ' : 'UNCOMMITTED'}  watermark ${new Date(b.batchWatermarkMs).toISOString()}  offsets ${b.offsets.map(fmt).join(' ')}`,
     );
   }
   if (r.batches.length > 10) lines.push(`    (${r.batches.length - 10} earlier batches not shown)`);
@@ -133,6 +178,9 @@ export function formatCheckpointReport(r: CheckpointReport): string {
     lines.push(`  state operator ${s.operatorId}: ${s.partitions} partitions, latest version ${s.latestVersion} (${s.files} files)`);
   }
   if (r.deadLetterFiles) lines.push(`  dead-letter files: ${r.deadLetterFiles} (deadletter/)`);
+  for (const p of r.problems) {
+    lines.push(`  ${p.blocksRestart ? 'DAMAGED' : 'note'}: ${p.damage} ${p.meaning}`, `           fix: ${p.fix}`);
+  }
   lines.push('', `Next: ${r.nextAction}`);
   return lines.join('\n') + '\n';
 }

@@ -7,9 +7,12 @@
  * place, fsync the folder (the folder's entry is what makes the new name durable). New folders are fsynced
  * into their parents the same way.
  *
- * Files that must never be replaced (`offsets/N`, `commits/N`, `metadata`) are moved into place with a
- * hard link, which fails if the name exists — unlike rename, which silently replaces it. Two writers racing
- * for the same batch therefore cannot both succeed (Spark relies on HDFS's rename failing the same way).
+ * Files that must never be replaced (`offsets/N`, `commits/N`, `metadata`, the lock) are created
+ * exclusively: moved into place with a hard link, which fails if the name exists — unlike rename, which
+ * silently replaces it — never by "check, then rename". Two writers racing for the same batch therefore
+ * cannot both succeed (Spark relies on HDFS's rename failing the same way). Where the file system has no
+ * hard links, the file is copied into a name created with O_EXCL: still exclusive, but a crash during the
+ * copy can leave a short file, which a restart reports as damaged (./recovery.ts) instead of using it.
  *
  * `fs` is used through its default export so tests can observe the order of the system calls.
  */
@@ -56,7 +59,7 @@ export function ensureDir(dir: string): void {
   }
 }
 
-/** Hard links are not offered by every file system; then the no-replace move falls back to check + rename. */
+/** Hard links are not offered by every file system; then the exclusive create is an O_EXCL copy. */
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
 
 /**
@@ -104,11 +107,15 @@ function moveNoReplace(tmp: string, path: string): void {
     fs.linkSync(tmp, path); // fails with EEXIST if path exists: the no-replace rename
   } catch (e) {
     if (!LINK_UNSUPPORTED.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
-    // No hard links here: a check, then a rename. A race between two writers is no longer excluded, but a
-    // second writer that starts after the first wrote the file still fails.
-    if (fs.existsSync(path)) throw Object.assign(new Error(`EEXIST: file already exists, ${path}`), { code: 'EEXIST' });
-    fs.renameSync(tmp, path);
-    return;
+    // No hard links here: COPYFILE_EXCL creates the name with O_EXCL, so of two writers one still fails
+    // with EEXIST. Not atomic: a crash mid-copy leaves a short file, refused on restart as damaged.
+    fs.copyFileSync(tmp, path, fs.constants.COPYFILE_EXCL);
+    const fd = fs.openSync(path, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
   fs.unlinkSync(tmp);
 }

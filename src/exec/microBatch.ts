@@ -10,7 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, MIN_BATCHES_TO_RETAIN_CONF, Offset, OffsetSeq, minBatchesToRetain } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
 import type { RecordError } from '../expr/values.js';
-import { sourceLeaves, type Analyzed } from '../plan/analyzer.js';
+import { LOCK_STALE_TIMEOUT_CONF, lockStaleTimeoutMs } from '../checkpoint/lock.js';
+import { planRestart } from '../checkpoint/recovery.js';
+import { sourceLeaves, statefulStages, type Analyzed } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
 import type { ReadLimit, Source } from '../sources/source.js';
@@ -98,6 +100,13 @@ export class StreamingQuery {
     this.sources = specs.map(createSource);
     this.deadLetterWriter = spec.deadLetters(this.id);
     this.lateWriter = spec.lateEvents?.(this.id);
+    try {
+      // One running query per checkpoint, across processes and hosts: a live holder fails this start now.
+      spec.checkpoint.lock({ queryId: this.id, runId: this.runId, queryName: this.name }, { staleTimeoutMs: lockStaleTimeoutMs(spec.conf[LOCK_STALE_TIMEOUT_CONF]), log: spec.log });
+    } catch (e) {
+      void Promise.allSettled([...this.sources.map((s) => s.stop()), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
+      throw e;
+    }
     for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: new Date().toISOString() });
     this.done = this.run();
   }
@@ -189,6 +198,7 @@ export class StreamingQuery {
       await this.incremental?.close();
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
+      this.spec.checkpoint.unlock(); // before anyone awaiting this query can start the next one on the checkpoint
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
       for (const l of this.spec.listeners()) {
         l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
@@ -218,46 +228,16 @@ export class StreamingQuery {
     return out;
   }
 
-  /** Refuses a checkpoint written by a query with other sources: that query's offsets mean nothing here. */
-  private checkCompatible(logged: OffsetSeq, path: string): void {
-    const was = logged.metadata.conf['sluice.sources'];
-    const now = JSON.stringify(this.sources.map((s) => s.describe()));
-    if (logged.offsets.length !== this.sources.length || (was !== undefined && was !== now)) {
-      throw new CheckpointError(
-        `The checkpoint at ${this.spec.checkpoint.root} belongs to a query with different sources, so it cannot be resumed.\n` +
-          `  checkpoint (${path}): ${was ?? `${logged.offsets.length} source(s)`}\n` +
-          `  this query:          ${now}\n` +
-          'Its offsets name what the old query read; applying them to other sources would skip or repeat data, or make the ' +
-          "query wait for offsets that never come. (Spark 3.5 does not compare the sources: a query subscribed to another topic " +
-          'finds the old topic\'s partitions missing from the new offsets and, with the default failOnDataLoss=true, fails at its first ' +
-          'batch reporting data loss.) Use a new checkpointLocation for the changed query, or restore the original sources.',
-      );
-    }
-  }
-
   private async loop(): Promise<void> {
     const { checkpoint: cp, trigger } = this.spec;
-    const lastPlanned = cp.offsets.latestId();
-    const lastCommitted = cp.commits.latestId();
-    if (lastCommitted !== undefined && (lastPlanned === undefined || lastCommitted > lastPlanned)) {
-      throw new CheckpointError(`${cp.root}: commits/${lastCommitted} exists without offsets/${lastCommitted}; the checkpoint is damaged.`);
-    }
-    let nextBatch = lastCommitted === undefined ? 0 : lastCommitted + 1;
-    let rerun: OffsetSeq | undefined;
-    if (lastPlanned !== undefined) {
-      const logged = cp.offsets.get(lastPlanned)!;
-      this.checkCompatible(logged, `offsets/${lastPlanned}`);
-      if (lastPlanned >= nextBatch) {
-        // Planned but not committed: the previous run stopped mid-batch. Run it again, identically.
-        rerun = logged;
-        nextBatch = lastPlanned;
-        this.spec.log(`INFO Batch ${lastPlanned} was planned but not committed: re-running it with the logged offsets.`);
-      }
-    }
-    const lastCommit = lastCommitted !== undefined ? cp.commits.get(lastCommitted) : undefined;
+    // Where to resume — or a refusal naming the damaged file, what it means and the fix (checkpoint/recovery.ts).
+    const restart = planRestart(cp, { sources: this.sources.map((s) => s.describe()), statefulOperators: statefulStages(this.spec.analyzed).map((st) => st.id) });
+    const { lastCommitted, lastCommit, loggedConf } = restart;
+    let nextBatch = restart.nextBatch;
+    let rerun = restart.rerun;
+    if (rerun) this.spec.log(`INFO Batch ${nextBatch} was planned but not committed: re-running it with the logged offsets.`);
     let watermarkMs = lastCommit?.nextBatchWatermarkMs ?? 0;
     // Settings that shape state are fixed by the checkpoint: a restart keeps them, whatever the session says.
-    const loggedConf = lastPlanned !== undefined ? cp.offsets.get(lastPlanned)!.metadata.conf : {};
     const conf: Record<string, string> = {
       'sluice.sources': JSON.stringify(this.sources.map((s) => s.describe())),
       [PARTITIONS_CONF]: loggedConf[PARTITIONS_CONF] ?? this.spec.conf[PARTITIONS_CONF] ?? DEFAULT_PARTITIONS,
