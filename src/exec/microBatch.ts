@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, MIN_BATCHES_TO_RETAIN_CONF, Offset, OffsetSeq, minBatchesToRetain } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
-import type { RecordError } from '../expr/values.js';
+import { RecordError } from '../expr/values.js';
 import { LOCK_STALE_TIMEOUT_CONF, lockStaleTimeoutMs } from '../checkpoint/lock.js';
 import { planRestart } from '../checkpoint/recovery.js';
 import { sourceLeaves, statefulStages, type Analyzed } from '../plan/analyzer.js';
@@ -416,7 +416,9 @@ export class StreamingQuery {
     let refusedBySink = 0;
     const writer = sink.openBatch?.(batchId, analyzed.schema, outputMode, (row, e) => {
       refusedBySink++;
-      onBad(row, e);
+      // An output row no longer knows its input record: name the batch's input range, where it came from.
+      const read = this.sources.map((s, i) => `${s.describe()} from ${JSON.stringify(seq.metadata.readFrom?.[String(i)] ?? start[i])} to ${JSON.stringify(seq.offsets[i])}`);
+      onBad(row, new RecordError(`${e.message} It came from batch ${batchId}, which read ${read.join('; ')}.`, e.reason));
     });
     const collected = writer ? undefined : collector();
     let numOutputRows = 0;

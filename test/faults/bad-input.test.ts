@@ -122,6 +122,8 @@ describe('bad input goes to the dead-letter topic with its reason; nothing is lo
     // The oversize record's letter fits: its 1.5 MB value is left out, its size and the fix are in the headers.
     const big = headersOf(byKey.get('oversize')!);
     expect(big['sluice.error.message']).toMatch(/is \d+ bytes, above the producer's message\.max\.bytes \(1000000\).*max\.message\.bytes/);
+    // The output row no longer knows its input offset: the letter names its batch's input range instead.
+    expect(big['sluice.error.message']).toMatch(new RegExp(`It came from batch \\d+, which read KafkaV2\\[Subscribe\\[${input}\\]\\] from .* to \\{"${input}":\\{"0":\\d+\\}\\}`));
     expect(Number(big['sluice.error.value.omitted.bytes'])).toBeGreaterThan(1_500_000);
     const letter = JSON.parse(byKey.get('oversize')!.value!.toString()) as { key: unknown; value: { omitted: boolean; bytes: number } };
     expect(letter.value).toEqual({ omitted: true, bytes: expect.any(Number) });
