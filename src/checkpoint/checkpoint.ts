@@ -256,7 +256,7 @@ function decodeOffsets(lines: string[]): OffsetSeq {
     if (offsets.length > sources.length) throw new Damaged(`has ${offsets.length} offset lines, but was written for ${sources.length} source(s) (line 2 lists them)`);
     const k = offsets.length;
     throw new Damaged(
-      `is truncated: it was written for ${sources.length} sources (line 2 lists ${sources.map(String).join(', ')}), but has ${k} offset line${k === 1 ? '' : 's'}: ` +
+      `is truncated: it was written for ${sources.length} source${sources.length === 1 ? '' : 's'} (line 2 lists ${sources.map(String).join(', ')}), but has ${k} offset line${k === 1 ? '' : 's'}: ` +
         `line ${k + 3}, source ${k}'s offset (${String(sources[k])}), is missing`,
     );
   }
