@@ -234,16 +234,21 @@ export class CheckpointLock {
     }
   }
 
-  /** Removes the lock if it is still this query's. Idempotent. */
+  /** Removes the lock if it is still this query's. Idempotent; never throws (it runs as a query ends). */
   release(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.lost) return;
     this.lost = 'it was released';
-    const seen = look(this.path, this.owner.staleTimeoutMs);
-    if (seen?.info.owner?.token !== this.owner.token) return; // another query's now: not ours to remove
-    fs.rmSync(this.path, { force: true });
-    fsyncDir(this.root);
+    try {
+      const seen = look(this.path, this.owner.staleTimeoutMs);
+      if (seen?.info.owner?.token !== this.owner.token) return; // another query's now: not ours to remove
+      fs.rmSync(this.path, { force: true });
+      fsyncDir(this.root);
+    } catch (e) {
+      // Left behind, it is taken over by the next start (dead pid at once, else after the stale timeout).
+      this.log(`WARN Could not release the checkpoint lock ${this.path}: ${(e as Error).message}`);
+    }
   }
 
   /** Checks ownership and refreshes the heartbeat; records a loss instead of throwing (runs on the timer too). */
