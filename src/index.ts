@@ -26,6 +26,7 @@ export { AnalysisError } from './expr/compile.js';
 export { RecordError } from './expr/values.js';
 export { UnsupportedOperationError } from './plan/unsupported.js';
 export { CheckpointError } from './checkpoint/checkpoint.js';
+export { CheckpointDamageError, CheckpointLockError } from './checkpoint/errors.js';
 export * from './types/index.js';
 export { fromAvro, toAvro, from_avro, to_avro, type FromAvroOptions, type ToAvroOptions } from './serde/avro.js';
 export { RegistryClient, registryClient, RegistryError, type RegistryConfig } from './serde/registry.js';

@@ -266,11 +266,13 @@ export function program(): Command {
     .command('checkpoint')
     .description('inspect a query checkpoint')
     .command('explain <dir>')
-    .description('what the checkpoint holds, and what a restart would do next')
+    .description('what the checkpoint holds, and what a restart would do next (exit code 2: damaged, a restart would refuse it)')
     .option('--json', 'print JSON')
     .action((dir, o) => {
       const report = explainCheckpoint(resolve(dir));
       process.stdout.write(o.json ? JSON.stringify(report) + '\n' : formatCheckpointReport(report));
+      // Scripts can tell: a checkpoint a restart would refuse exits 2 (the report says why and what to do).
+      if (report.problems.some((p) => p.blocksRestart)) process.exitCode = 2;
     });
 
   cli

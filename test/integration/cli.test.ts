@@ -1,6 +1,6 @@
 /** The `sluice` command against the real stack (connection settings from the environment). */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -53,5 +53,16 @@ describe('sluice CLI', () => {
     expect(s.deadLetter).toBeGreaterThan(0); // 1% malformed by default
     expect(s.filtered).toBe(0);
     expect(s.recordsPerSecond).toBeGreaterThan(0);
+  });
+
+  it('checkpoint explain exits 2 on a checkpoint a restart would refuse, naming the damage', () => {
+    // offsets/ deleted while commits/ says batches 0 and 1 ran: a restart must not start over silently.
+    const cp = mkdtempSync(join(tmpdir(), 'sluice-cli-cp-'));
+    writeFileSync(join(cp, 'metadata'), '{"id":"5f0c7c0e-0000-4000-8000-000000000000"}\n');
+    mkdirSync(join(cp, 'commits'));
+    for (const n of [0, 1]) writeFileSync(join(cp, 'commits', String(n)), 'v1\n{"nextBatchWatermarkMs":0}\n');
+    const r = sluice('checkpoint', 'explain', cp);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/offsets\/ is missing, but commits\/ records batches up to 1/);
   });
 });
