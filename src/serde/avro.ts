@@ -31,6 +31,7 @@ import {
 } from '../types/index.js';
 import { REGISTRY_DEFAULTS, RegistryConfig, RegistryError, registryClient } from './registry.js';
 import { frame, unframe } from './wireformat.js';
+import { redactUrl } from '../util/redact.js';
 
 type AvroSchema = string | AvroSchema[] | { [k: string]: unknown };
 
@@ -530,7 +531,7 @@ registerFunction('from_avro', {
         if (e instanceof RegistryError && e.status === 404) {
           throw new AnalysisError(
             `fromAvro: ${o.schemaId !== undefined ? `schema id ${o.schemaId}` : `subject "${o.subject}"`} is not in the registry at ` +
-              `${o.registry.url}. Register the schema first (sluice produce registers it; or POST it to /subjects/<subject>/versions).`,
+              `${redactUrl(o.registry.url)}. Register the schema first (sluice produce registers it; or POST it to /subjects/<subject>/versions).`,
           );
         }
         throw e;
@@ -616,7 +617,7 @@ registerFunction('from_avro', {
         },
         (e) => {
           if (e instanceof RegistryError && e.status === 404) {
-            writers.set(id, new RecordError(`Schema id ${id} is not in the registry at ${o.registry!.url}.`, 'avro.unknown-schema-id'));
+            writers.set(id, new RecordError(`Schema id ${id} is not in the registry at ${redactUrl(o.registry!.url)}.`, 'avro.unknown-schema-id'));
             unknownUntil.set(id, Date.now() + recheckMs);
           } else throw e; // the registry is down: that fails the query, it is not the record's fault
         },

@@ -4,7 +4,7 @@
  * (Avro → Spark types), AvroDeserializer (values in), AvroSerializer (values out). Payloads are built with
  * avsc directly; the registry case uses an in-process fake of the registry's REST API (no network).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import avro from 'avsc';
@@ -223,6 +223,26 @@ describe('fromAvro with a Schema Registry (Confluent framing)', () => {
     expect(String(row!.amount)).toBe('12.30');
     expect(epochMicros(row!.at as Date)).toBe(1_700_000_000_123_456);
     expect(row!.ref).toEqual({ member0: null, member1: 'inv-7' });
+  });
+
+  it('never writes the password of a registry URL into a dead letter (issue 16 item 10)', async () => {
+    // Before: "Schema id 99 is not in the registry at http://alice:s3cret@…" went to the dead-letter destination.
+    const type = avro.Type.forSchema(writer as avro.Schema, { wrapUnions: 'auto' });
+    const s = new SluiceSession('redact');
+    s.out = () => {};
+    s.log = () => {};
+    const input = s.memoryStream('value BINARY');
+    const registry = { url: url.replace('http://', 'http://alice:s3cret@'), retries: 0 };
+    const checkpoint = mkdtempSync(join(tmpdir(), 'sluice-redact-'));
+    const q = await input.toDF().select(fromAvro(col('value'), { registry, schemaId: 42 }).alias('p')).select('p.amount')
+      .writeStream.format('memory').queryName('redact').option('checkpointLocation', checkpoint).start();
+    input.addData({ value: frame(99, type.toBuffer({ amount: Buffer.from([0x01]), at: 1, ref: null })) });
+    await q.processAllAvailable();
+    await q.stop();
+    const letter = JSON.parse(readFileSync(join(checkpoint, 'deadletter', '0.jsonl'), 'utf8')) as { reason: string; message: string };
+    expect(letter.reason).toBe('avro.unknown-schema-id');
+    expect(letter.message).toMatch(/Schema id 99 is not in the registry at http:\/\/alice:\*+\(redacted\)@fake-registry/);
+    expect(letter.message).not.toContain('s3cret');
   });
 
   it('asks again for a schema id the registry did not know, after unknownIdRecheckMs (it was remembered as unknown for good)', async () => {
