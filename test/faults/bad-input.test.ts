@@ -5,27 +5,19 @@
  * of its batch on every restart); an empty value became a tombstone in the sink and the dead-letter topic;
  * a tombstone came out as an all-null Avro record; bytes after a whole Avro record were ignored.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { generateEvents, userEventSchema } from '../../src/demo/events.js';
 import { demoPipeline } from '../../src/demo/pipeline.js';
-import { SluiceSession, col } from '../../src/index.js';
-import { AckedProducer, KafkaAdmin, OutgoingRecord, readTopic } from '../../src/kafka/client.js';
+import { col } from '../../src/index.js';
+import { KafkaAdmin, OutgoingRecord, readTopic } from '../../src/kafka/client.js';
 import { fromAvro, toAvro } from '../../src/serde/avro.js';
 import { registryClient } from '../../src/serde/registry.js';
 import { frame } from '../../src/serde/wireformat.js';
-import { bootstrapServers, freshTopics, headersOf, kafka, readAvro, registry } from '../integration/helpers.js';
+import { bootstrapServers, freshTopics, headersOf, kafka, newCheckpoint, produceRecords, quietSession, readAvro, readKafka, registry } from '../integration/helpers.js';
 
-function session(logs: string[] = []): SluiceSession {
-  const s = new SluiceSession('faults');
-  s.out = () => {};
-  s.log = (l) => void logs.push(l);
-  return s;
-}
-const cp = (): string => join(mkdtempSync(join(tmpdir(), 'sluice-faults-')), 'checkpoint');
+const session = (logs?: string[]) => quietSession('faults', logs);
+const cp = newCheckpoint;
 
 /** A topic that takes records up to 6 MB, so an oversize record can reach the pipeline's input. */
 async function bigTopic(name: string): Promise<void> {
@@ -37,15 +29,7 @@ async function bigTopic(name: string): Promise<void> {
   }
 }
 
-async function produce(records: OutgoingRecord[], conf: Record<string, string> = {}): Promise<void> {
-  const p = new AckedProducer({ ...kafka(), ...conf });
-  try {
-    await p.send(records);
-    await p.flush();
-  } finally {
-    await p.close();
-  }
-}
+const produce = produceRecords;
 
 describe('bad input goes to the dead-letter topic with its reason; nothing is lost', () => {
   it('JSON, wrong magic byte, unknown id, truncated, incompatible schema, tombstone, empty value, trailing bytes, oversize', async () => {
@@ -138,12 +122,7 @@ describe('bad input goes to the dead-letter topic with its reason; nothing is lo
       { topic: t.input, key: Buffer.from('null'), value: null },
       { topic: t.input, key: Buffer.alloc(0), value: Buffer.from('empty key') },
     ]);
-    const q = await session()
-      .readStream.format('kafka')
-      .option('kafka.bootstrap.servers', bootstrapServers())
-      .option('subscribe', t.input)
-      .option('startingOffsets', 'earliest')
-      .load()
+    const q = await readKafka(session(), t.input)
       .select(col('key'), col('value'))
       .writeStream.format('kafka')
       .option('kafka.bootstrap.servers', bootstrapServers())
@@ -171,12 +150,7 @@ describe('bad input goes to the dead-letter topic with its reason; nothing is lo
       { topic: t.input, key: Buffer.from('u1'), value: frame(id, type.toBuffer(e)) },
       { topic: t.input, key: Buffer.from('u1'), value: null },
     ]);
-    const q = await session()
-      .readStream.format('kafka')
-      .option('kafka.bootstrap.servers', bootstrapServers())
-      .option('subscribe', t.input)
-      .option('startingOffsets', 'earliest')
-      .load()
+    const q = await readKafka(session(), t.input)
       .select(col('key'), fromAvro(col('value'), { registry: registry(), subject: `${t.input}-value`, tombstones: 'keep' }).alias('event'))
       .select(col('key'), toAvro(col('event'), { registry: registry(), subject: `${t.output}-value` }).alias('value'))
       .writeStream.format('kafka')

@@ -3,29 +3,16 @@
  * copies of "Unknown topic or partition" and no topic name. Now start() checks them and fails at once with
  * one sentence naming the topic and the fix; `createMissingTopics=true` creates them.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SluiceSession, col } from '../../src/index.js';
-import { AckedProducer, KafkaAdmin, readTopic } from '../../src/kafka/client.js';
-import { bootstrapServers, freshTopics, kafka } from '../integration/helpers.js';
+import { col, type SluiceSession } from '../../src/index.js';
+import { KafkaAdmin, readTopic } from '../../src/kafka/client.js';
+import { bootstrapServers, freshTopics, kafka, newCheckpoint, produceRecords, quietSession, readKafka } from '../integration/helpers.js';
 
-function session(logs: string[] = []): SluiceSession {
-  const s = new SluiceSession('faults');
-  s.out = () => {};
-  s.log = (l) => void logs.push(l);
-  return s;
-}
-const cp = (): string => join(mkdtempSync(join(tmpdir(), 'sluice-faults-')), 'checkpoint');
+const session = (logs?: string[]) => quietSession('faults', logs);
+const cp = newCheckpoint;
 
 function copyQuery(s: SluiceSession, input: string, options: Record<string, string>) {
-  return s.readStream
-    .format('kafka')
-    .option('kafka.bootstrap.servers', bootstrapServers())
-    .option('subscribe', input)
-    .option('startingOffsets', 'earliest')
-    .load()
+  return readKafka(s, input)
     .select(col('key'), col('value'))
     .writeStream.format('kafka')
     .option('kafka.bootstrap.servers', bootstrapServers())
@@ -52,10 +39,7 @@ describe('missing output topics', () => {
   it('createMissingTopics=true creates them (broker defaults) and the query writes', async () => {
     const t = await freshTopics('create', 1);
     const out = `${t.output}-new`;
-    const p = new AckedProducer(kafka());
-    await p.send([{ topic: t.input, key: Buffer.from('k'), value: Buffer.from('v') }]);
-    await p.flush();
-    await p.close();
+    await produceRecords([{ topic: t.input, key: Buffer.from('k'), value: Buffer.from('v') }]);
     const logs: string[] = [];
     const q = await copyQuery(session(logs), t.input, { topic: out, 'deadLetter.topic': `${out}-dlq`, createMissingTopics: 'true' }).start();
     await q.awaitTermination();
@@ -71,17 +55,9 @@ describe('missing output topics', () => {
 
   it('a topic column naming a missing topic fails the batch with one line naming the topic, not ten', async () => {
     const t = await freshTopics('column', 1);
-    const p = new AckedProducer(kafka());
-    await p.send([1, 2, 3].map((i) => ({ topic: t.input, value: Buffer.from(`v${i}`) })));
-    await p.flush();
-    await p.close();
+    await produceRecords([1, 2, 3].map((i) => ({ topic: t.input, value: Buffer.from(`v${i}`) })));
     const gone = `${t.output}-by-column`;
-    const q = await session()
-      .readStream.format('kafka')
-      .option('kafka.bootstrap.servers', bootstrapServers())
-      .option('subscribe', t.input)
-      .option('startingOffsets', 'earliest')
-      .load()
+    const q = await readKafka(session(), t.input)
       .selectExpr(`'${gone}' AS topic`, 'value')
       .writeStream.format('kafka')
       .option('kafka.bootstrap.servers', bootstrapServers())

@@ -7,26 +7,15 @@
  * the same host (its pid is gone). Both tests fail on the code before the lock: nothing refused the second
  * process, and there was no lock to take over.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { produceEvents } from '../../src/demo/events.js';
 import { readTopic } from '../../src/kafka/client.js';
-import { bootstrapServers, expectedEvents, freshTopics, kafka, readAvro, registry } from '../integration/helpers.js';
+import { bootstrapServers, expectedEvents, freshTopics, kafka, readAvro, registry, startCopyPipeline } from '../integration/helpers.js';
 
-const bin = new URL('../../bin/sluice.js', import.meta.url).pathname;
-const file = new URL('../fixtures/copy-pipeline.ts', import.meta.url).pathname;
-
-function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, [bin, 'run', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, output: () => out };
-}
+const start = startCopyPipeline;
 
 /** Each output record's key (user and time), with how often it was written. */
 async function outputCounts(topic: string): Promise<{ total: number; distinct: Map<string, number> }> {

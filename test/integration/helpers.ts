@@ -1,8 +1,14 @@
 /** Shared helpers for integration tests on the real stack started by globalSetup. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import avro from 'avsc';
 import { inject } from 'vitest';
+import type { DataFrame } from '../../src/api/dataframe.js';
+import { SluiceSession } from '../../src/api/session.js';
 import { generateEvents, GeneratorOptions, UserEvent } from '../../src/demo/events.js';
-import { KafkaAdmin, KafkaRecord, readTopic } from '../../src/kafka/client.js';
+import { AckedProducer, KafkaAdmin, KafkaRecord, OutgoingRecord, readTopic } from '../../src/kafka/client.js';
 import { registryClient } from '../../src/serde/registry.js';
 import { unframe } from '../../src/serde/wireformat.js';
 
@@ -45,4 +51,50 @@ export function headersOf(r: KafkaRecord): Record<string, string> {
 /** The generator's valid events for the same options as produceEvents used. */
 export function expectedEvents(count: number, o: GeneratorOptions = {}): UserEvent[] {
   return [...generateEvents(count, o)].flatMap((r) => (r.event ? [r.event] : []));
+}
+
+/** A session that prints nothing; its log lines go to `logs` when given. */
+export function quietSession(name = 'it', logs?: string[]): SluiceSession {
+  const s = new SluiceSession(name);
+  s.out = () => {};
+  s.log = logs ? (l) => void logs.push(l) : () => {};
+  return s;
+}
+
+/** A checkpoint location in a fresh temporary folder (the folder itself is created by the query). */
+export const newCheckpoint = (): string => join(mkdtempSync(join(tmpdir(), 'sluice-it-')), 'checkpoint');
+
+/** Sends records with a producer of its own and waits for every acknowledgement. */
+export async function produceRecords(records: OutgoingRecord[], conf: Record<string, string> = {}): Promise<void> {
+  const p = new AckedProducer({ ...kafka(), ...conf });
+  try {
+    await p.send(records);
+    await p.flush();
+  } finally {
+    await p.close();
+  }
+}
+
+const sluiceBin = new URL('../../bin/sluice.js', import.meta.url).pathname;
+const copyPipeline = new URL('../fixtures/copy-pipeline.ts', import.meta.url).pathname;
+
+/** `sluice run test/fixtures/copy-pipeline.ts` as a child process (settings in `env`), with its output collected. */
+export function startCopyPipeline(env: Record<string, string>) {
+  const child = spawn(process.execPath, [sluiceBin, 'run', copyPipeline], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, output: () => out };
+}
+
+/** A Kafka stream of `topic` on the test broker, from its earliest offset. */
+export function readKafka(session: SluiceSession, topic: string, options: Record<string, string | number> = {}): DataFrame {
+  return session.readStream
+    .format('kafka')
+    .option('kafka.bootstrap.servers', bootstrapServers())
+    .option('subscribe', topic)
+    .option('startingOffsets', 'earliest')
+    .options(options)
+    .load();
 }

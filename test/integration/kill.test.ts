@@ -3,26 +3,15 @@
  * The Kafka sink is at-least-once, so the batch that was being written when the process died can appear
  * twice; the test counts those duplicates and reports them.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { produceEvents } from '../../src/demo/events.js';
-import { bootstrapServers, expectedEvents, freshTopics, kafka, readAvro, registry } from './helpers.js';
+import { bootstrapServers, expectedEvents, freshTopics, kafka, readAvro, registry, startCopyPipeline } from './helpers.js';
 import { readTopic } from '../../src/kafka/client.js';
 
-const bin = new URL('../../bin/sluice.js', import.meta.url).pathname;
-const file = new URL('../fixtures/copy-pipeline.ts', import.meta.url).pathname;
-
-function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, [bin, 'run', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, output: () => out };
-}
+const start = startCopyPipeline;
 
 describe('kill -9 and restart', () => {
   it('loses no record; duplicates only from the batch in flight (at-least-once)', async () => {

@@ -75,9 +75,10 @@ describe('sluice checkpoint explain', () => {
     writeFileSync(join(empty, 'metadata'), '{"id":"x"}');
     mkdirSync(join(empty, 'offsets'));
     writeFileSync(join(empty, 'offsets', '0'), 'garbage\n');
-    // A damaged file is explained (issue 16): what is wrong, what it means, the safe fix — not an error.
+    // A damaged file is explained (issue 16): what is wrong, what it means, the safe fix — not a stack trace;
+    // exit code 2 tells a script that a restart would refuse this checkpoint.
     r = sluice('checkpoint', 'explain', empty);
-    expect(r.status, r.stderr).toBe(0);
+    expect(r.status, r.stderr).toBe(2);
     expect(r.stdout).toMatch(/DAMAGED: offsets\/0 starts with "garbage", not "v1": it was not written by Sluice, or it is damaged\. It is batch 0's plan, and batch 0 never committed/);
     expect(r.stdout).toMatch(/Next: A restart refuses to run: offsets\/0 starts with "garbage"[\s\S]*Fix: Delete offsets\/0: a restart then plans batch 0 again/);
     expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /);
