@@ -134,7 +134,10 @@ export class DataStreamWriter extends WithOptions {
   private sideTopicOptions(prefix: string): Record<string, string> {
     const kafkaOpts: Record<string, string> = {};
     const sourceOpts = streamingSources(this.df.plan).find((s) => s.format === 'kafka')?.options ?? {};
-    for (const src of [sourceOpts, this.opts]) for (const [k, v] of Object.entries(src)) if (k.startsWith('kafka.')) kafkaOpts[k] = v;
+    // Connection and security settings are shared; a record size limit raised for the sink's topic is not
+    // (the side topic keeps its own limit: set `<prefix>.kafka.message.max.bytes` for it).
+    const own = new Set(['kafka.message.max.bytes']);
+    for (const src of [sourceOpts, this.opts]) for (const [k, v] of Object.entries(src)) if (k.startsWith('kafka.') && !own.has(k)) kafkaOpts[k] = v;
     for (const [k, v] of Object.entries(this.opts)) if (k.startsWith(`${prefix}.kafka.`)) kafkaOpts[k.slice(prefix.length + 1)] = v;
     return kafkaOpts;
   }
@@ -157,18 +160,27 @@ export class DataStreamWriter extends WithOptions {
     const byCluster = new Map<string, typeof wanted>();
     for (const w of wanted) {
       const conf = kafkaConfigFromOptions(w.conf);
-      const key = String(conf['bootstrap.servers']);
+      const key = JSON.stringify(Object.entries(conf).sort(([a], [b]) => (a < b ? -1 : 1))); // same servers, other credentials: checked apart
       byCluster.set(key, [...(byCluster.get(key) ?? []), w]);
     }
     for (const group of byCluster.values()) {
       const admin = new KafkaAdmin(kafkaConfigFromOptions(group[0]!.conf));
       try {
-        const existing = new Set(await admin.listTopics());
+        const servers = String(kafkaConfigFromOptions(group[0]!.conf)['bootstrap.servers']);
+        const existing = new Set(
+          await admin.listTopics().catch((e: Error) => {
+            throw new AnalysisError(
+              `Cannot check that the output topics (${group.map((w) => w.topic).join(', ')}) exist on ${servers}: ${e.message}. ` +
+                'Is the broker reachable from here, with these kafka.* settings?',
+            );
+          }),
+        );
         for (const w of group) {
           if (existing.has(w.topic)) continue;
           if (create) {
-            await admin.ensureTopic(w.topic, -1, -1);
-            this.df.session.log(`Created topic ${w.topic} (option ${w.option}; createMissingTopics=true; broker defaults for partitions and replication).`);
+            if (await admin.ensureTopic(w.topic, -1, -1)) {
+              this.df.session.log(`Created topic ${w.topic} (option ${w.option}; createMissingTopics=true; broker defaults for partitions and replication).`);
+            }
             existing.add(w.topic);
             continue;
           }

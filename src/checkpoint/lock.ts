@@ -9,8 +9,8 @@
  * taken over stops before writing a batch.
  *
  * A query that finds the lock when it starts:
- *  - live (heartbeat younger than the stale timeout, and — on the same host — its pid runs): refused at
- *    once, the holder named;
+ *  - live (heartbeat younger than the stale timeout, and — on the same host, boot and pid namespace — its
+ *    pid runs and is not this process's own pid from an earlier process): refused at once, the holder named;
  *  - stale (no heartbeat for the stale timeout: its process died, or its machine) or dead (same host, pid
  *    gone — checked with `process.kill(pid, 0)`): taken over. The lock is renamed to a unique name first,
  *    and only if what was moved is the very lock judged stale (same inode and token, still not live) is it
@@ -49,6 +49,9 @@ export interface LockOwner {
   startedAt: string;
   /** The holder's stale timeout: a starter never judges the lock stale sooner than its holder expects. */
   staleTimeoutMs: number;
+  /** Linux: the kernel's boot id and the holder's pid namespace. A pid means the same process only where both match. */
+  bootId?: string;
+  pidNamespace?: string;
 }
 
 /** The lock as a reader sees it (`sluice checkpoint explain`, a starting query). */
@@ -80,6 +83,28 @@ export function lockStaleTimeoutMs(value: string | undefined): number {
     );
   }
   return ms;
+}
+
+/** The tokens of the locks this process holds: a lock with this process's pid but another token is a dead one's. */
+const HELD = new Set<string>();
+
+function readOr(read: () => string): string | undefined {
+  try {
+    return read().trim();
+  } catch {
+    return undefined; // not Linux, or /proc not mounted
+  }
+}
+const BOOT_ID = readOr(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'));
+const PID_NAMESPACE = readOr(() => fs.readlinkSync('/proc/self/ns/pid'));
+
+/**
+ * True when the holder's pid can be checked from here: same host name, and — where recorded — the same boot
+ * and pid namespace. Containers share host names across pid namespaces (hostNetwork) and reuse small pids
+ * (pid 1 in every container), so without those a pid proves nothing and only the heartbeat counts.
+ */
+function samePidSpace(o: LockOwner): boolean {
+  return o.hostname === hostname() && (o.bootId === undefined || o.bootId === BOOT_ID) && (o.pidNamespace === undefined || o.pidNamespace === PID_NAMESPACE);
 }
 
 /** True while process `pid` exists on this host (EPERM: it exists, owned by someone else). */
@@ -124,9 +149,14 @@ function look(path: string, staleTimeoutMs: number): Seen | undefined {
   const timeout = Math.max(staleTimeoutMs, owner?.staleTimeoutMs ?? 0);
   let state: LockInfo['state'] = 'live';
   let reason = `its heartbeat is ${seconds(age)} old (taken over after ${seconds(timeout)} without one)`;
-  if (owner && owner.hostname === hostname() && owner.pid !== process.pid && !pidRuns(owner.pid)) {
+  if (owner && samePidSpace(owner) && owner.pid !== process.pid && !pidRuns(owner.pid)) {
     state = 'dead';
     reason = `pid ${owner.pid} no longer runs on this host`;
+  } else if (owner && samePidSpace(owner) && owner.pid === process.pid && !HELD.has(owner.token)) {
+    // This very pid, but not a lock this process took: an earlier process that had the same pid (a
+    // restarted container's pid 1) died holding it.
+    state = 'dead';
+    reason = `it was taken by an earlier process with this process's pid ${owner.pid}, which is gone`;
   } else if (age > timeout) {
     state = 'stale';
     reason = `no heartbeat for ${seconds(age)} (stale after ${seconds(timeout)})`;
@@ -192,12 +222,16 @@ export class CheckpointLock {
       ...who,
       startedAt: new Date().toISOString(),
       staleTimeoutMs,
+      ...(BOOT_ID ? { bootId: BOOT_ID } : {}),
+      ...(PID_NAMESPACE ? { pidNamespace: PID_NAMESPACE } : {}),
     };
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
+        HELD.add(owner.token); // before the file exists: a look by this process must never call it dead
         writeAtomic(path, JSON.stringify(owner) + '\n', { overwrite: false });
         return new CheckpointLock(root, owner, log);
       } catch (e) {
+        HELD.delete(owner.token);
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
       const seen = look(path, staleTimeoutMs);
@@ -238,13 +272,14 @@ export class CheckpointLock {
   release(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    if (this.lost) return;
+    if (this.lost) return void HELD.delete(this.owner.token);
     this.lost = 'it was released';
     try {
       const seen = look(this.path, this.owner.staleTimeoutMs);
       if (seen?.info.owner?.token !== this.owner.token) return; // another query's now: not ours to remove
       fs.rmSync(this.path, { force: true });
       fsyncDir(this.root);
+      HELD.delete(this.owner.token);
     } catch (e) {
       // Left behind, it is taken over by the next start (dead pid at once, else after the stale timeout).
       this.log(`WARN Could not release the checkpoint lock ${this.path}: ${(e as Error).message}`);
@@ -260,8 +295,20 @@ export class CheckpointLock {
     } catch (e) {
       this.lost = `its lock file could not be read (${(e as Error).message})`;
     }
-    if (!this.lost && !seen) this.lost = `its lock file ${this.path} is gone`;
-    else if (!this.lost && seen && seen.info.owner?.token !== this.owner.token) this.lost = `it is now held by ${describeHolder(seen.info)}`;
+    if (!this.lost && !seen) {
+      // A starter judging our lock may have moved it aside for an instant (takeOver puts a live one back).
+      const again = (): Seen | undefined => {
+        try {
+          return look(this.path, this.owner.staleTimeoutMs);
+        } catch {
+          return undefined;
+        }
+      };
+      const t = Date.now();
+      while (!seen && Date.now() - t < 50) seen = again();
+      if (!seen) this.lost = `its lock file ${this.path} is gone`;
+    }
+    if (!this.lost && seen && seen.info.owner?.token !== this.owner.token) this.lost = `it is now held by ${describeHolder(seen.info)}`;
     if (this.lost) {
       if (this.timer) clearInterval(this.timer);
       this.timer = undefined;

@@ -179,17 +179,18 @@ export function inspectCheckpoint(cp: Checkpoint, query?: QueryShape, opts: { hi
           'Without them a restart cannot tell where to resume; it would read everything again from where the query first started (sources/*/0).',
         fix: 'Restore offsets/ from a backup of this checkpoint. To process everything again on purpose, delete the whole checkpoint folder instead (the sink then gets all of it a second time).',
       });
-    } else if ((offsetsDir.exists && !offsetsDir.temp) || (commitsDir.exists && !commitsDir.temp)) {
-      const which = offsetsDir.exists && !offsetsDir.temp ? 'offsets/' : 'commits/';
+    } else if (commitsDir.exists && !commitsDir.temp) {
+      // Not a crash: commits/ is created only by commits/0's write, after offsets/0 is durable. (An empty
+      // offsets/ alone is one: the first run died writing offsets/0, whose folder is made first.)
       block({
-        file: which,
-        damage: `${which} holds no batch file, though the folder exists: it is created with its first file (${which}0), and the purge never empties it, so its files were deleted.`,
+        file: 'offsets/',
+        damage: 'offsets/ and commits/ hold no batch file, though commits/ exists: it is created only when batch 0 commits, so their files were deleted.',
         meaning: 'A restart would start over from where the query first started (sources/*/0) and write everything again.',
-        fix:
-          `Restore offsets/ and commits/ from a backup. Only if the very first run died while writing ${which}0 (no batch ever finished), ` +
-          `delete the empty ${which} folder and start again.`,
+        fix: 'Restore offsets/ and commits/ from a backup. To start over on purpose, delete the whole checkpoint folder.',
       });
-    } else if (stateTop && stateTop.version >= 1) {
+    } else if (stateTop && stateTop.version >= 2) {
+      // (Version 1 alone is legal: batch 0 wrote its state and died before commits/0, and its uncommitted
+      // offsets/0 may be deleted — batch 0 is then planned again and writes version 1 anew.)
       block({
         file: stateTop.file,
         damage: `${stateTop.file} is state version ${stateTop.version}, written by batch ${stateTop.version - 1}, but offsets/ and commits/ hold no batch.`,
@@ -226,13 +227,6 @@ export function inspectCheckpoint(cp: Checkpoint, query?: QueryShape, opts: { hi
             `${commitsDir.exists ? '' : `mkdir ${join(root, 'commits')} && `}printf 'v1\\n{"nextBatchWatermarkMs":${w}}\\n' > ${join(root, 'commits', String(L - 1))} — a restart then runs batch ${L} again ` +
             'with its logged offsets (its output may reach the sink twice, as after a crash).'
           : ''),
-    });
-  } else if (L === 0 && C === undefined && commitsDir.exists && !commitsDir.temp) {
-    block({
-      file: 'commits/',
-      damage: 'commits/ holds no batch file, though the folder exists: it is created with commits/0, so commits/0 was deleted.',
-      meaning: 'A restart would run batch 0 again and write its output a second time.',
-      fix: 'Restore commits/0 from a backup. Only if batch 0 never finished (the first run died while writing commits/0), delete the empty commits/ folder: batch 0 then runs again with its logged offsets.',
     });
   }
 

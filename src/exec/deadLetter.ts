@@ -35,6 +35,8 @@ export const DLQ_HEADERS = {
   batch: 'sluice.batch.id',
   /** Set when the record's value was left out because it is too large for the dead-letter topic: its size in bytes. */
   valueOmittedBytes: 'sluice.error.value.omitted.bytes',
+  /** Set when even the key had to be left out: its size in bytes. */
+  keyOmittedBytes: 'sluice.error.key.omitted.bytes',
 } as const;
 
 /** Values longer than this are left out of a dead letter's JSON when the whole letter would be too large. */
@@ -113,11 +115,15 @@ export class KafkaDeadLetterWriter extends KafkaSideTopicWriter implements DeadL
       // block the query for good.
       const size = rec.value?.length ?? 0;
       h[DLQ_HEADERS.valueOmittedBytes] = String(size);
-      return {
+      const smaller: OutgoingRecord = {
         ...rec,
         value: fromKafka ? Buffer.alloc(0) : Buffer.from(JSON.stringify(row, (_k, v: unknown) => omitLong(v))),
         headers: headerList(h),
       };
+      if (recordWireSize(smaller) <= this.maxRecordBytes) return smaller;
+      // Still too large (a huge key, or many long fields): the key goes too; what is left is the reason and the source position.
+      h[DLQ_HEADERS.keyOmittedBytes] = String(rec.key?.length ?? 0);
+      return { ...smaller, key: null, value: Buffer.alloc(0), headers: headerList(h) };
     });
     await this.sendAll(records);
   }

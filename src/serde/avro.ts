@@ -47,8 +47,8 @@ export interface FromAvroOptions {
   /** `DEADLETTER` (default): an undecodable record goes to the dead-letter destination. `FAILFAST`: the query stops. */
   mode?: 'DEADLETTER' | 'FAILFAST' | 'PERMISSIVE';
   /**
-   * A tombstone — a record with a null value, which on a compacted topic deletes its key — is not an Avro
-   * record. `deadLetter` (default): it goes to the dead-letter destination with reason `tombstone` (with
+   * A tombstone — a Kafka record with a null value (the `value` column), which on a compacted topic deletes
+   * its key — is not an Avro record; a null in any other column decodes to null. `deadLetter` (default): it goes to the dead-letter destination with reason `tombstone` (with
    * FAILFAST it stops the query; with PERMISSIVE it decodes to null). `keep`: it decodes to a null struct,
    * so the row stays, and `toAvro` of that null column writes a tombstone again — keep the struct whole
    * (`select(col('key'), toAvro(col('event')))`) to pass deletes through; expanding it (`event.*`) makes
@@ -571,8 +571,11 @@ registerFunction('from_avro', {
       }
       throw e;
     };
+    // Only a Kafka record's value is a tombstone when null; any other null (no key, an outer join's missing
+    // side) decodes to null, as in Spark.
+    const isKafkaValue = a.name === 'value';
     const tombstone = (): null =>
-      keepTombstones
+      keepTombstones || !isKafkaValue
         ? null
         : fail(
             new RecordError(

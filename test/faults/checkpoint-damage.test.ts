@@ -126,6 +126,6 @@ describe('damaged checkpoints on Kafka', () => {
     const dir = damaged((d) => {
       for (const log of ['offsets', 'commits']) for (const f of readdirSync(join(d, log))) rmSync(join(d, log, f));
     });
-    expect(await refused(dir)).toMatch(/offsets\/ holds no batch file, though the folder exists/);
+    expect(await refused(dir)).toMatch(/offsets\/ and commits\/ hold no batch file, though commits\/ exists/);
   });
 });

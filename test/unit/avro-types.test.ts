@@ -225,6 +225,13 @@ describe('fromAvro with a Schema Registry (Confluent framing)', () => {
     expect(row!.ref).toEqual({ member0: null, member1: 'inv-7' });
   });
 
+  it('a null in a column other than the Kafka value decodes to null, as in Spark: only a null value is a tombstone', async () => {
+    // Why (review): fromAvro(col('key')) on records without a key sent every row to the dead letters as a "tombstone".
+    const s = new SluiceSession('nulls');
+    const df = s.createDataFrame([{ k: null }], 'k BINARY');
+    expect(await df.select(fromAvro(col('k'), { registry: { url }, schemaId: 42 }).alias('p')).collect()).toEqual([{ p: null }]);
+  });
+
   it('never writes the password of a registry URL into a dead letter (issue 16 item 10)', async () => {
     // Before: "Schema id 99 is not in the registry at http://alice:s3cret@…" went to the dead-letter destination.
     const type = avro.Type.forSchema(writer as avro.Schema, { wrapUnions: 'auto' });

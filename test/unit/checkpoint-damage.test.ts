@@ -10,7 +10,7 @@
  * damage wrongly) except the one marked as a guard.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -143,7 +143,7 @@ describe('a damaged checkpoint is refused with the file, its meaning and the fix
     await runBatches(dir, three);
     for (const d of ['offsets', 'commits']) for (const f of files(dir, d)) rmSync(join(dir, d, f));
     const { error, rows } = await restart(dir, three);
-    expect(error?.message).toMatch(/offsets\/ holds no batch file, though the folder exists: it is created with its first file \(offsets\/0\), and the purge never empties it, so its files were deleted\. A restart would start over from where the query first started/);
+    expect(error?.message).toMatch(/offsets\/ and commits\/ hold no batch file, though commits\/ exists: it is created only when batch 0 commits, so their files were deleted\. A restart would start over from where the query first started/);
     expect(rows).toEqual([]); // before: all six rows again
     expect(explainCheckpoint(dir).problems[0]).toMatchObject({ file: 'offsets/', blocksRestart: true });
   });
@@ -161,6 +161,24 @@ describe('a damaged checkpoint is refused with the file, its meaning and the fix
     const { error, rows } = await restart(dir, [twelve, [12]]);
     expect(error?.message).toMatch(/offsets\/0 ends in the middle of line 3 \(every line ends with a newline\): the file was cut short\. It says where batch 0, the last committed, ended/);
     expect(rows).toEqual([]); // before: rows 1…12 (11 of them written a second time)
+  });
+
+  // Why (review): writeAtomic makes a log's folder before its first file, so a crash (or a full disk) during the
+  // first offsets/0 or commits/0 leaves an empty folder. That is a crash, not damage: the restart must go on.
+  it('an empty offsets/ or commits/ folder left by a crash during its first write is not damage', async () => {
+    const dir = tmp();
+    await runBatches(dir, [[1, 2]]);
+    rmSync(join(dir, 'commits', '0')); // died writing commits/0: its folder exists, empty
+    let r = await restart(dir, [[1, 2], [3]]);
+    expect(r.error).toBeUndefined();
+    expect(r.rows).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]); // batch 0 re-run with its logged offsets, then batch 1
+    const fresh = tmp();
+    await runBatches(fresh, [[1, 2]]);
+    for (const d of ['offsets', 'commits']) rmSync(join(fresh, d), { recursive: true });
+    mkdirSync(join(fresh, 'offsets')); // died writing offsets/0: an empty offsets/, no commits/
+    r = await restart(fresh, [[1, 2]]);
+    expect(r.error).toBeUndefined();
+    expect(r.rows).toEqual([{ n: 1 }, { n: 2 }]);
   });
 
   // Guard (passes before issue 16 too): deleting only the last, uncommitted offsets/N is legal — batch N is

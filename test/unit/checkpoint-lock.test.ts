@@ -33,7 +33,7 @@ async function start(dir: string, s = newSession(), name = 'n') {
 }
 
 /** A lock file as another query would have written it. */
-function writeLock(dir: string, owner: { pid: number; hostname: string; runId?: string; staleTimeoutMs?: number }, ageMs = 0): void {
+function writeLock(dir: string, owner: { pid: number; hostname: string; runId?: string; staleTimeoutMs?: number; pidNamespace?: string }, ageMs = 0): void {
   const path = join(dir, 'lock');
   writeFileSync(
     path,
@@ -47,6 +47,7 @@ function writeLock(dir: string, owner: { pid: number; hostname: string; runId?: 
       staleTimeoutMs: owner.staleTimeoutMs ?? 30_000,
       pid: owner.pid,
       hostname: owner.hostname,
+      ...(owner.pidNamespace ? { pidNamespace: owner.pidNamespace } : {}),
     }) + '\n',
   );
   const t = new Date(Date.now() - ageMs);
@@ -131,6 +132,27 @@ describe('the checkpoint lock', () => {
     running.push(q);
     expect(lockOf(dir).runId).toBe(q.runId);
     expect(logs.join('\n')).toMatch(new RegExp(`Took over the checkpoint lock .* pid ${pid} no longer runs on this host`));
+  });
+
+  // Why (review): in a container every restart runs as the same small pid (pid 1) with the same host name. A
+  // lock with this process's own pid that this process did not take was left by a dead earlier process:
+  // before, it was honoured for the whole stale timeout, and an orchestrator's restart failed again and again.
+  it("a lock with this process's pid that it did not take is a dead earlier process's: taken over at once", async () => {
+    const dir = tmp();
+    writeLock(dir, { pid: process.pid, hostname: hostname() }, 0);
+    const logs: string[] = [];
+    const { q } = await start(dir, newSession(logs));
+    running.push(q);
+    expect(lockOf(dir).runId).toBe(q.runId);
+    expect(logs.join('\n')).toMatch(/Took over the checkpoint lock .* earlier process with this process's pid/);
+  });
+
+  // Why (review): containers sharing a host name but not a pid namespace cannot see each other's pids: a live
+  // holder's pid looks dead from here. Where the holder's pid namespace differs, only its heartbeat counts.
+  it("a holder in another pid namespace is judged by its heartbeat alone, not by its pid", async () => {
+    const dir = tmp();
+    writeLock(dir, { pid: deadPid(), hostname: hostname(), pidNamespace: 'pid:[4026531999]' }, 0);
+    await expect(start(dir)).rejects.toThrow(/another query holds its lock/);
   });
 
   // Why: the lock must not outlive its query — after stop() and after a failure a new query starts at once
