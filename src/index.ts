@@ -4,6 +4,9 @@
  */
 export { SluiceSession, RuntimeConfig, Catalog, type TableInfo } from './api/session.js';
 export { DataFrame, GroupedData } from './api/dataframe.js';
+export { KeyValueGroupedDataFrame, type GroupStateSchemas } from './api/keyValueGrouped.js';
+export { GroupStateTimeout, type GroupStateTimeoutKind, type GroupStateFunction } from './plan/groupState.js';
+export type { GroupState } from './exec/operators/groupState.js';
 export { DataFrameReader, DataStreamReader } from './api/reader.js';
 export { BatchSourceError, registerBatchReader, type BatchReader, type BatchReaderFactory } from './sources/batch.js';
 export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';

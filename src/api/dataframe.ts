@@ -17,6 +17,7 @@ import { Row, StructType, parseDataType } from '../types/index.js';
 import { aggregatesFromDict, conditionFromSql, selectExprs } from '../sql/index.js';
 import type { SluiceSession } from './session.js';
 import { DataStreamWriter } from './writer.js';
+import { KeyValueGroupedDataFrame } from './keyValueGrouped.js';
 
 export class DataFrame {
   constructor(
@@ -93,6 +94,16 @@ export class DataFrame {
     const s = typeof schema === 'string' ? parseDataType(schema) : schema;
     if (!(s instanceof StructType)) throw new AnalysisError('map(): the schema must be a struct (a list of fields).');
     return this.with({ kind: 'mapRows', child: this.plan, fn, schema: s, label: fn.name || 'fn' });
+  }
+
+  /**
+   * Groups rows by a key for arbitrary state per key (then `.mapGroupsWithState(…)` or
+   * `.flatMapGroupsWithState(…)`): by columns — the key is the value, or an array of values for several —
+   * or by a function of the row (Spark's `groupByKey(func)`).
+   */
+  groupByKey<K = unknown>(...by: [(row: Row) => K] | string[]): KeyValueGroupedDataFrame<K> {
+    const key = typeof by[0] === 'function' ? { fn: by[0] as (row: Row) => unknown } : { columns: by as string[] };
+    return new KeyValueGroupedDataFrame<K>(this, key, (plan) => this.with(plan));
   }
 
   /** Sorts rows (batch only, or after an aggregation in complete mode). */

@@ -14,12 +14,13 @@
  */
 import { join } from 'node:path';
 import type { Analyzed } from '../plan/analyzer.js';
-import { leafInputs, statefulStages } from '../plan/analyzer.js';
+import { isStatefulStage, leafInputs, statefulStages } from '../plan/analyzer.js';
 import type { OutputMode } from '../sinks/sink.js';
 import { checkStateSchema, writeStateSchema } from '../state/schema.js';
 import type { StateStoreProviderKind } from '../state/store.js';
 import { AggregationOperator, LocalAggregationState } from './operators/aggregation.js';
 import { DedupeOperator } from './operators/dedupe.js';
+import { GroupStateOperator } from './operators/groupState.js';
 import { ParallelAggregationState, notParallel } from './operators/parallelState.js';
 import { SessionWindowOperator } from './operators/sessionWindow.js';
 import { StreamingJoinOperator } from './operators/streamingJoin.js';
@@ -52,6 +53,10 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
     };
     if (st.kind === 'dedupe') {
       ops.set(st.id, new DedupeOperator(st, layout));
+      continue;
+    }
+    if (st.kind === 'groupState') {
+      ops.set(st.id, new GroupStateOperator(st, layout));
       continue;
     }
     if (st.kind === 'join') {
@@ -98,7 +103,7 @@ export function propagateWatermark(plan: Analyzed, origin: number, ops: Map<numb
     }
     for (const st of a.stages) {
       if (st.kind === 'watermark') wm = origin;
-      else if (st.kind === 'aggregate' || st.kind === 'dedupe') {
+      else if (isStatefulStage(st)) {
         operatorInputs.set(st.id, wm);
         wm = wm === undefined ? undefined : ops.get(st.id)!.produceOutputWatermark(wm);
       }
@@ -133,7 +138,7 @@ export class IncrementalExecution {
   }
 
   /** Every operator's watermarks for batch `batchId`, from the global watermark it runs with and the previous batch's. */
-  planBatch(batchId: number, batchWatermarkMs: number, prevBatchWatermarkMs: number, onLate?: (l: LateRow) => void): Map<number, OperatorBatch> {
+  planBatch(batchId: number, batchWatermarkMs: number, prevBatchWatermarkMs: number, onLate?: (l: LateRow) => void, batchTimestampMs?: number): Map<number, OperatorBatch> {
     const eviction = propagateWatermark(this.plan, batchWatermarkMs, this.operators);
     const late = propagateWatermark(this.plan, prevBatchWatermarkMs, this.operators);
     const out = new Map<number, OperatorBatch>();
@@ -143,6 +148,7 @@ export class IncrementalExecution {
         outputMode: this.outputMode,
         lateEventsMs: Math.max(late.get(id) ?? 0, 0),
         evictionMs: Math.max(eviction.get(id) ?? 0, 0),
+        ...(batchTimestampMs !== undefined ? { batchTimestampMs } : {}),
         ...(onLate ? { onLate } : {}),
       });
     }
@@ -179,7 +185,7 @@ export class IncrementalExecution {
     const walk = (a: Analyzed): void => {
       for (let i = a.stages.length - 1; i >= 0; i--) {
         const st = a.stages[i]!;
-        if (st.kind === 'aggregate' || st.kind === 'dedupe') out.push(this.operators.get(st.id)!);
+        if (isStatefulStage(st)) out.push(this.operators.get(st.id)!);
       }
       if (a.leaf.kind === 'join' && a.leaf.join.id >= 0) out.push(this.operators.get(a.leaf.join.id)!);
       leafInputs(a.leaf).forEach(walk);

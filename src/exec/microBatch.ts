@@ -383,6 +383,7 @@ export class StreamingQuery {
       // The previous batch's watermark: from memory once a batch has run here, from offsets/N-1 after a start.
       this.prevBatchWatermarkMs ?? this.batchWatermark(batchId - 1, seq.metadata.batchWatermarkMs),
       this.lateWriter ? (l) => void late.push(l) : undefined,
+      seq.metadata.batchTimestampMs,
     );
     await incremental.begin(batches);
     const queryPlanning = Date.now() - t0;

@@ -340,7 +340,8 @@ function stagePipe(stage: Stage, next: Pipe, ctx: BatchPipelineContext): Pipe {
     case 'join':
       throw new Error('A join is a leaf of the plan, not a stage (internal error).');
     case 'aggregate':
-    case 'dedupe': {
+    case 'dedupe':
+    case 'groupState': {
       const op = ctx.operators.get(stage.id);
       if (!op) throw new Error(`Stateful operator ${stage.id} has no state here (internal error).`);
       return {

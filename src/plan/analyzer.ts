@@ -10,7 +10,9 @@ import { AnalysisError, Bound, EvalContext, Evaluator, compile, expandProjection
 import '../expr/functions.js';
 import { compareValues } from '../expr/values.js';
 import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow, timeWindowKind } from '../expr/window.js';
-import { encodeState } from '../state/codec.js';
+import { decodeState, encodeState } from '../state/codec.js';
+import type { StateField } from '../state/schema.js';
+import type { GroupStateSpec } from './groupState.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec, children, isStreaming } from './logical.js';
@@ -68,10 +70,33 @@ export interface DedupeStage {
   withinWatermark: boolean;
 }
 
-export type StatefulStage = AggregateStage | DedupeStage | JoinStage;
+/** User state per key (groupByKey + map/flatMapGroupsWithState): run by exec/operators/groupState.ts. */
+export interface GroupStateStage {
+  kind: 'groupState';
+  id: number;
+  spec: GroupStateSpec;
+  /** The key of a row, as the function receives it. */
+  key: (row: Row) => unknown;
+  /** A key as the state's key text, and back (a timed-out key has no row to compute it from). */
+  keyText: (key: unknown) => string;
+  keyOf: (text: string) => unknown;
+  /** The state's key schema (columns), or a key function's description. */
+  keySchema: StateField[];
+  /** With an event-time timeout: the input's watermarked column, by which late rows are dropped. */
+  lateTime?: Evaluator;
+  /** Whether the input has a watermark (state.getCurrentWatermarkMs() needs one). */
+  watermarkPresent: boolean;
+}
+
+export type StatefulStage = AggregateStage | DedupeStage | JoinStage | GroupStateStage;
 
 /** Stages run on a stage list's rows; a join is a leaf (it has two inputs), listed here for allStages(). */
-export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | AggregateStage | DedupeStage | JoinStage;
+export type Stage = { kind: 'map'; fn: RowFn } | { kind: 'batch'; fn: (rows: Row[]) => Row[] } | WatermarkStage | AggregateStage | DedupeStage | JoinStage | GroupStateStage;
+
+/** True for a stage that runs as a stateful operator in a stage list (a join is a leaf instead). */
+export function isStatefulStage(st: Stage): st is AggregateStage | DedupeStage | GroupStateStage {
+  return st.kind === 'aggregate' || st.kind === 'dedupe' || st.kind === 'groupState';
+}
 
 /**
  * Where a stage list's input rows come from: a streaming source (its position among the query's sources,
@@ -281,6 +306,8 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
     }
     case 'join':
       return resolveJoinNode(p, ctx, ids);
+    case 'groupState':
+      return resolveGroupState(p, ctx, ids);
     case 'dedupe': {
       const c = resolve(p.child, ctx, ids);
       const cols = p.columns ?? c.schema.fieldNames;
@@ -311,6 +338,47 @@ function resolve(p: LogicalPlan, ctx: EvalContext, ids: Ids): Analyzed {
       return { ...c, stages: [...c.stages, stage] };
     }
   }
+}
+
+/** groupByKey + map/flatMapGroupsWithState: the key, the late-row filter (event-time timeout only, as Spark). */
+function resolveGroupState(p: Extract<LogicalPlan, { kind: 'groupState' }>, ctx: EvalContext, ids: Ids): Analyzed {
+  const c = resolve(p.child, ctx, ids);
+  const { spec } = p;
+  let key: (row: Row) => unknown;
+  let keySchema: StateField[];
+  if ('columns' in spec.key) {
+    const cols = spec.key.columns;
+    if (!cols.length) throw new AnalysisError('groupByKey() needs at least one column, or a function of the row that gives its key.');
+    const evs = cols.map((n) => compile(quote(n), c.schema, ctx));
+    keySchema = evs.map((b) => ({ name: b.name, type: b.type.simpleString() }));
+    const one = evs[0]!.eval;
+    key = evs.length === 1 ? one : (row) => evs.map((b) => b.eval(row));
+  } else {
+    const fn = spec.key.fn;
+    key = fn;
+    keySchema = [{ name: 'key', type: 'key function' }];
+  }
+  const watermarked = c.schema.fields.find((f) => f.watermarkDelayMs !== undefined);
+  if (spec.timeout === 'EventTimeTimeout' && !watermarked) {
+    throw new AnalysisError(
+      `Watermark must be specified in the query using '[Dataset/DataFrame].withWatermark()' for using event-time timeout in ${spec.api} (Spark's rule). ` +
+        'An event-time timeout fires when the watermark passes the time set with state.setTimeoutTimestamp(): call ' +
+        "withWatermark('<event time column>', '<delay>') before groupByKey.",
+    );
+  }
+  const stage: GroupStateStage = {
+    kind: 'groupState',
+    id: ids.stateful++,
+    spec,
+    key,
+    keyText: (k) => encodeState(k),
+    keyOf: (text) => decodeState(text),
+    keySchema,
+    watermarkPresent: watermarked !== undefined,
+    ...(spec.timeout === 'EventTimeTimeout' && watermarked ? { lateTime: eventTimeOf(compile(quote(watermarked.name), c.schema, ctx).eval, watermarked.dataType) } : {}),
+  };
+  checkUnique(spec.outputSchema.fieldNames);
+  return { ...c, schema: spec.outputSchema, stages: [...c.stages, stage] };
 }
 
 /** The instant a watermarked column stands for: a timestamp itself, or a window's end. */
@@ -380,7 +448,7 @@ function leafStages(leaf: Leaf): Stage[] {
 
 /** The stateful stages of an analyzed plan. */
 export function statefulStages(a: Analyzed): StatefulStage[] {
-  return allStages(a).filter((s): s is StatefulStage => s.kind === 'aggregate' || s.kind === 'dedupe' || s.kind === 'join');
+  return allStages(a).filter((s): s is StatefulStage => isStatefulStage(s) || s.kind === 'join');
 }
 
 /** The streaming sources of an analyzed plan, by index. */

@@ -1,4 +1,5 @@
 /** The logical plan: what a DataFrame describes, before names and types are resolved. */
+import type { GroupStateSpec } from './groupState.js';
 import { redactOptions } from '../util/redact.js';
 import type { Expr } from '../expr/column.js';
 import { exprName } from '../expr/column.js';
@@ -49,6 +50,8 @@ export type LogicalPlan =
   | { kind: 'watermark'; child: LogicalPlan; column: string; delay: string; delayMs: number }
   | { kind: 'aggregate'; child: LogicalPlan; groupBy: Expr[]; aggs: Expr[] }
   | { kind: 'dedupe'; child: LogicalPlan; columns?: string[]; withinWatermark: boolean }
+  /** `groupByKey(…).mapGroupsWithState / flatMapGroupsWithState`: user state per key (Spark's FlatMapGroupsWithState). */
+  | { kind: 'groupState'; child: LogicalPlan; spec: GroupStateSpec }
   /** Rows of every input, one after another: by column position (union) or by name (unionByName). */
   | { kind: 'union'; inputs: LogicalPlan[]; byName: boolean; allowMissingColumns: boolean };
 
@@ -122,6 +125,13 @@ export function planString(p: LogicalPlan, indent = 0): string {
     case 'dedupe':
       line = `${p.withinWatermark ? 'DeduplicateWithinWatermark' : 'Deduplicate'} [${p.columns?.join(', ') ?? '*'}]`;
       break;
+    case 'groupState': {
+      const k = p.spec.key;
+      line =
+        `FlatMapGroupsWithState ${'columns' in k ? `[${k.columns.join(', ')}]` : '[key function]'}, ${p.spec.api}, ` +
+        `outputMode=${p.spec.operatorMode}, timeout=${p.spec.timeout} -> [${p.spec.outputSchema.fieldNames.join(', ')}]`;
+      break;
+    }
     case 'union':
       line = p.byName ? `Union byName=true${p.allowMissingColumns ? ', allowMissingColumns=true' : ''}` : 'Union';
       break;

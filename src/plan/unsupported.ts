@@ -42,6 +42,7 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
   }
   for (const n of all) if (n.kind === 'join') checkJoin(n, mode);
   const aggregated = aggregates.length > 0;
+  checkGroupState(all, mode, aggregated);
   const sessioned = aggregates.some((a) => a.groupBy.some((e) => timeWindowKind(e) === 'session_window'));
   if (mode === 'update' && sessioned) {
     throw new UnsupportedOperationError(
@@ -67,6 +68,60 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
         'Sorting is not supported on streaming DataFrames unless it follows an aggregation in complete mode. ' +
           'A stream has no end, so a global order is never final. Sort inside foreachBatch (each batch on its ' +
           'own), or aggregate and use outputMode("complete").',
+      );
+    }
+  }
+}
+
+/** Spark 3.5's rules for mapGroupsWithState / flatMapGroupsWithState on streams, each with the reason. */
+function checkGroupState(all: LogicalPlan[], mode: OutputMode, aggregated: boolean): void {
+  const nodes = all.filter((n): n is Extract<LogicalPlan, { kind: 'groupState' }> => n.kind === 'groupState');
+  const maps = nodes.filter((n) => n.spec.api === 'mapGroupsWithState');
+  const flatMaps = nodes.filter((n) => n.spec.api === 'flatMapGroupsWithState');
+  if (maps.length >= 2) {
+    throw new UnsupportedOperationError(
+      'Multiple mapGroupsWithStates are not supported on a streaming DataFrame (Spark refuses it too): each emits every changed key ' +
+        'again in each batch (update mode), so the second would see a key several times. Keep all the per-key logic in one function, ' +
+        'or use flatMapGroupsWithState in append mode for each step.',
+    );
+  }
+  if (maps.length && flatMaps.length) {
+    throw new UnsupportedOperationError(
+      'Mixing mapGroupsWithState and flatMapGroupsWithState is not supported on a streaming DataFrame (Spark refuses it too): ' +
+        'mapGroupsWithState is an update-mode operator, and an update-mode result cannot feed another stateful operator. ' +
+        'Use flatMapGroupsWithState in append mode for both.',
+    );
+  }
+  if (flatMaps.length >= 2 && (mode !== 'append' || flatMaps.some((n) => n.spec.operatorMode !== 'append'))) {
+    throw new UnsupportedOperationError(
+      'Multiple flatMapGroupsWithStates are not supported when they are not all in append mode or the output mode is not append ' +
+        '(Spark refuses it too): only rows emitted once and for good (append) can feed another stateful operator. Give each ' +
+        "flatMapGroupsWithState the 'append' operator mode and use outputMode('append').",
+    );
+  }
+  for (const n of nodes) {
+    const { api, operatorMode } = n.spec;
+    if (api === 'mapGroupsWithState') {
+      if (mode !== 'update') {
+        throw new UnsupportedOperationError(
+          `mapGroupsWithState is not supported with ${mode} output mode on a streaming DataFrame (Spark's rule). It emits the current ` +
+            "value of every key that changed, each batch: rows that replace earlier ones, which only outputMode('update') means. Use " +
+            `outputMode('update'), or flatMapGroupsWithState('append', …) to emit rows once and for good.`,
+        );
+      }
+      continue;
+    }
+    if (!aggregated && operatorMode !== mode) {
+      throw new UnsupportedOperationError(
+        `flatMapGroupsWithState in ${operatorMode} mode is not supported with ${mode} output mode on a streaming DataFrame (Spark's rule): ` +
+          'without an aggregation after it, the operator\'s mode is what the sink receives, so the two must agree. Pass ' +
+          `'${mode}' as flatMapGroupsWithState's output mode, or use outputMode('${operatorMode}').`,
+      );
+    }
+    if (aggregated && operatorMode === 'update') {
+      throw new UnsupportedOperationError(
+        'flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame (Spark\'s rule): an ' +
+          "aggregation must see each row once, and update mode may emit a key's row again. Use flatMapGroupsWithState('append', …).",
       );
     }
   }
@@ -150,6 +205,7 @@ function checkAnalyzed(analyzed: Analyzed, mode: OutputMode, hasWatermark: boole
   }
   for (const st of stateful) if (st.kind === 'join') checkStreamStreamJoin(st);
   checkGlobalWatermarkLimit(analyzed, mode);
+  checkAfterEventTimeGroupState(analyzed);
   checkWatermarkRedefined(analyzed);
 }
 
@@ -186,6 +242,34 @@ function checkStreamStreamJoin(j: JoinStage): void {
         "out with nulls. Add withWatermark() on both sides and a two-sided time range, e.g. expr('p.ts >= o.ts AND p.ts <= o.ts + INTERVAL 10 MINUTES').",
     );
   }
+}
+
+/**
+ * Spark's global watermark limit, for user state: a [flat]MapGroupsWithState with an event-time timeout may
+ * emit rows for a key when its timeout fires — long after their event time — so no stateful operator may
+ * follow it, whatever the output mode.
+ */
+function checkAfterEventTimeGroupState(analyzed: Analyzed): void {
+  const walk = (a: Analyzed): boolean => {
+    let below = leafInputs(a.leaf).map(walk).some((x) => x);
+    if (a.leaf.kind === 'join' && a.leaf.join.id >= 0 && below) refuse('a stream-stream join');
+    for (const st of a.stages) {
+      if ((st.kind === 'aggregate' || st.kind === 'dedupe' || st.kind === 'groupState') && below) {
+        refuse(st.kind === 'aggregate' ? 'an aggregation' : st.kind === 'dedupe' ? 'a dropDuplicates' : `another ${st.spec.api}`);
+      }
+      if (st.kind === 'groupState' && st.spec.timeout === 'EventTimeTimeout') below = true;
+    }
+    return below;
+  };
+  const refuse = (what: string): never => {
+    throw new UnsupportedOperationError(
+      `This query has ${what} after a [flat]MapGroupsWithState with an event-time timeout. Spark refuses this too ("Detected pattern of ` +
+        "possible 'correctness' issue due to global watermark\"): a key's timeout fires when the watermark passes it, and the rows " +
+        'it emits then carry event times the watermark has already passed, so the operator after it would drop them as late. ' +
+        'Do the aggregation inside the function, or write its output to a topic and aggregate that in a second query.',
+    );
+  };
+  walk(analyzed);
 }
 
 /**
@@ -234,9 +318,9 @@ function checkGlobalWatermarkLimit(analyzed: Analyzed, mode: OutputMode): void {
       );
     }
     for (const st of a.stages) {
-      const isStateful = st.kind === 'aggregate' || (st.kind === 'dedupe' && st.expiry !== undefined);
+      const isStateful = st.kind === 'aggregate' || st.kind === 'groupState' || (st.kind === 'dedupe' && st.expiry !== undefined);
       if (isStateful && aggregatedBelow) {
-        const what = st.kind === 'aggregate' ? 'a second aggregation' : 'a dropDuplicates on the event time';
+        const what = st.kind === 'aggregate' ? 'a second aggregation' : st.kind === 'groupState' ? `${st.spec.api}` : 'a dropDuplicates on the event time';
         throw new UnsupportedOperationError(
           `This query has ${what} after a streaming aggregation, in ${mode} mode. Spark refuses this too ("Detected pattern ` +
             "of possible 'correctness' issue due to global watermark\"): in update or complete mode the first aggregation emits " +

@@ -65,6 +65,8 @@ export interface OperatorBatch {
   evictionMs: number;
   /** Rows dropped as late go here when a late-events destination is set. */
   onLate?: (late: LateRow) => void;
+  /** The batch's processing time (offsets/N's batchTimestampMs): user state's processing-time timeouts. */
+  batchTimestampMs?: number;
 }
 
 export interface StatefulOperator {
