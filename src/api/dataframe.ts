@@ -16,6 +16,7 @@ import { showString } from '../sinks/show.js';
 import { Row, StructType, parseDataType } from '../types/index.js';
 import { aggregatesFromDict, conditionFromSql, selectExprs } from '../sql/index.js';
 import type { SluiceSession } from './session.js';
+import { DataFrameWriter } from './batchWriter.js';
 import { DataStreamWriter } from './writer.js';
 import { KeyValueGroupedDataFrame } from './keyValueGrouped.js';
 
@@ -273,6 +274,16 @@ export class DataFrame {
     this.session.out(showString(rows, schema, numRows, truncate));
   }
 
+  /**
+   * Writes this batch DataFrame once (Spark's DataFrameWriter): `df.write.format('json').mode('append').save(path)`,
+   * `df.write.format('kafka').option('topic', t).save()`. Inside foreachBatch it writes the micro-batch to
+   * several places. A streaming DataFrame is written with {@link writeStream}.
+   */
+  get write(): DataFrameWriter {
+    if (this.isStreaming) throw new AnalysisError("'write' can not be called on a streaming DataFrame: use writeStream to start a streaming query.");
+    return new DataFrameWriter(this);
+  }
+
   /** The entry point for starting a streaming query. */
   get writeStream(): DataStreamWriter {
     if (!this.isStreaming) {
@@ -290,7 +301,10 @@ export class DataFrame {
    */
   cache(): DataFrame {
     if (this.plan.kind === 'cache') return this;
-    return this.with({ kind: 'cache', child: this.plan, holder: {} });
+    // Local rows (a foreachBatch batch, createDataFrame) are in memory already: kept at once, without running
+    // anything. A copy of the list, so rows added later to it (a memory-sink table) do not enter the cache.
+    const holder = this.plan.kind === 'local' ? { rows: this.plan.rows.slice() } : {};
+    return this.with({ kind: 'cache', child: this.plan, holder });
   }
 
   /** The same as {@link cache}: Sluice keeps rows in memory only, so Spark's storage levels do not apply. */

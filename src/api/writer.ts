@@ -21,14 +21,20 @@ import { checkStreamingPlan } from '../plan/unsupported.js';
 import { ConsoleSink } from '../sinks/console.js';
 import { KafkaSink } from '../sinks/kafka.js';
 import { MemorySink } from '../sinks/memory.js';
+import { ForeachBatchSink, ForeachWriterSink, type ForeachBatchFn, type ForeachWriter } from '../sinks/foreach.js';
 import type { OutputMode, Sink } from '../sinks/sink.js';
 import type { Row, StructType } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
 import { WithOptions } from './options.js';
 
-const SINKS = ['kafka', 'console', 'memory', 'foreachBatch'];
+const SINKS = ['kafka', 'console', 'memory', 'foreachBatch', 'foreach'];
 
-export type ForeachBatchFn = (batch: DataFrame, batchId: number) => void | Promise<void>;
+export type { ForeachBatchFn, ForeachWriter } from '../sinks/foreach.js';
+
+/** What decides the sink: format(x), foreachBatch(fn) or foreach(writer) — the last call wins, as in Spark. */
+type SinkCall = 'format' | 'foreachBatch' | 'foreach';
+const callOf = (fmt: string): SinkCall => (fmt === 'foreachBatch' || fmt === 'foreach' ? fmt : 'format');
+const callName = (fmt: string): string => (callOf(fmt) === 'format' ? `format('${fmt}')` : `${fmt}()`);
 
 export class DataStreamWriter extends WithOptions {
   private fmt: string | undefined;
@@ -36,14 +42,22 @@ export class DataStreamWriter extends WithOptions {
   private trig: Trigger = { kind: 'processingTime', intervalMs: 0 };
   private name: string | undefined;
   private batchFn: ForeachBatchFn | undefined;
+  private rowWriter: ForeachWriter | undefined;
+  /** The kinds of sink-setting calls made, for the warning when they disagree (see start()). */
+  private readonly sinkCalls = new Map<SinkCall, string>();
 
   constructor(private readonly df: DataFrame) {
     super();
   }
 
-  /** `kafka`, `console` or `memory`. */
+  /**
+   * The sink: `kafka`, `console` or `memory`. Like Spark, it replaces an earlier foreachBatch()/foreach() (the
+   * last of these calls wins; start() warns when more than one kind was called).
+   */
   format(sink: string): this {
-    this.fmt = sink;
+    // foreachBatch/foreach by name keep their spelling; other names are case-insensitive, as Spark's.
+    this.fmt = /^foreach(batch)?$/i.test(sink) ? (sink.toLowerCase() === 'foreach' ? 'foreach' : 'foreachBatch') : sink.toLowerCase();
+    this.sinkCalls.set(callOf(this.fmt), callName(this.fmt));
     return this;
   }
   /** `append` (default): new rows only; `update`: changed rows; `complete`: the whole result (aggregations only). */
@@ -65,10 +79,41 @@ export class DataStreamWriter extends WithOptions {
     this.name = name;
     return this;
   }
-  /** Calls `fn` with each micro-batch as a batch DataFrame (with its id, for idempotent writes). */
+  /**
+   * Calls `fn(batchDF, batchId)` with each micro-batch's output, as Spark's foreachBatch. `batchDF` is a batch
+   * DataFrame holding the rows the output mode gives (append: new rows; update: changed groups; complete: all
+   * groups): transform it, `collect()` it, write it to several places with `batchDF.write…save()`.
+   *
+   * The batch is committed only after `fn` resolves; if it throws (or rejects) the query fails with that error,
+   * and a restart calls `fn` again with the same `batchId` and the same rows. So make the writes idempotent by
+   * `batchId`: overwrite a folder named after it, skip ids a store has already applied, or upsert by key.
+   *
+   * Replaces an earlier format()/foreach(): the last of these calls wins, as in Spark (start() warns).
+   */
   foreachBatch(fn: ForeachBatchFn): this {
+    if (typeof fn !== 'function') throw new AnalysisError('foreachBatch() takes a function (batchDF, batchId) => void | Promise<void>.');
     this.batchFn = fn;
     this.fmt = 'foreachBatch';
+    this.sinkCalls.set('foreachBatch', 'foreachBatch()');
+    return this;
+  }
+
+  /**
+   * Writes each output row with `writer`, as Spark's foreach: per batch, `open(partitionId, epochId)` (false
+   * skips the rows), `process(row)` for each row, `close(error | null)`. `epochId` is the batch id, the key for
+   * idempotent writes; `partitionId` is 0 (a batch is one partition here). A function is taken as `process`
+   * alone (PySpark's form). An exception in `process` calls `close(error)` and fails the query; the batch is
+   * not committed and runs again after a restart. Rows are handed over as the batch produces them, so a
+   * large batch is never held whole. Replaces an earlier format()/foreachBatch() (the last call wins).
+   */
+  foreach(writer: ForeachWriter | ((row: Row) => void | Promise<void>)): this {
+    const w: ForeachWriter | undefined = typeof writer === 'function' ? { process: writer } : writer;
+    if (typeof w?.process !== 'function') {
+      throw new AnalysisError('foreach() takes a function (row) => void, or a writer { open?(partitionId, epochId), process(row), close?(error) }.');
+    }
+    this.rowWriter = w;
+    this.fmt = 'foreach';
+    this.sinkCalls.set('foreach', 'foreach()');
     return this;
   }
 
@@ -113,16 +158,13 @@ export class DataStreamWriter extends WithOptions {
         return new MemorySink(this.name, table);
       }
       case 'foreachBatch': {
-        const fn = this.batchFn!;
+        if (!this.batchFn) throw new AnalysisError('format("foreachBatch") needs the function: call .foreachBatch((batchDF, batchId) => …) instead.');
         const session = this.df.session;
-        return {
-          describe: () => 'ForeachBatchSink',
-          addBatch: async (batchId: number, rows: Row[], s: StructType) => {
-            await fn(session.createDataFrame(rows, s), batchId);
-          },
-          stop: async () => {},
-        };
+        return new ForeachBatchSink(this.batchFn, (rows, s) => session.createDataFrame(rows, s));
       }
+      case 'foreach':
+        if (!this.rowWriter) throw new AnalysisError('format("foreach") needs the writer: call .foreach({ open, process, close }) instead.');
+        return new ForeachWriterSink(this.rowWriter, (l) => this.df.session.log(l));
       default:
         throw new AnalysisError(
           this.fmt ? `Unknown sink format "${this.fmt}". Sluice writes: ${SINKS.join(', ')}.` : 'writeStream: call .format("kafka") (or console, memory) before start().',
@@ -144,55 +186,16 @@ export class DataStreamWriter extends WithOptions {
 
   /**
    * The Kafka topics the query writes to — the sink's `topic`, `deadLetter.topic`, `lateEvents.topic` — must
-   * exist before it starts: otherwise librdkafka waits for them batch after batch and fails only ~30 s in,
-   * with one "Unknown topic or partition" per record. With `createMissingTopics=true` they are created (broker
-   * defaults for partitions and replication). A sink writing to a `topic` column cannot be checked here.
+   * exist before it starts (see {@link checkOutputTopics}). A sink writing to a `topic` column cannot be checked here.
    */
   private async checkOutputTopics(): Promise<void> {
-    const wanted: Array<{ topic: string; option: string; conf: Record<string, string> }> = [];
+    const wanted: OutputTopic[] = [];
     if (this.fmt === 'kafka' && this.opts.topic) wanted.push({ topic: this.opts.topic, option: 'topic', conf: this.opts });
     for (const side of ['deadLetter', 'lateEvents']) {
       const topic = this.opts[`${side}.topic`];
       if (topic) wanted.push({ topic, option: `${side}.topic`, conf: this.sideTopicOptions(side) });
     }
-    if (!wanted.length) return;
-    const create = this.booleanOption('createMissingTopics');
-    const byCluster = new Map<string, typeof wanted>();
-    for (const w of wanted) {
-      const conf = kafkaConfigFromOptions(w.conf);
-      const key = JSON.stringify(Object.entries(conf).sort(([a], [b]) => (a < b ? -1 : 1))); // same servers, other credentials: checked apart
-      byCluster.set(key, [...(byCluster.get(key) ?? []), w]);
-    }
-    for (const group of byCluster.values()) {
-      const admin = new KafkaAdmin(kafkaConfigFromOptions(group[0]!.conf));
-      try {
-        const servers = String(kafkaConfigFromOptions(group[0]!.conf)['bootstrap.servers']);
-        const existing = new Set(
-          await admin.listTopics().catch((e: Error) => {
-            throw new AnalysisError(
-              `Cannot check that the output topics (${group.map((w) => w.topic).join(', ')}) exist on ${servers}: ${e.message}. ` +
-                'Is the broker reachable from here, with these kafka.* settings?',
-            );
-          }),
-        );
-        for (const w of group) {
-          if (existing.has(w.topic)) continue;
-          if (create) {
-            if (await admin.ensureTopic(w.topic, -1, -1)) {
-              this.df.session.log(`Created topic ${w.topic} (option ${w.option}; createMissingTopics=true; broker defaults for partitions and replication).`);
-            }
-            existing.add(w.topic);
-            continue;
-          }
-          throw new AnalysisError(
-            `The output topic "${w.topic}" (option ${w.option}) does not exist on ${String(kafkaConfigFromOptions(w.conf)['bootstrap.servers'])}. ` +
-              `Create it (sluice topics create ${w.topic} --partitions <n>), or set .option('createMissingTopics', 'true') to create it with the broker's defaults.`,
-          );
-        }
-      } finally {
-        admin.disconnect();
-      }
-    }
+    await checkOutputTopics(wanted, this.booleanOption('createMissingTopics'), (l) => this.df.session.log(l));
   }
 
   private booleanOption(name: string): boolean {
@@ -215,6 +218,7 @@ export class DataStreamWriter extends WithOptions {
    */
   async start(): Promise<StreamingQuery> {
     const session = this.df.session;
+    this.warnOverriddenSink();
     checkStreamingPlan(this.df.plan, this.mode);
     const ctx: EvalContext = { batchTimestampMs: Date.now() };
     const analyzed = await this.df.analyze(ctx);
@@ -249,6 +253,20 @@ export class DataStreamWriter extends WithOptions {
     if (temporary) query.whenTerminated(() => this.deleteTemporaryCheckpoint(root, query));
     session.streams.register(query);
     return query;
+  }
+
+  /**
+   * Spark lets format(), foreachBatch() and foreach() replace each other silently; a query that sets up Kafka
+   * options and then foreachBatch writes only through its function. Said once, at start, with the winner.
+   */
+  private warnOverriddenSink(): void {
+    if (this.sinkCalls.size < 2 || !this.fmt) return;
+    const winner = callName(this.fmt);
+    const others = [...this.sinkCalls.entries()].filter(([k]) => k !== callOf(this.fmt!)).map(([, name]) => name);
+    this.df.session.log(
+      `WARN writeStream: ${others.join(' and ')} ${others.length > 1 ? 'were' : 'was'} set, then replaced: the last of format(), ` +
+        `foreachBatch() and foreach() wins, so this query writes with ${winner} (as Spark does). Remove the other call.`,
+    );
   }
 
   /**
@@ -297,5 +315,58 @@ export class DataStreamWriter extends WithOptions {
         ? { lateEvents: (id: string) => new KafkaLateEventsWriter(this.opts['lateEvents.topic']!, this.sideTopicOptions('lateEvents'), id) }
         : {}),
     });
+  }
+}
+
+/** A Kafka topic a query or a batch write sends to: its name, the option that named it, its connection options. */
+export interface OutputTopic {
+  topic: string;
+  option: string;
+  conf: Readonly<Record<string, string>>;
+}
+
+/**
+ * Checks that output topics exist, before anything is written: otherwise librdkafka waits for a missing
+ * topic batch after batch and fails only ~30 s in, with one "Unknown topic or partition" per record. With
+ * `create` (`createMissingTopics=true`) they are created (broker defaults for partitions and replication).
+ * Used by writeStream (at start) and by `df.write.format('kafka')`.
+ */
+export async function checkOutputTopics(wanted: OutputTopic[], create: boolean, log: (line: string) => void): Promise<void> {
+  if (!wanted.length) return;
+  const byCluster = new Map<string, OutputTopic[]>();
+  for (const w of wanted) {
+    const conf = kafkaConfigFromOptions(w.conf);
+    const key = JSON.stringify(Object.entries(conf).sort(([a], [b]) => (a < b ? -1 : 1))); // same servers, other credentials: checked apart
+    byCluster.set(key, [...(byCluster.get(key) ?? []), w]);
+  }
+  for (const group of byCluster.values()) {
+    const admin = new KafkaAdmin(kafkaConfigFromOptions(group[0]!.conf));
+    try {
+      const servers = String(kafkaConfigFromOptions(group[0]!.conf)['bootstrap.servers']);
+      const existing = new Set(
+        await admin.listTopics().catch((e: Error) => {
+          throw new AnalysisError(
+            `Cannot check that the output topics (${group.map((w) => w.topic).join(', ')}) exist on ${servers}: ${e.message}. ` +
+              'Is the broker reachable from here, with these kafka.* settings?',
+          );
+        }),
+      );
+      for (const w of group) {
+        if (existing.has(w.topic)) continue;
+        if (create) {
+          if (await admin.ensureTopic(w.topic, -1, -1)) {
+            log(`Created topic ${w.topic} (option ${w.option}; createMissingTopics=true; broker defaults for partitions and replication).`);
+          }
+          existing.add(w.topic);
+          continue;
+        }
+        throw new AnalysisError(
+          `The output topic "${w.topic}" (option ${w.option}) does not exist on ${String(kafkaConfigFromOptions(w.conf)['bootstrap.servers'])}. ` +
+            `Create it (sluice topics create ${w.topic} --partitions <n>), or set .option('createMissingTopics', 'true') to create it with the broker's defaults.`,
+        );
+      }
+    } finally {
+      admin.disconnect();
+    }
   }
 }
