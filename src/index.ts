@@ -5,11 +5,15 @@
 export { SluiceSession, RuntimeConfig, Catalog, type TableInfo } from './api/session.js';
 export { DataFrame, GroupedData } from './api/dataframe.js';
 export { KeyValueGroupedDataFrame, type GroupStateSchemas } from './api/keyValueGrouped.js';
-export { GroupStateTimeout, type GroupStateTimeoutKind, type GroupStateFunction } from './plan/groupState.js';
+export { GroupStateTimeout, TimeMode, type GroupStateTimeoutKind, type GroupStateFunction, type TimeModeKind } from './plan/groupState.js';
 export type { GroupState } from './exec/operators/groupState.js';
+export type {
+  StatefulProcessor, StatefulProcessorHandle, ValueState, ListState, MapState, TimerValues, ExpiredTimerInfo, StateVariableOptions,
+} from './exec/operators/transformWithState.js';
 export { DataFrameReader, DataStreamReader } from './api/reader.js';
 export { BatchSourceError, registerBatchReader, type BatchReader, type BatchReaderFactory } from './sources/batch.js';
-export { DataStreamWriter, type ForeachBatchFn } from './api/writer.js';
+export { DataStreamWriter, type ForeachBatchFn, type ForeachWriter } from './api/writer.js';
+export { DataFrameWriter, type SaveMode } from './api/batchWriter.js';
 export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
 export type { StateOperatorProgress } from './exec/operators/statefulOperator.js';

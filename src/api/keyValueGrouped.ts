@@ -4,7 +4,8 @@
  */
 import { AnalysisError } from '../expr/compile.js';
 import type { GroupState } from '../exec/operators/groupState.js';
-import { GroupStateTimeout, type GroupStateSpec, type GroupStateTimeoutKind } from '../plan/groupState.js';
+import type { StatefulProcessor } from '../exec/operators/transformWithState.js';
+import { GroupStateTimeout, TIMEOUT_OF_TIME_MODE, TimeMode, type GroupStateSpec, type GroupStateTimeoutKind, type TimeModeKind } from '../plan/groupState.js';
 import { Row, StructType, parseDataType } from '../types/index.js';
 import type { DataFrame } from './dataframe.js';
 
@@ -73,6 +74,45 @@ export class KeyValueGroupedDataFrame<K = unknown> {
       throw new AnalysisError(`flatMapGroupsWithState's output mode must be "append" or "update", got "${outputMode}".`);
     }
     return this.build('flatMapGroupsWithState', m, timeout, fn as GroupStateSpec['fn'], schemas);
+  }
+
+  /**
+   * Spark 4.0's transformWithState: `processor.init(handle, …)` declares named state variables (ValueState,
+   * ListState, MapState, each with an optional TTL); `handleInputRows(key, rows, timerValues)` runs per key
+   * with new rows and `handleExpiredTimer(key, timerValues, info)` per fired timer, both returning output
+   * rows. `timeMode`: 'None' (no timers), 'ProcessingTime', or 'EventTime' (timers fire when the watermark
+   * passes them; needs withWatermark). `outputMode` is the operator's, with flatMapGroupsWithState's rules.
+   */
+  transformWithState<R extends Row = Row>(
+    processor: StatefulProcessor<K, R>,
+    timeMode: TimeModeKind | string,
+    outputMode: 'append' | 'update' | string,
+    schemas: { outputSchema: StructType | string },
+  ): DataFrame {
+    const api = 'transformWithState';
+    if (!processor || typeof processor.init !== 'function' || typeof processor.handleInputRows !== 'function') {
+      throw new AnalysisError(`${api} needs a StatefulProcessor: an object with init(handle) and handleInputRows(key, rows, timerValues) (and optionally handleExpiredTimer, close).`);
+    }
+    if (!(Object.values(TimeMode) as string[]).includes(timeMode)) {
+      throw new AnalysisError(`${api}: unknown time mode "${timeMode}". Use TimeMode.None, TimeMode.ProcessingTime or TimeMode.EventTime.`);
+    }
+    const m = outputMode.toLowerCase();
+    if (m !== 'append' && m !== 'update') throw new AnalysisError(`${api}'s output mode must be "append" or "update", got "${outputMode}".`);
+    if (!schemas?.outputSchema) throw new AnalysisError(`${api} needs { outputSchema }, the columns of the rows the processor returns.`);
+    const tm = timeMode as TimeModeKind;
+    return this.make({
+      kind: 'groupState',
+      child: this.df.plan,
+      spec: {
+        api,
+        operatorMode: m,
+        timeMode: tm,
+        timeout: TIMEOUT_OF_TIME_MODE[tm],
+        key: this.key,
+        processor: processor as StatefulProcessor,
+        outputSchema: struct(schemas.outputSchema, `${api}'s outputSchema`),
+      },
+    });
   }
 
   private build(api: GroupStateSpec['api'], operatorMode: 'append' | 'update', timeout: string, fn: GroupStateSpec['fn'], schemas: GroupStateSchemas): DataFrame {

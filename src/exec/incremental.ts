@@ -21,6 +21,7 @@ import type { StateStoreProviderKind } from '../state/store.js';
 import { AggregationOperator, LocalAggregationState } from './operators/aggregation.js';
 import { DedupeOperator } from './operators/dedupe.js';
 import { GroupStateOperator } from './operators/groupState.js';
+import { TransformWithStateOperator } from './operators/transformWithState.js';
 import { ParallelAggregationState, notParallel } from './operators/parallelState.js';
 import { SessionWindowOperator } from './operators/sessionWindow.js';
 import { StreamingJoinOperator } from './operators/streamingJoin.js';
@@ -56,7 +57,7 @@ export function createOperators(plan: Analyzed, env: OperatorEnv): Map<number, S
       continue;
     }
     if (st.kind === 'groupState') {
-      ops.set(st.id, new GroupStateOperator(st, layout));
+      ops.set(st.id, st.spec.api === 'transformWithState' ? new TransformWithStateOperator(st, layout) : new GroupStateOperator(st, layout));
       continue;
     }
     if (st.kind === 'join') {

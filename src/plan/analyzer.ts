@@ -12,7 +12,7 @@ import { compareValues } from '../expr/values.js';
 import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow, timeWindowKind } from '../expr/window.js';
 import { decodeState, encodeState } from '../state/codec.js';
 import type { StateField } from '../state/schema.js';
-import type { GroupStateSpec } from './groupState.js';
+import type { UserStateSpec } from './groupState.js';
 import { sourceSchema } from '../sources/index.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec, children, isStreaming } from './logical.js';
@@ -74,7 +74,7 @@ export interface DedupeStage {
 export interface GroupStateStage {
   kind: 'groupState';
   id: number;
-  spec: GroupStateSpec;
+  spec: UserStateSpec;
   /** The key of a row, as the function receives it. */
   key: (row: Row) => unknown;
   /** A key as the state's key text, and back (a timed-out key has no row to compute it from). */

@@ -4,6 +4,7 @@
  */
 import type { Row, StructType } from '../types/index.js';
 import type { GroupState } from '../exec/operators/groupState.js';
+import type { StatefulProcessor } from '../exec/operators/transformWithState.js';
 
 /**
  * When a key's function is called without new rows. Spark's names: `GroupStateTimeout.NoTimeout()`,
@@ -25,6 +26,36 @@ export type GroupStateTimeoutKind = (typeof GroupStateTimeout)[keyof typeof Grou
  * It may be async.
  */
 export type GroupStateFunction<K = unknown, S = unknown, R = unknown> = (key: K, rows: Row[], state: GroupState<S>) => R | Promise<R>;
+
+/** Spark 4.0's TimeMode for transformWithState: which clock its timers (and late-row filtering) follow. */
+export const TimeMode = {
+  None: 'None',
+  ProcessingTime: 'ProcessingTime',
+  EventTime: 'EventTime',
+} as const;
+export type TimeModeKind = (typeof TimeMode)[keyof typeof TimeMode];
+
+/** The timeout kind a time mode acts like (the rules for watermarks and no-data batches are the same). */
+export const TIMEOUT_OF_TIME_MODE: Record<TimeModeKind, GroupStateTimeoutKind> = {
+  None: 'NoTimeout',
+  ProcessingTime: 'ProcessingTimeTimeout',
+  EventTime: 'EventTimeTimeout',
+};
+
+/** User state per key in the plan: the GroupState APIs, or transformWithState. */
+export type UserStateSpec = GroupStateSpec | TransformWithStateSpec;
+
+/** `groupByKey(…).transformWithState(processor, timeMode, outputMode, { outputSchema })` (Spark 4.0). */
+export interface TransformWithStateSpec {
+  api: 'transformWithState';
+  operatorMode: 'append' | 'update';
+  timeMode: TimeModeKind;
+  /** The GroupStateTimeout it acts like, for the rules shared with flatMapGroupsWithState. */
+  timeout: GroupStateTimeoutKind;
+  key: GroupStateSpec['key'];
+  processor: StatefulProcessor;
+  outputSchema: StructType;
+}
 
 export interface GroupStateSpec {
   /** Which API built it: mapGroupsWithState emits exactly one row per call. */

@@ -1,5 +1,5 @@
 /** The logical plan: what a DataFrame describes, before names and types are resolved. */
-import type { GroupStateSpec } from './groupState.js';
+import type { UserStateSpec } from './groupState.js';
 import { redactOptions } from '../util/redact.js';
 import type { Expr } from '../expr/column.js';
 import { exprName } from '../expr/column.js';
@@ -51,7 +51,7 @@ export type LogicalPlan =
   | { kind: 'aggregate'; child: LogicalPlan; groupBy: Expr[]; aggs: Expr[] }
   | { kind: 'dedupe'; child: LogicalPlan; columns?: string[]; withinWatermark: boolean }
   /** `groupByKey(…).mapGroupsWithState / flatMapGroupsWithState`: user state per key (Spark's FlatMapGroupsWithState). */
-  | { kind: 'groupState'; child: LogicalPlan; spec: GroupStateSpec }
+  | { kind: 'groupState'; child: LogicalPlan; spec: UserStateSpec }
   /** Rows of every input, one after another: by column position (union) or by name (unionByName). */
   | { kind: 'union'; inputs: LogicalPlan[]; byName: boolean; allowMissingColumns: boolean };
 
@@ -127,9 +127,11 @@ export function planString(p: LogicalPlan, indent = 0): string {
       break;
     case 'groupState': {
       const k = p.spec.key;
+      const keys = 'columns' in k ? `[${k.columns.join(', ')}]` : '[key function]';
       line =
-        `FlatMapGroupsWithState ${'columns' in k ? `[${k.columns.join(', ')}]` : '[key function]'}, ${p.spec.api}, ` +
-        `outputMode=${p.spec.operatorMode}, timeout=${p.spec.timeout} -> [${p.spec.outputSchema.fieldNames.join(', ')}]`;
+        p.spec.api === 'transformWithState'
+          ? `TransformWithState ${keys}, outputMode=${p.spec.operatorMode}, timeMode=${p.spec.timeMode} -> [${p.spec.outputSchema.fieldNames.join(', ')}]`
+          : `FlatMapGroupsWithState ${keys}, ${p.spec.api}, outputMode=${p.spec.operatorMode}, timeout=${p.spec.timeout} -> [${p.spec.outputSchema.fieldNames.join(', ')}]`;
       break;
     }
     case 'union':

@@ -77,7 +77,8 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
 function checkGroupState(all: LogicalPlan[], mode: OutputMode, aggregated: boolean): void {
   const nodes = all.filter((n): n is Extract<LogicalPlan, { kind: 'groupState' }> => n.kind === 'groupState');
   const maps = nodes.filter((n) => n.spec.api === 'mapGroupsWithState');
-  const flatMaps = nodes.filter((n) => n.spec.api === 'flatMapGroupsWithState');
+  // transformWithState follows flatMapGroupsWithState's rules (Spark 4.0 checks them alike).
+  const flatMaps = nodes.filter((n) => n.spec.api !== 'mapGroupsWithState');
   if (maps.length >= 2) {
     throw new UnsupportedOperationError(
       'Multiple mapGroupsWithStates are not supported on a streaming DataFrame (Spark refuses it too): each emits every changed key ' +
@@ -113,15 +114,15 @@ function checkGroupState(all: LogicalPlan[], mode: OutputMode, aggregated: boole
     }
     if (!aggregated && operatorMode !== mode) {
       throw new UnsupportedOperationError(
-        `flatMapGroupsWithState in ${operatorMode} mode is not supported with ${mode} output mode on a streaming DataFrame (Spark's rule): ` +
+        `${api} in ${operatorMode} mode is not supported with ${mode} output mode on a streaming DataFrame (Spark's rule): ` +
           'without an aggregation after it, the operator\'s mode is what the sink receives, so the two must agree. Pass ' +
-          `'${mode}' as flatMapGroupsWithState's output mode, or use outputMode('${operatorMode}').`,
+          `'${mode}' as ${api}'s output mode, or use outputMode('${operatorMode}').`,
       );
     }
     if (aggregated && operatorMode === 'update') {
       throw new UnsupportedOperationError(
-        'flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame (Spark\'s rule): an ' +
-          "aggregation must see each row once, and update mode may emit a key's row again. Use flatMapGroupsWithState('append', …).",
+        `${api} in update mode is not supported with aggregation on a streaming DataFrame (Spark's rule): an ` +
+          `aggregation must see each row once, and update mode may emit a key's row again. Use ${api} with the 'append' mode.`,
       );
     }
   }

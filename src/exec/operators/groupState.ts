@@ -16,7 +16,7 @@
  */
 import { AnalysisError } from '../../expr/compile.js';
 import type { GroupStateStage } from '../../plan/analyzer.js';
-import type { GroupStateTimeoutKind } from '../../plan/groupState.js';
+import type { GroupStateSpec, GroupStateTimeoutKind } from '../../plan/groupState.js';
 import type { StateSchema } from '../../state/schema.js';
 import { decodeState } from '../../state/codec.js';
 import { ArrayType, BinaryType, BooleanType, DataType, DateType, MapType, Row, StringType, StructType, TimestampType, isNumeric } from '../../types/index.js';
@@ -226,23 +226,25 @@ export class GroupStateOperator implements StatefulOperator {
   /** The earliest timeout in state after the last batch (processing time): when a no-data batch has work. */
   private nextTimeoutMs = Infinity;
   private readonly check: (v: unknown) => void;
+  private readonly spec: GroupStateSpec;
 
   constructor(
     private readonly stage: GroupStateStage,
     layout: StateLayout,
   ) {
     this.id = stage.id;
+    this.spec = stage.spec as GroupStateSpec;
     this.partitions = layout.partitions;
     this.state = new OperatorState(layout);
-    this.check = stateValueChecker(stage.spec.stateSchema);
+    this.check = stateValueChecker(this.spec.stateSchema);
   }
 
   describe(): string {
-    return `${this.partitions} partitions in the query's thread, ${this.stage.spec.timeout}`;
+    return `${this.partitions} partitions in the query's thread, ${this.spec.timeout}`;
   }
 
   stateSchema(): StateSchema {
-    const s = this.stage.spec;
+    const s = this.spec;
     return {
       operator: this.name,
       keySchema: this.stage.keySchema,
@@ -284,7 +286,7 @@ export class GroupStateOperator implements StatefulOperator {
 
   async finish(): Promise<Row[]> {
     const b = this.batch!;
-    const spec = this.stage.spec;
+    const spec = this.spec;
     const out: Row[] = [];
     const batchTimestampMs = b.batchTimestampMs ?? Date.now();
     const watermarkMs = this.stage.watermarkPresent ? b.evictionMs : undefined;
@@ -335,7 +337,7 @@ export class GroupStateOperator implements StatefulOperator {
 
   /** The function's result as output rows: one row (mapGroupsWithState), or an iterable of rows. */
   private emit(result: unknown, out: Row[]): void {
-    const spec = this.stage.spec;
+    const spec = this.spec;
     if (spec.api === 'mapGroupsWithState') {
       out.push(this.toRow(result));
       return;
@@ -353,13 +355,13 @@ export class GroupStateOperator implements StatefulOperator {
   private toRow(r: unknown): Row {
     if (r === null || typeof r !== 'object' || Array.isArray(r) || r instanceof Date) {
       throw new Error(
-        `${this.stage.spec.api}'s function returned ${r === null ? 'null' : describe(r)} as a row; a row is an object with the output ` +
-          `schema's fields (${this.stage.spec.outputSchema.fieldNames.join(', ')}).`,
+        `${this.spec.api}'s function returned ${r === null ? 'null' : describe(r)} as a row; a row is an object with the output ` +
+          `schema's fields (${this.spec.outputSchema.fieldNames.join(', ')}).`,
       );
     }
     const o = r as Row;
     const row: Row = {};
-    for (const f of this.stage.spec.outputSchema.fields) row[f.name] = o[f.name] ?? null;
+    for (const f of this.spec.outputSchema.fields) row[f.name] = o[f.name] ?? null;
     return row;
   }
 
@@ -386,7 +388,7 @@ export class GroupStateOperator implements StatefulOperator {
    * same calls, without an empty batch per trigger (docs/decisions.md).
    */
   shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {
-    switch (this.stage.spec.timeout) {
+    switch (this.spec.timeout) {
       case 'ProcessingTimeTimeout':
         return this.nextTimeoutMs < Date.now();
       case 'EventTimeTimeout':
