@@ -18,7 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { ensureDir, fsyncDir, writeAtomic } from '../checkpoint/files.js';
 import { AnalysisError } from '../expr/compile.js';
 import { toJsonValue } from '../expr/functions.js';
@@ -221,6 +221,11 @@ async function writeJson(req: WriteRequest): Promise<void> {
     }
     if (req.mode === 'ignore') return; // Spark does not even run the DataFrame
     if (req.mode === 'append' && !stat.isDirectory()) throw new AnalysisError(`Cannot append to ${dir}: it is a file, not a folder of part files.`);
+    const cwd = resolve(process.cwd());
+    if (req.mode === 'overwrite' && (cwd === dir || cwd.startsWith(dir.endsWith(sep) ? dir : dir + sep))) {
+      // Spark would delete it; a path typed as '.' or '..' is far more likely a mistake than an intent.
+      throw new AnalysisError(`Refusing to overwrite ${dir}: it is the working folder or one of its parents. Write to a folder of its own.`);
+    }
   }
   const maxPerFile = positiveInt(req, 'maxRecordsPerFile', 0) || Infinity;
   // Run the DataFrame before deleting anything: a failing DataFrame leaves an overwritten folder as it was.

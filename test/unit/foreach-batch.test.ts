@@ -186,6 +186,7 @@ describe('df.write: formats, save modes, errors', () => {
       /df\.write\.format\('json'\) has no option "maxRecordPerFile" \(did you mean maxRecordsPerFile\?\)/,
     );
     await expect(df.write.format('json').save()).rejects.toThrow(/needs a path: the folder that receives the part files/);
+    await expect(df.write.mode('overwrite').json('.')).rejects.toThrow(/Refusing to overwrite .*: it is the working folder or one of its parents/);
     const kafka = df.write.format('kafka').option('kafka.bootstrap.servers', '127.0.0.1:9').option('topic', 't');
     await expect(kafka.mode('overwrite').save()).rejects.toThrow(/Save mode overwrite is not allowed for kafka\. Allowed save modes are errorifexists and append/);
     await expect(df.write.format('kafka').option('topic', 't').save('some/path')).rejects.toThrow(/takes no path .*set \.option\("topic", …\) or give the rows a "topic" column/);
