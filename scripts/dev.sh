@@ -12,6 +12,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 
 # librdkafka is built from source by @confluentinc/kafka-javascript: it needs these headers.
 debs=(libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libcurl4-openssl-dev)
+# Redis for foreachBatch's key-value store (`sluice up --with redis`, the Redis tests and lesson 08).
+debs+=(redis-server)
 command -v java >/dev/null || debs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || debs+=(maven)
 missing=()

@@ -14,13 +14,21 @@ import { explainCheckpoint, formatCheckpointReport } from '../checkpoint/explain
 import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
 import { StringType, StructType, IntegerType, LongType } from '../types/index.js';
-import { defaultStackDir, down, status, up } from '../stack/stack.js';
+import { DEFAULT_REDIS_PORT, STACK_SERVICES, defaultStackDir, down, status, up, type StackService } from '../stack/stack.js';
 
 const err = (l: string): void => void process.stderr.write(l + '\n');
 const num = (v: string): number => {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`"${v}" is not a non-negative number.`);
   return n;
+};
+/** `--with redis` (comma-separated): the optional services of the local stack. */
+const services = (v: string): StackService[] => {
+  const names = v.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(STACK_SERVICES as readonly string[]).includes(n)) throw new InvalidArgumentError(`"${n}" is not a service the stack can start (${STACK_SERVICES.join(', ')}).`);
+  }
+  return names as StackService[];
 };
 const fraction = (v: string): number => {
   const n = num(v);
@@ -67,22 +75,27 @@ export function program(): Command {
 
   cli
     .command('up')
-    .description('start the local Kafka broker and Schema Registry on 127.0.0.1 (installs them on first use)')
+    .description('start the local Kafka broker and Schema Registry on 127.0.0.1 (installs them on first use); --with redis adds Redis')
     .option('--dir <dir>', 'stack folder (data, logs, ports)', defaultStackDir())
     .option('--kafka-port <port>', 'Kafka listener port', num)
     .option('--controller-port <port>', 'KRaft controller port', num)
     .option('--registry-port <port>', 'Schema Registry port', num)
+    .option('--with <services>', `also start these services (comma-separated): ${STACK_SERVICES.join(', ')}`, services)
+    .option('--redis-port <port>', `Redis port (with --with redis; default ${DEFAULT_REDIS_PORT}, or the one it had)`, num)
     .action(async (o) => {
+      if (o.redisPort && !o.with?.includes('redis')) throw new InvalidArgumentError('--redis-port is for Redis: add --with redis.');
       const info = await up({
         dir: o.dir,
         ports: { ...(o.kafkaPort ? { kafka: o.kafkaPort } : {}), ...(o.controllerPort ? { controller: o.controllerPort } : {}), ...(o.registryPort ? { registry: o.registryPort } : {}) },
+        ...(o.with ? { with: o.with } : {}),
+        ...(o.redisPort ? { redisPort: o.redisPort } : {}),
       });
-      process.stdout.write(`bootstrap.servers  ${info.bootstrapServers}\nschema registry    ${info.registryUrl}\n`);
+      process.stdout.write(`bootstrap.servers  ${info.bootstrapServers}\nschema registry    ${info.registryUrl}\n${info.redisUrl ? `redis              ${info.redisUrl}\n` : ''}`);
     });
 
   cli
     .command('down')
-    .description('stop the local stack')
+    .description('stop the local stack (Redis too, if it runs)')
     .option('--dir <dir>', 'stack folder', defaultStackDir())
     .option('--purge', 'also delete its data (topics, offsets, registered schemas)')
     .action(async (o) => down({ dir: o.dir, purge: !!o.purge }));
@@ -99,8 +112,10 @@ export function program(): Command {
         const line = (n: string, x: { running: boolean; healthy: boolean; pid?: number }, where?: string): string =>
           `${n.padEnd(16)} ${x.healthy ? 'healthy' : x.running ? 'running, not answering' : 'stopped'}${x.pid && x.running ? ` (pid ${x.pid})` : ''}${where ? `  ${where}` : ''}`;
         process.stdout.write(`${line('kafka', s.kafka, s.kafka.bootstrapServers)}\n${line('schema registry', s.registry, s.registry.url)}\n`);
+        if (s.redis) process.stdout.write(`${line('redis', s.redis, s.redis.url)}\n`);
       }
-      if (!s.kafka.healthy || !s.registry.healthy) process.exitCode = 1;
+      // Redis counts once started here (`up --with redis`) and until `down` stops it.
+      if (!s.kafka.healthy || !s.registry.healthy || (s.redis?.pid !== undefined && !s.redis.healthy)) process.exitCode = 1;
     });
 
   const topics = cli.command('topics').description('create, list, describe and delete topics');

@@ -5,10 +5,15 @@
  * instance has its own folder with data, logs, pids and ports (`stack.json`). The registry stores its schemas
  * in an H2 database file in that folder (`registry-db/`), so `down`/`up` keeps them and their ids; only
  * `down --purge` deletes them, together with the topics.
+ *
+ * Optional services (`up({ with: ['redis'] })`, `sluice up --with redis`): a Redis server from the Debian
+ * `redis-server` package, on 127.0.0.1 only, its data in `<stack>/redis/` (append-only file on, so `down`/`up`
+ * keeps it), its pid and port in `<stack>/redis/redis.json`. It is also startable alone (`startRedis`), as the
+ * tests do in a folder of their own.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,6 +39,8 @@ export interface StackInfo {
   pids: { kafka?: number; registry?: number };
   bootstrapServers: string;
   registryUrl: string;
+  /** `redis://127.0.0.1:<port>` when the stack was started with Redis (`with: ['redis']`). */
+  redisUrl?: string;
 }
 
 export const DEFAULT_PORTS: StackPorts = { kafka: 9092, controller: 9093, registry: 8081 };
@@ -213,6 +220,8 @@ export interface StackStatus {
   dir: string;
   kafka: { running: boolean; healthy: boolean; pid?: number; bootstrapServers?: string };
   registry: { running: boolean; healthy: boolean; pid?: number; url?: string };
+  /** Present once Redis was started in this stack folder; `pid` is set until `down` stops it. */
+  redis?: { running: boolean; healthy: boolean; pid?: number; url?: string };
 }
 
 export async function status(dir = defaultStackDir()): Promise<StackStatus> {
@@ -224,6 +233,7 @@ export async function status(dir = defaultStackDir()): Promise<StackStatus> {
     dir,
     kafka: { running: kafkaUp, healthy: kafkaUp && !!i && (await tcpOpen(i.ports.kafka)), ...(i ? { pid: i.pids.kafka, bootstrapServers: i.bootstrapServers } : {}) },
     registry: { running: regUp, healthy: regUp && !!i && (await registryHealthy(i.registryUrl)), ...(i ? { pid: i.pids.registry, url: i.registryUrl } : {}) },
+    ...(await redisStatus(dir)),
   };
 }
 
@@ -269,14 +279,40 @@ function registryDbUrl(folder: string): string {
   return `jdbc:h2:file:${join(folder, 'registry')};WRITE_DELAY=0`;
 }
 
+/** Services `up` starts besides Kafka and the registry, when asked (`with`). */
+export const STACK_SERVICES = ['redis'] as const;
+export type StackService = (typeof STACK_SERVICES)[number];
+
 export interface UpOptions {
   dir?: string;
   ports?: Partial<StackPorts>;
   log?: Log;
+  /** Optional services to start too: `['redis']`. */
+  with?: readonly StackService[];
+  /** Redis port (default: the one it had in this folder, else DEFAULT_REDIS_PORT). */
+  redisPort?: number;
 }
 
-/** Starts Kafka and the registry (installing them on first use). Idempotent: a running healthy stack is left alone. */
+/**
+ * Starts Kafka and the registry (installing them on first use), and the services in `with`. Idempotent: what
+ * runs healthy is left alone. A missing redis-server or a taken Redis port fails before Kafka starts.
+ */
 export async function up(opts: UpOptions = {}): Promise<StackInfo> {
+  const services = opts.with ?? [];
+  for (const s of services) {
+    if (!STACK_SERVICES.includes(s)) throw new StackError(`Unknown service "${String(s)}": the stack can start ${STACK_SERVICES.join(', ')}.`);
+  }
+  const dir = opts.dir ?? defaultStackDir();
+  if (services.includes('redis')) await checkRedisCanStart(dir, opts.redisPort);
+  const info = await upKafkaAndRegistry(opts);
+  if (!services.includes('redis')) return info;
+  const redis = await startRedis({ dir, ...(opts.redisPort !== undefined ? { port: opts.redisPort } : {}), ...(opts.log ? { log: opts.log } : {}) });
+  const withRedis: StackInfo = { ...info, redisUrl: redis.url };
+  writeFileSync(join(dir, 'stack.json'), JSON.stringify(withRedis, null, 2) + '\n');
+  return withRedis;
+}
+
+async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const dir = opts.dir ?? defaultStackDir();
   const existing = readInfo(dir);
@@ -285,7 +321,7 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
     log(`The stack in ${dir} is already running: Kafka ${existing.bootstrapServers}, registry ${existing.registryUrl}`);
     return existing;
   }
-  if (existing && (st.kafka.running || st.registry.running)) await down({ dir, log: () => {} });
+  if (existing && (st.kafka.running || st.registry.running)) await downKafkaAndRegistry({ dir, log: () => {} });
   const ports: StackPorts = { ...DEFAULT_PORTS, ...(existing?.ports ?? {}), ...(opts.ports ?? {}) };
   const javaBin = java();
   for (const [name, port] of Object.entries(ports)) {
@@ -368,7 +404,7 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
       waitFor('the Schema Registry', () => registryHealthy(result.registryUrl), registry.pid!, registryLog, 180_000, log),
     ]);
   } catch (e) {
-    await down({ dir, log: () => {} });
+    await downKafkaAndRegistry({ dir, log: () => {} });
     throw e;
   }
   log(`Stack up. Logs: ${join(dir, 'logs')}`);
@@ -403,8 +439,21 @@ async function kill(pid: number | undefined): Promise<void> {
   if (alive(pid)) process.kill(pid!, 'SIGKILL');
 }
 
-/** Stops the stack, keeping its data; with `purge`, also deletes the data (topics, offsets and registered schemas). */
+/**
+ * Stops the stack (Redis too, if it runs), keeping its data; with `purge`, also deletes the data (topics,
+ * offsets, registered schemas, Redis's data).
+ */
 export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = {}): Promise<void> {
+  const dir = opts.dir ?? defaultStackDir();
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const hadRedis = readRedisInfo(dir) !== undefined;
+  if (hadRedis) await stopRedis({ dir, log, ...(opts.purge ? { purge: true } : {}) });
+  // A folder where only Redis ran (startRedis alone, as the tests do): nothing else to stop.
+  if (hadRedis && !existsSync(join(dir, 'stack.json'))) return;
+  await downKafkaAndRegistry(opts);
+}
+
+async function downKafkaAndRegistry(opts: { dir?: string; purge?: boolean; log?: Log } = {}): Promise<void> {
   const dir = opts.dir ?? defaultStackDir();
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const i = readInfo(dir);
@@ -444,4 +493,191 @@ export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = 
     for (const f of readdirSync(dir)) if (f !== 'stack.json') rmSync(join(dir, f), { recursive: true, force: true });
   }
   log(`Stack in ${dir} stopped${opts.purge ? ' and its data deleted' : ''}.`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Redis (optional service): `sluice up --with redis`, or startRedis/stopRedis alone.
+
+/**
+ * Not 6379: installing the Debian package also starts the system's own Redis service on 6379 (where systemd
+ * runs), and the stack must not write into it nor fail on it.
+ */
+export const DEFAULT_REDIS_PORT = 6380;
+
+export interface RedisInfo {
+  /** The Redis folder of the stack: `<stack>/redis` (config, append-only file, redis.json). */
+  dir: string;
+  port: number;
+  /** Set while the server `startRedis` started may run; cleared by `stopRedis`. */
+  pid?: number;
+  url: string;
+}
+
+const redisFolder = (dir: string): string => join(resolve(dir), 'redis');
+
+/** The Redis recorded in stack folder `dir` (port, URL, pid while it may run), if it was ever started there. */
+export function redisInfo(dir: string = defaultStackDir()): RedisInfo | undefined {
+  return readRedisInfo(dir);
+}
+
+function readRedisInfo(dir: string): RedisInfo | undefined {
+  const path = join(redisFolder(dir), 'redis.json');
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as RedisInfo) : undefined;
+}
+
+function writeRedisInfo(r: RedisInfo): void {
+  writeFileSync(join(r.dir, 'redis.json'), JSON.stringify(r, null, 2) + '\n');
+}
+
+/** The redis-server binary (`$SLUICE_REDIS_SERVER`, else from PATH): its path, or a StackError saying what to install. */
+function redisServer(): string {
+  const bin = process.env.SLUICE_REDIS_SERVER ?? 'redis-server';
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new StackError(
+      `${bin} was not found. The stack's Redis runs the Debian package: apt-get install redis-server ` +
+        '(bash scripts/dev.sh installs it), or set SLUICE_REDIS_SERVER to a redis-server binary.',
+    );
+  }
+  // proc-title-template (below), which lets `down` recognise its own server, is Redis 6.2+.
+  const m = /v=(\d+)\.(\d+)/.exec(r.stdout);
+  if (m && (Number(m[1]) < 6 || (Number(m[1]) === 6 && Number(m[2]) < 2))) {
+    throw new StackError(`${bin} is Redis ${m[1]}.${m[2]}; the stack needs Redis 6.2 or newer (Debian 12's redis-server is 7.0).`);
+  }
+  return bin;
+}
+
+/** Quoted for redis.conf (its parser takes "…" with \" and \\ escapes). */
+const confString = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+/**
+ * The pid if that process is alive and is the Redis of this stack folder. Redis rewrites its command line to
+ * its proc-title-template, which names its config file: a reused pid (another program) is never trusted.
+ */
+function ownRedis(dir: string, r: RedisInfo | undefined): number | undefined {
+  if (!r?.pid || !alive(r.pid)) return undefined;
+  const cmd = processCommandLine(r.pid);
+  return cmd !== undefined && cmd.includes('redis-server') && cmd.includes(join(redisFolder(dir), 'redis.conf')) ? r.pid : undefined;
+}
+
+/** PING over RESP, without a client library: true when the server answers +PONG (not -LOADING while it reads its data). */
+function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolvePing) => {
+    const s = createConnection({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolvePing(ok);
+    };
+    s.setTimeout(2000, () => done(false));
+    s.once('connect', () => s.write('*1\r\n$4\r\nPING\r\n'));
+    s.once('data', (d) => done(d.toString('latin1').startsWith('+PONG')));
+    s.once('error', () => done(false));
+  });
+}
+
+async function redisStatus(dir: string): Promise<{ redis?: NonNullable<StackStatus['redis']> }> {
+  const r = readRedisInfo(dir);
+  if (!r) return {};
+  const running = ownRedis(dir, r) !== undefined;
+  return { redis: { running, healthy: running && (await redisPing(r.port)), ...(r.pid ? { pid: r.pid } : {}), url: r.url } };
+}
+
+/** Fails now, with what to do, when Redis could not start: no redis-server, or its port taken by another program. */
+async function checkRedisCanStart(dir: string, port: number | undefined): Promise<void> {
+  redisServer();
+  const r = readRedisInfo(dir);
+  const p = port ?? r?.port ?? DEFAULT_REDIS_PORT;
+  if (ownRedis(dir, r) !== undefined && r!.port === p) return; // ours, already there
+  if (!(await portFree(p))) {
+    throw new StackError(
+      `Port ${p} (redis) on 127.0.0.1 is taken by another program (the system's own Redis service?). Stop it, or choose ` +
+        'another port: sluice up --with redis --redis-port N.',
+    );
+  }
+}
+
+/**
+ * Starts Redis for the stack folder `dir` (default: the default stack), bound to 127.0.0.1 only, with its
+ * data in `<dir>/redis` (append-only file, fsync every second; RDB snapshots off) and its log in
+ * `<dir>/logs/redis.log`. Idempotent: a healthy Redis of this folder on the same port is left alone. The
+ * port is remembered: a later start without one reuses it.
+ */
+export async function startRedis(opts: { dir?: string; port?: number; log?: Log } = {}): Promise<RedisInfo> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const dir = resolve(opts.dir ?? defaultStackDir());
+  const existing = readRedisInfo(dir);
+  const port = opts.port ?? existing?.port ?? DEFAULT_REDIS_PORT;
+  if (existing && ownRedis(dir, existing) !== undefined) {
+    if (existing.port === port && (await redisPing(port))) {
+      log(`Redis in ${dir} is already running: ${existing.url}`);
+      return existing;
+    }
+    await stopRedis({ dir, log: () => {} }); // another port asked for, or not answering: restart it
+  }
+  await checkRedisCanStart(dir, port);
+  const bin = redisServer();
+  const folder = redisFolder(dir);
+  mkdirSync(folder, { recursive: true });
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const conf = join(folder, 'redis.conf');
+  writeFileSync(
+    conf,
+    [
+      '# Written by sluice (src/stack/stack.ts) on each start: edits are lost.',
+      'bind 127.0.0.1',
+      'protected-mode yes',
+      `port ${port}`,
+      `dir ${confString(folder)}`,
+      'appendonly yes',
+      'appendfsync everysec',
+      'save ""',
+      'daemonize no',
+      'logfile ""',
+      // The command line then names this config file: how status/down know the pid is still this Redis.
+      'proc-title-template "{title} {listen-addr} {server-mode} {config-file}"',
+      '',
+    ].join('\n'),
+  );
+  const logFile = join(dir, 'logs', 'redis.log');
+  const out = openSync(logFile, 'a');
+  const child = spawn(bin, [conf], { detached: true, cwd: folder, stdio: ['ignore', out, out] });
+  closeSync(out);
+  child.on('error', () => {}); // the binary was checked; a late spawn error shows as the process being gone
+  child.unref();
+  const info: RedisInfo = { dir: folder, port, pid: child.pid!, url: `redis://127.0.0.1:${port}` };
+  writeRedisInfo(info);
+  log(`Starting Redis on ${info.url} (data in ${folder}) …`);
+  try {
+    await waitFor('Redis', () => redisPing(port), child.pid!, logFile, 60_000, log);
+  } catch (e) {
+    await stopRedis({ dir, log: () => {} });
+    throw e;
+  }
+  return info;
+}
+
+/**
+ * Stops the Redis of stack folder `dir` if it runs (SIGTERM: Redis fsyncs its append-only file and exits),
+ * checking first that the recorded pid is still that Redis. Its data is kept unless `purge`.
+ */
+export async function stopRedis(opts: { dir?: string; purge?: boolean; log?: Log } = {}): Promise<void> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const dir = resolve(opts.dir ?? defaultStackDir());
+  const r = readRedisInfo(dir);
+  if (!r) return;
+  const pid = ownRedis(dir, r);
+  if (pid !== undefined) await kill(pid);
+  else if (r.pid && alive(r.pid)) {
+    const cmd = processCommandLine(r.pid);
+    if (cmd === undefined) {
+      const msg = `Not stopping pid ${r.pid} (the Redis of ${dir} in redis.json): its command line cannot be read, so Sluice cannot tell whether it is still that Redis. If it is, stop it yourself: kill ${r.pid}.`;
+      if (opts.purge) throw new StackError(`${msg} Its data is not deleted while it may run.`);
+      log(msg);
+      return;
+    }
+    log(`Not stopping pid ${r.pid}: redis.json names it as the Redis of ${dir}, but that process now runs something else (${cmd.slice(0, 120)}). Redis had already stopped.`);
+  }
+  if (opts.purge) rmSync(redisFolder(dir), { recursive: true, force: true });
+  else writeRedisInfo({ dir: r.dir, port: r.port, url: r.url });
+  if (pid !== undefined || opts.purge) log(`Redis of ${dir} ${pid !== undefined ? 'stopped' : 'not running'}${opts.purge ? '; its data deleted' : ''}.`);
 }
