@@ -26,6 +26,7 @@ import { IncrementalExecution, createOperators } from './incremental.js';
 import type { LateRow, StateOperatorProgress } from './operators/statefulOperator.js';
 import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
 import { WatermarkTracker } from './watermarkTracker.js';
+import { fault } from './faults.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -330,6 +331,7 @@ export class StreamingQuery {
       const t2 = Date.now();
       const perNode = this.tracker.logged();
       cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs, ...(perNode ? { operatorWatermarksMs: perNode } : {}) });
+      fault('after-commit', nextBatch);
       progress.durationMs.commitOffsets = Date.now() - t2;
       progress.durationMs.triggerExecution = Date.now() - triggerStart;
       progress.batchDuration = progress.durationMs.triggerExecution;
@@ -415,6 +417,7 @@ export class StreamingQuery {
     // The sink takes the batch chunk by chunk when it can (Kafka), else whole (memory, console, foreachBatch).
     // A row the sink refuses (too large for Kafka) is a dead letter, not an output row.
     let refusedBySink = 0;
+    fault('before-sink', batchId); // fault points (exec/faults.ts): a SIGKILL here when SLUICE_FAULT names it
     const writer = sink.openBatch?.(batchId, analyzed.schema, outputMode, (row, e) => {
       refusedBySink++;
       // An output row no longer knows its input record: name the batch's input range, where it came from.
@@ -440,9 +443,11 @@ export class StreamingQuery {
     await drainSideOutputs(true);
     if (writer) await writer.close();
     else await sink.addBatch(batchId, collected!.rows, analyzed.schema, outputMode);
+    fault('after-sink', batchId);
     numOutputRows -= refusedBySink;
     const numInputRows = inputCounts.reduce((n, c) => n + c, 0);
     await incremental.commit();
+    fault('during-state-commit', batchId);
     // Commit time and state size are known only now.
     // In Spark's order: from the sink down (an aggregation before the dedupe beneath it), as its
     // executedPlan.collect lists StateStoreWriters — so code reading stateOperators[0] reads the same one.
