@@ -16,7 +16,8 @@ export class MemoryStream implements Source {
   /** Appends rows; they form the next batch(es). Returns the offset after them. */
   addData(...rows: Array<Row | Row[]>): number {
     for (const r of rows) {
-      if (Array.isArray(r)) this.rows.push(...r);
+      // A loop, not push(...r): spreading a large array (200,000 rows) overflows the call stack.
+      if (Array.isArray(r)) for (const x of r) this.rows.push(x);
       else this.rows.push(r);
     }
     return this.rows.length;
