@@ -1,6 +1,6 @@
 /**
  * The Kafka sink, as Spark's: the output rows carry `value` (string or binary, required), and optionally
- * `key`, `topic` (else the "topic" option), `partition` and `headers`. Every record of a batch is
+ * `key`, `topic` (overridden by the "topic" option when it is set), `partition` and `headers`. Every record of a batch is
  * acknowledged by the broker before the batch is committed: at-least-once. (A batch re-run after a crash
  * is written again; exactly-once needs the transactional sink or idempotent consumers.)
  */
@@ -51,7 +51,9 @@ export function kafkaRecordMaker(schema: StructType, defaultTopic: string | unde
     );
   }
   return (row) => {
-    const topic = (hasTopic ? (row.topic as string | null) : null) ?? defaultTopic;
+    // Spark: the "topic" option, when set, overrides any topic column (a Kafka source's rows carry one: written
+    // back as they are, they would otherwise go to the topic they came from).
+    const topic = defaultTopic ?? (hasTopic ? (row.topic as string | null) : null);
     if (!topic) throw new Error('A row has a null "topic" and no "topic" option is set.');
     const rec: OutgoingRecord = { topic, value: bytes(row.value) };
     if (hasKey) rec.key = bytes(row.key);

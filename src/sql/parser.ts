@@ -17,14 +17,14 @@ import { Token, describeToken, tokenize } from './lexer.js';
 
 /**
  * Words that cannot be a column name or an alias without back-quotes: they end or continue an
- * expression (FROM, AND, …). Other keywords (`date`, `timestamp`, `window`, `key`, `value`, `user`, …)
- * are common column names, so they are names wherever a name fits, as in Spark.
+ * expression (FROM, AND, …). Other keywords (`date`, `timestamp`, `window`, `key`, `value`, `offset`, `user`, …)
+ * are common column names, so they are names wherever a name fits, as in Spark (a Kafka row has `offset`).
  */
 const RESERVED = new Set(
   (
     'ALL AND ANTI ANY AS ASC BETWEEN BY CASE CAST CLUSTER CROSS DESC DISTINCT DISTRIBUTE DIV ELSE END ESCAPE EXCEPT ' +
     'EXISTS FALSE FETCH FROM FULL GROUP HAVING ILIKE IN INNER INTERSECT IS JOIN LATERAL LEFT LIKE LIMIT MINUS NATURAL ' +
-    'NOT NULL OFFSET ON OR ORDER OUTER OVER PIVOT QUALIFY REGEXP RIGHT RLIKE SELECT SEMI SOME SORT TABLESAMPLE THEN ' +
+    'NOT NULL ON OR ORDER OUTER OVER PIVOT QUALIFY REGEXP RIGHT RLIKE SELECT SEMI SOME SORT TABLESAMPLE THEN ' +
     'TRUE UNION UNPIVOT USING WHEN WHERE WITH'
   ).split(' '),
 );

@@ -140,6 +140,13 @@ describe("the issue's snippets run unchanged", () => {
     expect(input.selectExpr('CAST(key AS STRING)', 'CAST(value AS STRING)').plan).toEqual(input.select(col('key').cast('string'), col('value').cast('string')).plan);
   });
 
+  it('selectExpr("partition", "offset") names the Kafka columns: offset is not a reserved word (Spark\'s default parser)', async () => {
+    // Why: OFFSET was reserved (for LIMIT … OFFSET), so selectExpr('offset') failed to parse on a Kafka stream.
+    const s = newSession('offset');
+    const out = await runStream(s, kafkaSchema, (df) => df.selectExpr('partition', 'offset', 'offset + 1 AS next'), [[kafkaRow('u1', {}, 3)]]);
+    expect(out).toEqual([[{ partition: 0, offset: 3, next: 4 }]]);
+  });
+
   it('selectExpr("CAST(user AS STRING) AS key", "to_json(struct(*)) AS value")', async () => {
     const df = session.createDataFrame([{ user: 7, action: 'click', ts: t('2025-01-01T12:00:00Z') }], 'user INT, action STRING, ts TIMESTAMP');
     const sqlDf = df.selectExpr('CAST(user AS STRING) AS key', 'to_json(struct(*)) AS value');
