@@ -192,6 +192,40 @@ describe('processing-time timeout', () => {
   });
 });
 
+describe('processing-time timeout after a restart', () => {
+  // Why: after a restart the operator did not know when the next timeout was due until a batch ran, and with
+  // no new data no batch ran: a timeout set before the restart never fired.
+  it('a timeout set before a restart fires after it, with no new data', async () => {
+    const checkpoint = tmp();
+    const build = (df: DataFrame): DataFrame =>
+      df.groupByKey('user').flatMapGroupsWithState<number>(
+        'update',
+        GroupStateTimeout.ProcessingTimeTimeout,
+        (user, rows, state) => {
+          if (state.hasTimedOut) return (state.remove(), [{ user, expired: true }]);
+          state.update(rows.length);
+          state.setTimeoutDuration(200);
+          return [{ user, expired: false }];
+        },
+        { outputSchema: 'user STRING, expired BOOLEAN' },
+      );
+    let s = newSession();
+    let input = s.memoryStream('user STRING');
+    let q = await start(s, build(input.toDF()), 'update', checkpoint);
+    input.addData([{ user: 'alice' }]);
+    await q.processAllAvailable();
+    await q.stop();
+    s = newSession();
+    input = s.memoryStream('user STRING');
+    input.addData([{ user: 'alice' }]); // already read before the restart
+    q = await start(s, build(input.toDF()), 'update', checkpoint, { processingTime: '50 milliseconds' });
+    const deadline = Date.now() + 10_000;
+    while (!s.memoryTable('out').rows.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await q.stop();
+    expect(s.memoryTable('out').rows).toEqual([{ user: 'alice', expired: true }]);
+  });
+});
+
 describe('GroupState rules, with the reasons', () => {
   const fails = async (fn: (key: unknown, rows: Row[], state: GroupState<unknown>) => Row, stateSchema?: string): Promise<string> => {
     const s = newSession();

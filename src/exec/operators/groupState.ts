@@ -223,8 +223,11 @@ export class GroupStateOperator implements StatefulOperator {
   private groups = new Map<string, { key: unknown; rows: Row[] }>();
   private dropped = 0;
   private timedOut = 0;
-  /** The earliest timeout in state after the last batch (processing time): when a no-data batch has work. */
-  private nextTimeoutMs = Infinity;
+  /**
+   * The earliest timeout in state after the last batch (processing time): when a no-data batch has work.
+   * Unknown (-Infinity) until a batch has scanned the state — after a restart the first check runs one.
+   */
+  private nextTimeoutMs = -Infinity;
   private readonly check: (v: unknown) => void;
   private readonly spec: GroupStateSpec;
 

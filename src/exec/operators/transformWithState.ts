@@ -142,7 +142,8 @@ export class TransformWithStateOperator implements StatefulOperator {
   private now = 0;
   private watermark = -1;
   private metrics = { dropped: 0, registered: 0, deleted: 0, expired: 0, ttlRemoved: 0 };
-  private nextTimerMs = Infinity;
+  /** The earliest timer after the last batch; unknown (-Infinity) until a batch has looked, e.g. after a restart. */
+  private nextTimerMs = -Infinity;
 
   constructor(
     private readonly stage: GroupStateStage,
