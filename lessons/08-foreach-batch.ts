@@ -28,10 +28,8 @@ import type { AddressInfo } from 'node:net';
 import { createClient } from 'redis';
 import {
   SluiceSession, KafkaAdmin, AckedProducer, connection, readTopic, col, count, sum, struct, to_json,
-  redisUrl, storeKey, upsertBatch, type Row,
+  redisUrl, storeKey, upsertBatch, startRedis, stopRedis, freePort, type Row,
 } from 'sluice';
-// Starting a Redis of our own, when none answers, uses the stack module: not part of sluice's public API.
-import { startRedis, stopRedis, freePort } from '../dist/src/stack/stack.js';
 
 const conn = connection();
 const admin = new KafkaAdmin(conn.kafka);

@@ -46,3 +46,5 @@ export { upsertBatch, redisUrl, storeKey, lastBatchKey, lastAppliedBatch, type U
 export { explainCheckpoint, formatCheckpointReport, type CheckpointReport } from './checkpoint/explain.js';
 export { readTopic, AckedProducer } from './kafka/client.js';
 export { produceEvents, sampleEvents, userEventSchema, type ProduceOptions } from './demo/events.js';
+// The local stack, for lessons and tests that start a server of their own (Redis) on a free 127.0.0.1 port.
+export { startRedis, stopRedis, freePort } from './stack/stack.js';
