@@ -261,7 +261,8 @@ console.log(wrong.exception?.message.split('\n')[0]);
 //
 // `transformWithState` replaces the single state value with **named state variables** — a `ValueState`, a
 // `ListState`, a `MapState`, each with an optional TTL — created once in `init`, and timers you register
-// per key. The same running count, plus the user's last two pages:
+// per key. The same running count, plus the user's last two pages, kept for an hour (a TTL counts processing
+// time, so it needs `TimeMode.ProcessingTime`):
 
 // %%
 class Profile implements StatefulProcessor<string> {
@@ -279,7 +280,7 @@ class Profile implements StatefulProcessor<string> {
 }
 const pageViews = sluice.memoryStream('user_id STRING, page STRING');
 const profiles = await pageViews.toDF().groupByKey('user_id')
-  .transformWithState(new Profile(), TimeMode.None, 'update', { outputSchema: 'user_id STRING, count LONG, last_pages STRING' })
+  .transformWithState(new Profile(), TimeMode.ProcessingTime, 'update', { outputSchema: 'user_id STRING, count LONG, last_pages STRING' })
   .writeStream.format('memory').queryName('lesson07_profiles').outputMode('update')
   .option('checkpointLocation', 'checkpoints/lesson07/profiles').start();
 pageViews.addData([{ user_id: 'ada', page: '/home' }, { user_id: 'ada', page: '/cart' }, { user_id: 'ada', page: '/pay' }]);

@@ -375,7 +375,11 @@ function resolveGroupState(p: Extract<LogicalPlan, { kind: 'groupState' }>, ctx:
     keyOf: (text) => decodeState(text),
     keySchema,
     watermarkPresent: watermarked !== undefined,
-    ...(spec.timeout === 'EventTimeTimeout' && watermarked ? { lateTime: eventTimeOf(compile(quote(watermarked.name), c.schema, ctx).eval, watermarked.dataType) } : {}),
+    // Late rows: [flat]MapGroupsWithState drops them only with an event-time timeout; transformWithState
+    // whenever its input has a watermark (Spark's FlatMapGroupsWithStateExec / TransformWithStateExec).
+    ...((spec.timeout === 'EventTimeTimeout' || spec.api === 'transformWithState') && watermarked
+      ? { lateTime: eventTimeOf(compile(quote(watermarked.name), c.schema, ctx).eval, watermarked.dataType) }
+      : {}),
   };
   checkUnique(spec.outputSchema.fieldNames);
   return { ...c, schema: spec.outputSchema, stages: [...c.stages, stage] };

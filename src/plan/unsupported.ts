@@ -77,8 +77,8 @@ export function checkStreamingPlan(plan: LogicalPlan, mode: OutputMode, analyzed
 function checkGroupState(all: LogicalPlan[], mode: OutputMode, aggregated: boolean): void {
   const nodes = all.filter((n): n is Extract<LogicalPlan, { kind: 'groupState' }> => n.kind === 'groupState');
   const maps = nodes.filter((n) => n.spec.api === 'mapGroupsWithState');
-  // transformWithState follows flatMapGroupsWithState's rules (Spark 4.0 checks them alike).
-  const flatMaps = nodes.filter((n) => n.spec.api !== 'mapGroupsWithState');
+  // Spark's checker counts FlatMapGroupsWithState nodes only: transformWithState has none of these rules.
+  const flatMaps = nodes.filter((n) => n.spec.api === 'flatMapGroupsWithState');
   if (maps.length >= 2) {
     throw new UnsupportedOperationError(
       'Multiple mapGroupsWithStates are not supported on a streaming DataFrame (Spark refuses it too): each emits every changed key ' +
@@ -100,7 +100,7 @@ function checkGroupState(all: LogicalPlan[], mode: OutputMode, aggregated: boole
         "flatMapGroupsWithState the 'append' operator mode and use outputMode('append').",
     );
   }
-  for (const n of nodes) {
+  for (const n of flatMaps.length ? flatMaps : maps) {
     const { api, operatorMode } = n.spec;
     if (api === 'mapGroupsWithState') {
       if (mode !== 'update') {
@@ -255,10 +255,10 @@ function checkAfterEventTimeGroupState(analyzed: Analyzed): void {
     let below = leafInputs(a.leaf).map(walk).some((x) => x);
     if (a.leaf.kind === 'join' && a.leaf.join.id >= 0 && below) refuse('a stream-stream join');
     for (const st of a.stages) {
-      if ((st.kind === 'aggregate' || st.kind === 'dedupe' || st.kind === 'groupState') && below) {
-        refuse(st.kind === 'aggregate' ? 'an aggregation' : st.kind === 'dedupe' ? 'a dropDuplicates' : `another ${st.spec.api}`);
-      }
-      if (st.kind === 'groupState' && st.spec.timeout === 'EventTimeTimeout') below = true;
+      // Stateful as Spark's isStatefulOperation counts it: a dedupe only with the event time among its keys.
+      const stateful = st.kind === 'aggregate' || st.kind === 'groupState' || (st.kind === 'dedupe' && st.expiry !== undefined);
+      if (stateful && below) refuse(st.kind === 'aggregate' ? 'an aggregation' : st.kind === 'dedupe' ? 'a dropDuplicates on the event time' : `a ${st.spec.api}`);
+      if (st.kind === 'groupState' && st.spec.api !== 'transformWithState' && st.spec.timeout === 'EventTimeTimeout') below = true;
     }
     return below;
   };

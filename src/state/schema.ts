@@ -26,6 +26,11 @@ export interface StateSchema {
   operator: string;
   keySchema: StateField[];
   valueSchema: StateField[];
+  /**
+   * Values are named parts matched by name (transformWithState's state variables): one added or removed is
+   * allowed (the schema file is then written again), one whose type changed is not.
+   */
+  valuesByName?: boolean;
 }
 
 export class StateSchemaError extends Error {
@@ -48,9 +53,9 @@ export function writeStateSchema(operatorDir: string, schema: StateSchema): void
 }
 
 /**
- * Checks an operator's state schema against the one written with its state. Returns false when there is
- * none yet (a new operator: the caller writes it once state is committed, so a first run that fails before
- * committing fixes nothing). Throws a StateSchemaError saying what changed when the state cannot be read
+ * Checks an operator's state schema against the one written with its state. Returns false when it must be
+ * (re)written: there is none yet (a new operator: the caller writes it once state is committed, so a first
+ * run that fails before committing fixes nothing), or named values were added or removed. Throws a StateSchemaError saying what changed when the state cannot be read
  * by this query.
  */
 export function checkStateSchema(operatorDir: string, id: number, schema: StateSchema): boolean {
@@ -66,7 +71,15 @@ export function checkStateSchema(operatorDir: string, id: number, schema: StateS
       if (!same) problems.push(`its ${what} were ${show(was)}, this query's are ${show(now)}`);
     };
     diff('keys', old.keySchema, schema.keySchema);
-    diff('values', old.valueSchema, schema.valueSchema);
+    if (schema.valuesByName) {
+      const was = new Map(old.valueSchema.map((f) => [f.name, f.type]));
+      const changed = schema.valueSchema.filter((f) => was.has(f.name) && was.get(f.name) !== f.type);
+      if (changed.length) {
+        problems.push(`its ${changed.map((f) => `${f.name} was ${was.get(f.name)!}, this query's is ${f.type}`).join(', ')}`);
+      } else if (old.valueSchema.length !== schema.valueSchema.length || schema.valueSchema.some((f) => !was.has(f.name))) {
+        return false; // variables added or retired: the schema file is written again with the next commit
+      }
+    } else diff('values', old.valueSchema, schema.valueSchema);
   }
   if (!problems.length) return true;
   throw new StateSchemaError(

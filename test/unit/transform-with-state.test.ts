@@ -231,8 +231,95 @@ describe('transformWithState rules, with the reasons', () => {
     await expect(
       run(newSession(), input.toDF().groupByKey('user').transformWithState({ init() {}, handleInputRows: () => [] }, TimeMode.EventTime, 'append', { outputSchema: 'user STRING' }), tmp(), 'append'),
     ).rejects.toThrow(/Watermark must be specified .* transformWithState/);
-    await expect(
-      run(newSession(), input.toDF().groupByKey('user').transformWithState({ init() {}, handleInputRows: () => [] }, TimeMode.None, 'append', { outputSchema: 'user STRING' }), tmp(), 'update'),
-    ).rejects.toThrow(/transformWithState in append mode is not supported with update output mode/);
+    // A TTL counts processing time: refused in the other time modes (Spark 4.0's cannotProvideTTLConfigForTimeMode).
+    const s3 = newSession();
+    const input3 = s3.memoryStream('user STRING');
+    const ttlWithoutClock: StatefulProcessor = { init: (x) => void x.getValueState('v', { ttl: '1 minute' }), handleInputRows: () => [] };
+    const q3 = await run(s3, input3.toDF().groupByKey('user').transformWithState(ttlWithoutClock, TimeMode.None, 'update', { outputSchema: 'user STRING' }));
+    await q3.processAllAvailable().catch(() => {});
+    expect(q3.exception?.message).toMatch(/Cannot provide TTL config for timeMode=None/);
+  });
+
+  // Why (review): Spark deletes a fired timer after its handler, and drops every variable's state when init()
+  // calls deleteIfExists for a variable no longer declared; the state schema then accepts the removed variable.
+  it('a fired timer is deleted after its handler; deleteIfExists in init retires a variable for every key', async () => {
+    const checkpoint = tmp();
+    const seen: number[][] = [];
+    class Twice implements StatefulProcessor<string> {
+      h!: StatefulProcessorHandle;
+      n!: ValueState<number>;
+      old!: ValueState<number>;
+      init(h: StatefulProcessorHandle): void {
+        this.h = h;
+        this.n = h.getValueState('n');
+        this.old = h.getValueState('old');
+      }
+      handleInputRows(user: string, rows: Row[]): Row[] {
+        this.n.update(rows.length);
+        this.old.update(1);
+        this.h.registerTimer(Math.max(...rows.map((r) => (r.ts as Date).getTime())));
+        return [];
+      }
+      handleExpiredTimer(user: string, _tv: TimerValues, info: { getExpiryTimeInMs(): number }): Row[] {
+        seen.push(this.h.listTimers());
+        this.h.registerTimer(info.getExpiryTimeInMs()); // the same time again: Spark drops it with the fired one
+        return [{ user }];
+      }
+    }
+    let s = newSession();
+    let input = s.memoryStream('user STRING, ts TIMESTAMP');
+    const build = (df: DataFrame, p: StatefulProcessor<string>): DataFrame =>
+      df.withWatermark('ts', '0 seconds').groupByKey('user').transformWithState(p, TimeMode.EventTime, 'append', { outputSchema: 'user STRING' });
+    let q = await run(s, build(input.toDF(), new Twice()), checkpoint, 'append');
+    input.addData([{ user: 'a', ts: t('12:00:00') }]);
+    await q.processAllAvailable();
+    input.addData([{ user: 'b', ts: t('12:00:05') }]); // watermark 12:00:05 after this batch: a's 12:00:00 fires
+    await q.processAllAvailable();
+    await q.stop();
+    expect(s.memoryTable('out').rows).toEqual([{ user: 'a' }]); // once: the timer re-registered inside was dropped
+    expect(seen).toEqual([[t('12:00:00').getTime()]]); // listTimers() in the handler still shows the firing timer
+    expect(q.lastProgress!.stateOperators[0]!.numRowsTotal).toBe(4); // n and old for a and b
+
+    // A new version of the processor no longer declares 'old' and retires it in init.
+    class Retired extends Twice {
+      override init(h: StatefulProcessorHandle): void {
+        this.h = h;
+        this.n = h.getValueState('n');
+        h.deleteIfExists('old');
+      }
+      override handleInputRows(_user: string, rows: Row[]): Row[] {
+        this.n.update(rows.length);
+        return [];
+      }
+    }
+    s = newSession();
+    input = s.memoryStream('user STRING, ts TIMESTAMP');
+    input.addData([{ user: 'a', ts: t('12:00:00') }], [{ user: 'b', ts: t('12:00:05') }]);
+    q = await run(s, build(input.toDF(), new Retired()), checkpoint, 'append');
+    input.addData([{ user: 'c', ts: t('12:00:06') }]);
+    await q.processAllAvailable();
+    await q.stop();
+    expect(q.exception).toBeNull(); // the removed variable does not fail the state schema check
+    expect(q.recentProgress.find((p) => p.numInputRows === 1)!.stateOperators[0]!.numRowsTotal).toBe(3); // n for a, b, c; no 'old'
+  });
+
+  it('late rows are dropped whenever the input has a watermark, in any time mode (TransformWithStateExec)', async () => {
+    const s = newSession();
+    const input = s.memoryStream('user STRING, ts TIMESTAMP');
+    const df = input
+      .toDF()
+      .withWatermark('ts', '0 seconds')
+      .groupByKey('user')
+      .transformWithState({ init() {}, handleInputRows: (user: unknown) => [{ user }] }, TimeMode.ProcessingTime, 'append', { outputSchema: 'user STRING' });
+    const q = await run(s, df, tmp(), 'append');
+    input.addData([{ user: 'a', ts: t('12:00:10') }]); // batch 0; the watermark becomes 12:00:10
+    await q.processAllAvailable();
+    input.addData([{ user: 'b', ts: t('12:00:10') }]); // batch 1 runs with it: it is now the previous batch's
+    await q.processAllAvailable();
+    input.addData([{ user: 'late', ts: t('12:00:00') }]); // batch 2: behind the previous batch's watermark
+    await q.processAllAvailable();
+    await q.stop();
+    expect(s.memoryTable('out').rows).toEqual([{ user: 'a' }, { user: 'b' }]);
+    expect(q.lastProgress!.stateOperators[0]!.numRowsDroppedByWatermark).toBe(1);
   });
 });

@@ -18,12 +18,21 @@ import { AnalysisError } from '../../expr/compile.js';
 import type { GroupStateStage } from '../../plan/analyzer.js';
 import type { GroupStateSpec, GroupStateTimeoutKind } from '../../plan/groupState.js';
 import type { StateSchema } from '../../state/schema.js';
-import { decodeState } from '../../state/codec.js';
-import { ArrayType, BinaryType, BooleanType, DataType, DateType, MapType, Row, StringType, StructType, TimestampType, isNumeric } from '../../types/index.js';
+import { decodeState, encodeState } from '../../state/codec.js';
+import { ArrayType, BinaryType, BooleanType, DataType, DateType, Decimal, MapType, Row, StringType, StructType, TimestampType, isNumeric } from '../../types/index.js';
 import { eventTimeMs } from '../../types/timestamp.js';
 import { parseDuration } from '../../util/duration.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
 import type { OperatorBatch, StateOperatorProgress, StatefulOperator } from './statefulOperator.js';
+
+/**
+ * A copy of a state value as the state files keep it: through the state codec, so a value reads back the
+ * same from memory, delta files and LMDB (Buffers, decimals, µs timestamps included) and later changes to
+ * the caller's object never change state without an update.
+ */
+export function copyState<T>(v: T): T {
+  return decodeState(encodeState(v)) as T;
+}
 
 /** No timeout set (Spark's GroupStateImpl.NO_TIMESTAMP). */
 const NO_TIMESTAMP = -1;
@@ -94,7 +103,7 @@ class GroupStateImpl<S> implements GroupState<S> {
     }
     this.ctx.check(newState);
     // A copy: later changes to the caller's object must not change the state without an update().
-    this.value = structuredClone(newState);
+    this.value = copyState(newState);
     this.defined = true;
     this.updated = true;
     this.removed = false;
@@ -125,7 +134,7 @@ class GroupStateImpl<S> implements GroupState<S> {
     }
     let ms = typeof timestamp === 'number' ? timestamp : eventTimeMs(timestamp);
     if (additionalDuration !== undefined) ms += typeof additionalDuration === 'number' ? additionalDuration : parseDuration(additionalDuration, 'setTimeoutTimestamp');
-    if (!Number.isFinite(ms) || ms < 0) throw new Error(`Timeout timestamp must be a time, got ${String(timestamp)} (GroupState.setTimeoutTimestamp).`);
+    if (!Number.isFinite(ms) || ms <= 0) throw new Error(`Timeout timestamp must be positive, got ${String(timestamp)} (GroupState.setTimeoutTimestamp).`);
     const w = this.ctx.watermarkMs;
     if (w !== undefined && ms < w) {
       throw new Error(
@@ -181,7 +190,7 @@ function checkTyped(v: unknown, t: DataType, path: string): void {
   } else if (t === BinaryType) {
     if (!Buffer.isBuffer(v)) fail(describe(v));
   } else if (isNumeric(t)) {
-    if (typeof v !== 'number' && typeof v !== 'bigint' && !(typeof v === 'object' && v !== null && 'toFixed' in v)) fail(describe(v));
+    if (typeof v !== 'number' && !(typeof v === 'object' && v !== null && 'toFixed' in v)) fail(describe(v));
   }
 }
 
@@ -194,8 +203,8 @@ function describe(v: unknown): string {
 /** Plain data: what the state files can keep and give back the same (no functions, class instances, Maps). */
 function checkPlain(v: unknown, path: string): void {
   const t = typeof v;
-  if (v === null || t === 'string' || t === 'number' || t === 'boolean' || t === 'bigint') return;
-  if (v instanceof Date || Buffer.isBuffer(v)) return;
+  if (v === null || t === 'string' || t === 'number' || t === 'boolean') return;
+  if (v instanceof Date || Buffer.isBuffer(v) || v instanceof Decimal) return;
   if (Array.isArray(v)) {
     v.forEach((x, i) => checkPlain(x, `${path}[${i}]`));
     return;
@@ -207,7 +216,7 @@ function checkPlain(v: unknown, path: string): void {
     }
     return;
   }
-  const what = t === 'function' ? 'a function' : t === 'object' ? `an instance of ${(v as object).constructor?.name ?? 'a class'}` : `a ${t}`;
+  const what = t === 'function' ? 'a function' : t === 'bigint' ? 'a bigint (JSON has none: use a number, or a string)' : t === 'object' ? `an instance of ${(v as object).constructor?.name ?? 'a class'}` : `a ${t}`;
   throw new Error(
     `${path} is ${what}: state values must be plain data — objects, arrays, strings, numbers, booleans, Dates, Buffers — because they are ` +
       'written to the checkpoint and read back after a restart. Convert it (a Map to an object, a Set to an array), or declare a stateSchema (GroupState.update).',
@@ -295,7 +304,8 @@ export class GroupStateOperator implements StatefulOperator {
     const watermarkMs = this.stage.watermarkPresent ? b.evictionMs : undefined;
     const ctx = { api: spec.api, timeout: spec.timeout, batchTimestampMs, watermarkMs, check: this.check };
     const call = async (text: string, key: unknown, rows: Row[], rec: StateRecord | undefined, timedOut: boolean): Promise<void> => {
-      const gs = new GroupStateImpl(rec && rec.v !== null ? rec.v : undefined, ctx, timedOut);
+      // The call's own copy: changing what get() returned, without update(), must not change the state.
+      const gs = new GroupStateImpl(rec && rec.v !== null ? copyState(rec.v) : undefined, ctx, timedOut);
       const result = await spec.fn(key, rows, gs);
       this.emit(result, out);
       const store = this.state.store(text);

@@ -20,7 +20,7 @@ import { DataType, Row, StructType, parseDataType } from '../../types/index.js';
 import { eventTimeMs } from '../../types/timestamp.js';
 import { parseDuration } from '../../util/duration.js';
 import { join } from 'node:path';
-import { stateValueChecker } from './groupState.js';
+import { copyState, stateValueChecker } from './groupState.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
 import type { OperatorBatch, StateOperatorProgress, StatefulOperator } from './statefulOperator.js';
 
@@ -134,6 +134,8 @@ export class TransformWithStateOperator implements StatefulOperator {
   private readonly timers: OperatorState;
   private readonly spec: TransformWithStateSpec;
   private readonly vars = new Map<string, Variable>();
+  /** Variables deleteIfExists() retires: their records are removed at the first batch (state is loaded then). */
+  private readonly retired = new Set<string>();
   private batch: OperatorBatch | undefined;
   private groups = new Map<string, { key: unknown; rows: Row[] }>();
   /** The key of the call in progress: what the state variables and timers act on. */
@@ -166,6 +168,8 @@ export class TransformWithStateOperator implements StatefulOperator {
   stateSchema(): StateSchema {
     return {
       operator: 'transformWithState',
+      // Variables are matched by name: one added or retired (deleteIfExists) is allowed, a changed one is not.
+      valuesByName: true,
       keySchema: this.stage.keySchema,
       valueSchema: [...this.vars.values()].map((v) => ({
         name: v.name,
@@ -185,11 +189,11 @@ export class TransformWithStateOperator implements StatefulOperator {
       deleteTimer: (t) => this.timerOp('deleteTimer', t, false),
       listTimers: () => [...this.timerList(this.keyNow('listTimers'))],
       deleteIfExists: (name) => {
-        const k = this.keyNow('deleteIfExists');
-        if (!this.vars.has(name)) return;
-        const rk = recordKey(name, k);
-        const store = this.state.store(k);
-        if (store.has(rk)) store.remove(rk);
+        // Spark 4.0: in init only, and for every key — it retires a variable the processor no longer declares.
+        if (this.phase !== 'init') {
+          throw new Error(`deleteIfExists("${name}") can only be called in init(): it removes the variable's state for every key, before any batch runs.`);
+        }
+        this.retired.add(name);
       },
     };
   }
@@ -205,6 +209,12 @@ export class TransformWithStateOperator implements StatefulOperator {
     if (this.vars.has(name)) throw new Error(`State variable "${name}" is declared twice in init(): each name holds one variable.`);
     const type = o.type === undefined ? undefined : typeof o.type === 'string' ? parseDataType(o.type) : o.type;
     const ttlMs = ttlOf(o.ttl, name);
+    if (ttlMs !== undefined && this.spec.timeMode !== 'ProcessingTime') {
+      throw new Error(
+        `Cannot provide TTL config for timeMode=${this.spec.timeMode} (state variable "${name}"; Spark 4.0's rule): a TTL counts processing time. ` +
+          'Pass TimeMode.ProcessingTime to transformWithState, or drop the ttl option.',
+      );
+    }
     const check = type instanceof StructType ? stateValueChecker(type) : type ? stateValueChecker(new StructType().add('value', type)) : stateValueChecker(undefined);
     const v: Variable = { name, kind, ...(type ? { type } : {}), ...(ttlMs !== undefined ? { ttlMs } : {}), check: type && !(type instanceof StructType) ? (x) => check({ value: x }) : check };
     this.vars.set(name, v);
@@ -235,13 +245,13 @@ export class TransformWithStateOperator implements StatefulOperator {
   private entry(v: Variable, value: unknown): Entry {
     if (value === null || value === undefined) throw new Error(`State variable "${v.name}": ${String(value)} is not a valid value; use clear() to remove it.`);
     v.check(value);
-    return { v: structuredClone(value), ...(v.ttlMs !== undefined ? { e: this.now + v.ttlMs } : {}) };
+    return { v: copyState(value), ...(v.ttlMs !== undefined ? { e: this.now + v.ttlMs } : {}) };
   }
 
   private valueState<T>(v: Variable): ValueState<T> {
     const get = (): T | undefined => {
       const e = this.read(v) as Entry | undefined;
-      return e && this.live(e) ? (structuredClone(e.v) as T) : undefined;
+      return e && this.live(e) ? (copyState(e.v) as T) : undefined;
     };
     return {
       exists: () => get() !== undefined,
@@ -256,7 +266,7 @@ export class TransformWithStateOperator implements StatefulOperator {
     const set = (es: Entry[]): void => this.write(v, es.length ? es : undefined);
     return {
       exists: () => entries().length > 0,
-      get: () => entries().map((e) => structuredClone(e.v) as T),
+      get: () => entries().map((e) => copyState(e.v) as T),
       put: (values) => set(values.map((x) => this.entry(v, x))),
       appendValue: (value) => set([...entries(), this.entry(v, value)]),
       appendList: (values) => set([...entries(), ...values.map((x) => this.entry(v, x))]),
@@ -273,7 +283,7 @@ export class TransformWithStateOperator implements StatefulOperator {
       exists: () => entries().length > 0,
       getValue: (key) => {
         const e = find(key);
-        return e ? (structuredClone(e.v) as V) : undefined;
+        return e ? (copyState(e.v) as V) : undefined;
       },
       containsKey: (key) => find(key) !== undefined,
       updateValue: (key, value) => {
@@ -281,9 +291,9 @@ export class TransformWithStateOperator implements StatefulOperator {
         const text = encodeState(key);
         set([...entries().filter(([k]) => k !== text), [text, this.entry(v, value)]]);
       },
-      iterator: () => entries().map(([k, e]) => [decodeState(k) as K, structuredClone(e.v) as V]),
+      iterator: () => entries().map(([k, e]) => [decodeState(k) as K, copyState(e.v) as V]),
       keys: () => entries().map(([k]) => decodeState(k) as K),
-      values: () => entries().map(([, e]) => structuredClone(e.v) as V),
+      values: () => entries().map(([, e]) => copyState(e.v) as V),
       removeKey: (key) => set(entries().filter(([k]) => k !== encodeState(key))),
       clear: () => set([]),
     };
@@ -328,6 +338,12 @@ export class TransformWithStateOperator implements StatefulOperator {
     this.timers.load(batch.batchId);
     this.now = batch.batchTimestampMs ?? Date.now();
     this.watermark = this.stage.watermarkPresent ? batch.evictionMs : -1;
+    if (this.retired.size) {
+      const gone: Array<[string, ReturnType<OperatorState['store']>]> = [];
+      for (const [rk, , store] of this.state.entries()) if (this.retired.has(rk.slice(0, rk.indexOf(SEP))) && !this.vars.has(rk.slice(0, rk.indexOf(SEP)))) gone.push([rk, store]);
+      for (const [rk, store] of gone) store.remove(rk);
+      this.retired.clear();
+    }
   }
 
   async process(rows: Row[]): Promise<Row[]> {
@@ -399,10 +415,11 @@ export class TransformWithStateOperator implements StatefulOperator {
       }
       due.sort((x, y) => x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
       for (const [t, text] of due) {
-        this.setTimers(text, this.timerList(text).filter((x) => x !== t));
         this.metrics.expired++;
-        if (!p.handleExpiredTimer) continue;
-        await this.call(text, () => p.handleExpiredTimer!(this.stage.keyOf(text), timerValues, { getExpiryTimeInMs: () => t }), out);
+        // Spark deletes the timer after its handler (listTimers() there still shows it; registering the same
+        // time again inside it does not keep it).
+        if (p.handleExpiredTimer) await this.call(text, () => p.handleExpiredTimer!(this.stage.keyOf(text), timerValues, { getExpiryTimeInMs: () => t }), out);
+        this.setTimers(text, this.timerList(text).filter((x) => x !== t));
         for (const x of this.timerList(text)) if (x >= threshold && x < this.nextTimerMs) this.nextTimerMs = x;
       }
     }
