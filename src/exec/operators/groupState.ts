@@ -223,14 +223,52 @@ function checkPlain(v: unknown, path: string): void {
   );
 }
 
+/**
+ * A batch's rows by key, from every chunk — the user's function sees all of a key's rows at once — with
+ * rows behind the watermark for late events dropped and counted (when the stage judges lateness).
+ */
+export class RowsByKey {
+  private groups = new Map<string, { key: unknown; rows: Row[] }>();
+  dropped = 0;
+  constructor(
+    private readonly stage: GroupStateStage,
+    private readonly batch: OperatorBatch,
+    private readonly operator: string,
+  ) {}
+  add(rows: Row[]): void {
+    const b = this.batch;
+    const late = this.stage.lateTime;
+    for (const row of rows) {
+      if (late) {
+        const d = late(row) as Date | null;
+        if (d != null && eventTimeMs(d) <= b.lateEventsMs) {
+          this.dropped++;
+          b.onLate?.({ row, operator: this.operator, watermarkMs: b.lateEventsMs });
+          continue;
+        }
+      }
+      const key = this.stage.key(row);
+      const text = this.stage.keyText(key);
+      const g = this.groups.get(text);
+      if (g) g.rows.push(row);
+      else this.groups.set(text, { key, rows: [row] });
+    }
+  }
+  /** The keys with rows, in key order (Spark sorts a partition's rows by key before grouping); empties the groups. */
+  take(): Array<{ text: string; key: unknown; rows: Row[] }> {
+    const out = [...this.groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([text, g]) => ({ text, ...g }));
+    this.groups = new Map();
+    return out;
+  }
+}
+
 export class GroupStateOperator implements StatefulOperator {
   readonly id: number;
   readonly name = 'flatMapGroupsWithState';
   readonly partitions: number;
   private readonly state: OperatorState;
   private batch: OperatorBatch | undefined;
-  private groups = new Map<string, { key: unknown; rows: Row[] }>();
-  private dropped = 0;
+  private groups: RowsByKey | undefined;
   private timedOut = 0;
   /**
    * The earliest timeout in state after the last batch (processing time): when a no-data batch has work.
@@ -269,30 +307,13 @@ export class GroupStateOperator implements StatefulOperator {
 
   async begin(batch: OperatorBatch): Promise<void> {
     this.batch = batch;
-    this.dropped = 0;
     this.timedOut = 0;
-    this.groups = new Map();
+    this.groups = new RowsByKey(this.stage, batch, `${this.name} ${this.id}`);
     this.state.load(batch.batchId);
   }
 
   async process(rows: Row[]): Promise<Row[]> {
-    const b = this.batch!;
-    const late = this.stage.lateTime;
-    for (const row of rows) {
-      if (late) {
-        const d = late(row) as Date | null;
-        if (d != null && eventTimeMs(d) <= b.lateEventsMs) {
-          this.dropped++;
-          b.onLate?.({ row, operator: `${this.name} ${this.id}`, watermarkMs: b.lateEventsMs });
-          continue;
-        }
-      }
-      const key = this.stage.key(row);
-      const text = this.stage.keyText(key);
-      const g = this.groups.get(text);
-      if (g) g.rows.push(row);
-      else this.groups.set(text, { key, rows: [row] });
-    }
+    this.groups!.add(rows);
     return [];
   }
 
@@ -316,12 +337,7 @@ export class GroupStateOperator implements StatefulOperator {
         store.put(text, { v: gs.exists ? gs.getOption() : null, t: gs.timeoutMs } satisfies StateRecord);
       }
     };
-    // Keys with new rows, in key order (Spark sorts a partition's rows by key before grouping them).
-    for (const text of [...this.groups.keys()].sort()) {
-      const g = this.groups.get(text)!;
-      await call(text, g.key, g.rows, this.read(text), false);
-    }
-    this.groups = new Map();
+    for (const g of this.groups!.take()) await call(g.text, g.key, g.rows, this.read(g.text), false);
     this.nextTimeoutMs = Infinity;
     if (spec.timeout !== 'NoTimeout') {
       // Spark: after the keys with data, every key whose timeout is before the threshold (a scan of the state).
@@ -386,7 +402,7 @@ export class GroupStateOperator implements StatefulOperator {
     return {
       operatorName: this.name,
       ...this.state.metrics(),
-      numRowsDroppedByWatermark: this.dropped,
+      numRowsDroppedByWatermark: this.groups?.dropped ?? 0,
       customMetrics: { numTimedOutKeys: this.timedOut },
     };
   }

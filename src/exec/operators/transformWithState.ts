@@ -20,7 +20,7 @@ import { DataType, Row, StructType, parseDataType } from '../../types/index.js';
 import { eventTimeMs } from '../../types/timestamp.js';
 import { parseDuration } from '../../util/duration.js';
 import { join } from 'node:path';
-import { copyState, stateValueChecker } from './groupState.js';
+import { RowsByKey, copyState, stateValueChecker } from './groupState.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
 import type { OperatorBatch, StateOperatorProgress, StatefulOperator } from './statefulOperator.js';
 
@@ -137,13 +137,13 @@ export class TransformWithStateOperator implements StatefulOperator {
   /** Variables deleteIfExists() retires: their records are removed at the first batch (state is loaded then). */
   private readonly retired = new Set<string>();
   private batch: OperatorBatch | undefined;
-  private groups = new Map<string, { key: unknown; rows: Row[] }>();
+  private groups: RowsByKey | undefined;
   /** The key of the call in progress: what the state variables and timers act on. */
   private current: string | undefined;
   private phase: 'init' | 'idle' | 'call' = 'init';
   private now = 0;
   private watermark = -1;
-  private metrics = { dropped: 0, registered: 0, deleted: 0, expired: 0, ttlRemoved: 0 };
+  private metrics = { registered: 0, deleted: 0, expired: 0, ttlRemoved: 0 };
   /** The earliest timer after the last batch; unknown (-Infinity) until a batch has looked, e.g. after a restart. */
   private nextTimerMs = -Infinity;
 
@@ -332,8 +332,8 @@ export class TransformWithStateOperator implements StatefulOperator {
 
   async begin(batch: OperatorBatch): Promise<void> {
     this.batch = batch;
-    this.metrics = { dropped: 0, registered: 0, deleted: 0, expired: 0, ttlRemoved: 0 };
-    this.groups = new Map();
+    this.metrics = { registered: 0, deleted: 0, expired: 0, ttlRemoved: 0 };
+    this.groups = new RowsByKey(this.stage, batch, `transformWithState ${this.id}`);
     this.state.load(batch.batchId);
     this.timers.load(batch.batchId);
     this.now = batch.batchTimestampMs ?? Date.now();
@@ -347,23 +347,7 @@ export class TransformWithStateOperator implements StatefulOperator {
   }
 
   async process(rows: Row[]): Promise<Row[]> {
-    const b = this.batch!;
-    const late = this.stage.lateTime;
-    for (const row of rows) {
-      if (late) {
-        const d = late(row) as Date | null;
-        if (d != null && eventTimeMs(d) <= b.lateEventsMs) {
-          this.metrics.dropped++;
-          b.onLate?.({ row, operator: `transformWithState ${this.id}`, watermarkMs: b.lateEventsMs });
-          continue;
-        }
-      }
-      const key = this.stage.key(row);
-      const text = this.stage.keyText(key);
-      const g = this.groups.get(text);
-      if (g) g.rows.push(row);
-      else this.groups.set(text, { key, rows: [row] });
-    }
+    this.groups!.add(rows);
     return [];
   }
 
@@ -397,11 +381,7 @@ export class TransformWithStateOperator implements StatefulOperator {
     const out: Row[] = [];
     const timerValues: TimerValues = { getCurrentProcessingTimeInMs: () => this.now, getCurrentWatermarkInMs: () => this.watermark };
     const p = this.spec.processor;
-    for (const text of [...this.groups.keys()].sort()) {
-      const g = this.groups.get(text)!;
-      await this.call(text, () => p.handleInputRows(g.key, g.rows, timerValues), out);
-    }
-    this.groups = new Map();
+    for (const g of this.groups!.take()) await this.call(g.text, () => p.handleInputRows(g.key, g.rows, timerValues), out);
     // Timers at or before the threshold, earliest first; each is deleted before its handler runs.
     this.nextTimerMs = Infinity;
     if (this.spec.timeMode !== 'None') {
@@ -467,7 +447,7 @@ export class TransformWithStateOperator implements StatefulOperator {
     return {
       operatorName: this.name,
       ...m,
-      numRowsDroppedByWatermark: this.metrics.dropped,
+      numRowsDroppedByWatermark: this.groups?.dropped ?? 0,
       customMetrics: {
         numValueStateVars: kinds.filter((v) => v.kind === 'value').length,
         numListStateVars: kinds.filter((v) => v.kind === 'list').length,
