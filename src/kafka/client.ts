@@ -92,14 +92,41 @@ function fail(what: string, err: LibrdKafkaError | Error): KafkaError {
   return e;
 }
 
+/** librdkafka's codes for failures that pass when the broker is back: timed out, transport, all brokers down, not coordinator/leader yet. */
+const TRANSIENT_CODES = new Set([-185, -195, -187, -192, 5, 6, 7, 13, 14, 15, 16]);
+
+/** True for an error a retry may cure (the broker down or restarting), false for a final answer. */
+export function isTransientKafkaError(e: unknown): boolean {
+  const code = ((e as { cause?: { code?: number } }).cause ?? (e as { code?: number }))?.code;
+  return typeof code === 'number' && TRANSIENT_CODES.has(code);
+}
+
 /** Admin operations (topics, offsets), with one connection reused. */
 export class KafkaAdmin {
   private readonly client: IAdminClient;
+  /**
+   * `retryForMs`: how long a call that failed for a transient reason (the broker away) is tried again, with
+   * backoff; 0 (the default, for the CLI and tools) fails at once. A streaming source sets it, so that a
+   * broker restart stalls a query instead of failing it.
+   */
   constructor(
     conf: KafkaConfig,
     private readonly timeoutMs = 15_000,
+    private readonly retryForMs = 0,
   ) {
     this.client = Kafka.AdminClient.create({ 'client.id': 'sluice-admin', ...conf } as GlobalConfig);
+  }
+
+  private async retrying<T>(call: () => Promise<T>): Promise<T> {
+    const until = Date.now() + this.retryForMs;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        return await call();
+      } catch (e) {
+        if (!isTransientKafkaError(e) || Date.now() + delay > until) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   createTopic(topic: string, partitions = 1, replicationFactor = 1, config: Record<string, string> = {}): Promise<void> {
@@ -155,6 +182,10 @@ export class KafkaAdmin {
   }
 
   listTopics(): Promise<string[]> {
+    return this.retrying(() => this.listTopicsOnce());
+  }
+
+  private listTopicsOnce(): Promise<string[]> {
     return new Promise((resolve, reject) =>
       this.client.listTopics({ timeout: this.timeoutMs }, (err, topics) =>
         err ? reject(fail('Cannot list topics', err)) : resolve(topics.filter((t) => !t.startsWith('__')).sort()),
@@ -163,6 +194,10 @@ export class KafkaAdmin {
   }
 
   describeTopics(topics: string[]): Promise<TopicDescription[]> {
+    return this.retrying(() => this.describeTopicsOnce(topics));
+  }
+
+  private describeTopicsOnce(topics: string[]): Promise<TopicDescription[]> {
     return new Promise((resolve, reject) =>
       this.client.describeTopics(topics, { timeout: this.timeoutMs }, (err, result) => {
         if (err) return reject(fail(`Cannot describe ${topics.join(', ')}`, err));
@@ -194,6 +229,10 @@ export class KafkaAdmin {
    */
   listOffsets(partitions: TopicPartition[], which: 'earliest' | 'latest', isolation: IsolationLevel = 'read_committed'): Promise<PartitionOffsets> {
     if (partitions.length === 0) return Promise.resolve({});
+    return this.retrying(() => this.listOffsetsOnce(partitions, which, isolation));
+  }
+
+  private listOffsetsOnce(partitions: TopicPartition[], which: 'earliest' | 'latest', isolation: IsolationLevel): Promise<PartitionOffsets> {
     const spec = which === 'earliest' ? Kafka.OffsetSpec.EARLIEST : Kafka.OffsetSpec.LATEST;
     return new Promise((resolve, reject) =>
       this.client.listOffsets(

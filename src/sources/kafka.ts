@@ -85,8 +85,11 @@ export class KafkaSource implements Source {
       throw new KafkaError(`maxOffsetsPerTrigger must be a positive number, got "${options.maxOffsetsPerTrigger}".`);
     }
     this.schema = kafkaSchema(this.includeHeaders);
-    this.admin = new KafkaAdmin(this.conf);
-    this.reader = new RangeReader(this.conf, options['kafkaConsumer.pollTimeoutMs'] ? Number(options['kafkaConsumer.pollTimeoutMs']) : 120_000);
+    const pollTimeoutMs = options['kafkaConsumer.pollTimeoutMs'] ? Number(options['kafkaConsumer.pollTimeoutMs']) : 120_000;
+    // A broker away for a while (a restart) stalls planning instead of failing the query: admin calls that
+    // failed for a transient reason are tried again for as long as a read waits for records.
+    this.admin = new KafkaAdmin(this.conf, 15_000, pollTimeoutMs);
+    this.reader = new RangeReader(this.conf, pollTimeoutMs);
   }
 
   describe(): string {
