@@ -92,8 +92,10 @@ function fail(what: string, err: LibrdKafkaError | Error): KafkaError {
   return e;
 }
 
+/** Sluice's code for a listed offset that came back as no offset (-1001) without an error. */
+const NO_OFFSET = -1001;
 /** librdkafka's codes for failures that pass when the broker is back: timed out, transport, all brokers down, not coordinator/leader yet. */
-const TRANSIENT_CODES = new Set([-185, -195, -187, -192, 5, 6, 7, 13, 14, 15, 16]);
+const TRANSIENT_CODES = new Set([-185, -195, -187, -192, 5, 6, 7, 13, 14, 15, 16, NO_OFFSET]);
 
 /** True for an error a retry may cure (the broker down or restarting), false for a final answer. */
 export function isTransientKafkaError(e: unknown): boolean {
@@ -243,6 +245,12 @@ export class KafkaAdmin {
           const out: PartitionOffsets = {};
           for (const r of result) {
             if (r.error) return reject(fail(`Cannot list offsets of ${r.topic}-${r.partition}`, r.error));
+            if (r.offset < 0) {
+              // No offset and no error (RD_KAFKA_OFFSET_INVALID, -1001: the partition's leader is away). Never an
+              // offset: read as one it would look like the topic went back to -1001 — data loss.
+              const e = Object.assign(new Error(`the broker gave no offset (${r.offset}): its leader is not available`), { code: NO_OFFSET });
+              return reject(fail(`Cannot list offsets of ${r.topic}-${r.partition}`, e));
+            }
             (out[r.topic] ??= {})[String(r.partition)] = r.offset;
           }
           resolve(out);
@@ -502,6 +510,12 @@ class DeliveryFailures {
   }
 }
 
+/** How long librdkafka keeps trying to deliver a record before failing it (`message.timeout.ms`, alias `delivery.timeout.ms`). */
+function deliveryTimeoutMs(conf: KafkaConfig): number {
+  const v = Number(conf['message.timeout.ms'] ?? conf['delivery.timeout.ms'] ?? 300_000);
+  return Number.isFinite(v) && v > 0 ? v : 300_000;
+}
+
 /**
  * A producer whose `flush()` resolves only when every record sent so far is acknowledged by the broker,
  * and rejects if any failed: the sink calls it before a batch is committed (at-least-once).
@@ -549,8 +563,13 @@ export class AckedProducer {
     }
   }
 
-  /** Waits until every record sent is acknowledged; throws with the broker's reason if any was not. */
-  async flush(timeoutMs = 60_000): Promise<void> {
+  /**
+   * Waits until every record sent is acknowledged; throws with the broker's reason if any was not. By default
+   * it waits as long as librdkafka keeps trying a record (`message.timeout.ms`, 5 minutes by default) and a
+   * little more: a broker away for a minute or two stalls the batch, and a record librdkafka gives up on
+   * fails it with librdkafka's own reason ("Message timed out").
+   */
+  async flush(timeoutMs = deliveryTimeoutMs(this.conf) + 5_000): Promise<void> {
     const p = await this.connect();
     await new Promise<void>((resolve, reject) => p.flush(timeoutMs, (err) => (err ? reject(fail('Kafka flush failed', err)) : resolve())));
     const deadline = Date.now() + timeoutMs;
