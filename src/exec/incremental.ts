@@ -171,11 +171,11 @@ export class IncrementalExecution {
   }
 
   /** Spark's no-data batch: does any operator have work to do if the next batch runs with `nextWatermarkMs`? */
-  shouldRunAnotherBatch(nextWatermarkMs: number): boolean {
+  shouldRunAnotherBatch(nextWatermarkMs: number, nextBatchTimestampMs = Date.now()): boolean {
     const next = propagateWatermark(this.plan, nextWatermarkMs, this.operators);
     for (const [id, op] of this.operators) {
       const last = this.last.get(id);
-      if (last && op.shouldRunAnotherBatch(last, Math.max(next.get(id) ?? 0, 0))) return true;
+      if (last && op.shouldRunAnotherBatch(last, Math.max(next.get(id) ?? 0, 0), nextBatchTimestampMs)) return true;
     }
     return false;
   }

@@ -297,7 +297,7 @@ export class StreamingQuery {
         timing.latestOffset = Date.now() - t0;
         const hasData = latest.some((o, i) => JSON.stringify(o) !== JSON.stringify(start[i]));
         // Spark's no-data batch: the watermark moved, so some operator may emit (append) or evict state.
-        const noDataBatch = !hasData && trigger.kind !== 'once' && incremental.shouldRunAnotherBatch(watermarkMs);
+        const noDataBatch = !hasData && trigger.kind !== 'once' && incremental.shouldRunAnotherBatch(watermarkMs, triggerStart);
         if (!hasData && !noDataBatch) {
           this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
           this.resolveDrainWaiters(triggerNo);

@@ -416,10 +416,10 @@ export class GroupStateOperator implements StatefulOperator {
    * with an event-time one. Sluice runs the processing-time one only when a key's timeout is due by now: the
    * same calls, without an empty batch per trigger (docs/decisions.md).
    */
-  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {
+  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number, nextBatchTimestampMs: number): boolean {
     switch (this.spec.timeout) {
       case 'ProcessingTimeTimeout':
-        return this.nextTimeoutMs < Date.now();
+        return this.nextTimeoutMs < nextBatchTimestampMs; // the batch's own time, as the timeout is judged by it
       case 'EventTimeTimeout':
         return newInputWatermarkMs > last.evictionMs;
       default:

@@ -89,9 +89,10 @@ export interface StatefulOperator {
   produceOutputWatermark(inputWatermarkMs: number): number | undefined;
   /**
    * Whether a no-data batch, whose input watermark for this operator would be `newInputWatermarkMs`, has work
-   * to do, given the last batch this operator ran (`last`: its watermarks and output mode).
+   * to do, given the last batch this operator ran (`last`: its watermarks and output mode) and the processing
+   * time that batch would run with (`nextBatchTimestampMs`: user state's processing-time timeouts).
    */
-  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean;
+  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number, nextBatchTimestampMs: number): boolean;
   close(): Promise<void>;
 }
 

@@ -465,8 +465,8 @@ export class TransformWithStateOperator implements StatefulOperator {
   }
 
   /** As flatMapGroupsWithState: a processing-time batch when a timer is due by now; event time when the watermark moved. */
-  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {
-    if (this.spec.timeMode === 'ProcessingTime') return this.nextTimerMs < Date.now();
+  shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number, nextBatchTimestampMs: number): boolean {
+    if (this.spec.timeMode === 'ProcessingTime') return this.nextTimerMs < nextBatchTimestampMs;
     if (this.spec.timeMode === 'EventTime') return newInputWatermarkMs > last.evictionMs;
     return false;
   }
