@@ -21,6 +21,14 @@ import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src
 import { down, freePort, up } from '../src/stack/stack.js';
 import { rangeReadSuite } from './rangeRead.js';
 
+// `--suite userstate [--keys 10000000 --records N --batch 500000 --provider lmdb|memory --peer auto|spark|none
+// --peer-keys K]`: user state per key beyond memory (mapGroupsWithState on LMDB, PySpark's applyInPandasWithState
+// on RocksDB), run by bench/userState.ts with its own options, each case in its own process.
+if (process.argv.includes('userstate') || process.argv.includes('--suite=userstate')) {
+  const r = spawnSync(process.execPath, [new URL('./userState.js', import.meta.url).pathname, '--suite', ...process.argv.slice(2).filter((x) => !/^(--suite(=userstate)?|userstate)$/.test(x))], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
 const { values: args } = parseArgs({
   options: {
     records: { type: 'string', default: '1000000' },
