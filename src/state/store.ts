@@ -64,6 +64,9 @@ export type StateStoreProviderKind = 'memory' | 'lmdb';
  */
 const LMDB_FORMAT = 2;
 
+/** The largest an operator partition's LMDB database may grow: 64 GiB of address space, reserved, not used. */
+const LMDB_MAP_SIZE = 2 ** 36;
+
 /** One partition's state at one version, open for one batch. */
 export class StateStore {
   private readonly changed = new Map<string, unknown>();
@@ -202,7 +205,11 @@ export class StateStoreProvider {
   /** The LMDB database at `version`, rebuilt from the files if it holds another one (e.g. after a crash). */
   private lmdbAt(version: number): StateMap {
     if (!this.lmdb) {
-      const root = open({ path: join(this.dir!, 'lmdb'), compression: false });
+      // One memory map, reserved at its largest up front (virtual address space only; the file grows as
+      // needed): without mapSize lmdb-js starts small and doubles it as the database grows, keeping every
+      // earlier mapping, so the same pages were counted several times in the process's memory (4.4 GB
+      // mapped for a 1.8 GB database at 10M keys: docs/benchmarks.md).
+      const root = open({ path: join(this.dir!, 'lmdb'), compression: false, mapSize: LMDB_MAP_SIZE });
       this.lmdb = { root, data: root.openDB<unknown, string>({ name: 'state' }), times: root.openDB<number, [number, string]>({ name: 'times' }) };
     }
     const { root, data, times } = this.lmdb;
