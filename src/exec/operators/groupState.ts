@@ -14,7 +14,6 @@
  * State records are `{ v: value | null, t: timeout ms | -1 }` in the operator's versioned store (memory or
  * LMDB), so the state survives restarts like any other operator's.
  */
-import { AnalysisError } from '../../expr/compile.js';
 import type { GroupStateStage } from '../../plan/analyzer.js';
 import type { GroupStateSpec, GroupStateTimeoutKind } from '../../plan/groupState.js';
 import type { StateSchema } from '../../state/schema.js';
@@ -224,6 +223,28 @@ function checkPlain(v: unknown, path: string): void {
 }
 
 /**
+ * A row a user function returned, as the output schema's columns (a missing one is null). `who` names the
+ * function in the error for anything that is not a row.
+ */
+export function outputRow(r: unknown, schema: StructType, who: string): Row {
+  if (r === null || typeof r !== 'object' || Array.isArray(r) || r instanceof Date) {
+    throw new Error(`${who} returned ${r === null ? 'null' : describe(r)} as a row; a row is an object with the output schema's fields (${schema.fieldNames.join(', ')}).`);
+  }
+  const row: Row = {};
+  for (const f of schema.fields) row[f.name] = (r as Row)[f.name] ?? null;
+  return row;
+}
+
+/** The rows a user function returned — any iterable; null or undefined: none — appended to `out` as output rows. */
+export function appendOutputRows(result: unknown, schema: StructType, who: string, out: Row[]): void {
+  if (result === undefined || result === null) return;
+  if (typeof (result as Iterable<unknown>)[Symbol.iterator] !== 'function' || typeof result === 'string') {
+    throw new Error(`${who} returned ${describe(result)}; it must return an iterable of rows (an array, or a generator): return [] for no output, or [row] for one.`);
+  }
+  for (const r of result as Iterable<unknown>) out.push(outputRow(r, schema, who));
+}
+
+/**
  * A batch's rows by key, from every chunk — the user's function sees all of a key's rows at once — with
  * rows behind the watermark for late events dropped and counted (when the stage judges lateness).
  */
@@ -366,32 +387,9 @@ export class GroupStateOperator implements StatefulOperator {
 
   /** The function's result as output rows: one row (mapGroupsWithState), or an iterable of rows. */
   private emit(result: unknown, out: Row[]): void {
-    const spec = this.spec;
-    if (spec.api === 'mapGroupsWithState') {
-      out.push(this.toRow(result));
-      return;
-    }
-    if (result === undefined || result === null) return;
-    if (typeof (result as Iterable<unknown>)[Symbol.iterator] !== 'function' || typeof result === 'string') {
-      throw new Error(
-        `flatMapGroupsWithState's function returned ${describe(result)}; it must return an iterable of rows (an array, or a generator): ` +
-          'return [] for no output, or [row] for one.',
-      );
-    }
-    for (const r of result as Iterable<unknown>) out.push(this.toRow(r));
-  }
-
-  private toRow(r: unknown): Row {
-    if (r === null || typeof r !== 'object' || Array.isArray(r) || r instanceof Date) {
-      throw new Error(
-        `${this.spec.api}'s function returned ${r === null ? 'null' : describe(r)} as a row; a row is an object with the output ` +
-          `schema's fields (${this.spec.outputSchema.fieldNames.join(', ')}).`,
-      );
-    }
-    const o = r as Row;
-    const row: Row = {};
-    for (const f of this.spec.outputSchema.fields) row[f.name] = o[f.name] ?? null;
-    return row;
+    const { api, outputSchema } = this.spec;
+    if (api === 'mapGroupsWithState') out.push(outputRow(result, outputSchema, `${api}'s function`));
+    else appendOutputRows(result, outputSchema, `${api}'s function`, out);
   }
 
   async commit(): Promise<void> {
@@ -430,14 +428,4 @@ export class GroupStateOperator implements StatefulOperator {
   async close(): Promise<void> {
     this.state.close();
   }
-}
-
-/** The key a state record's text stands for (for a timed-out key, which has no row to compute it from). */
-export function keyFromText(text: string): unknown {
-  return decodeState(text);
-}
-
-/** Refuses an output schema a function could not fill. */
-export function checkOutputSchema(schema: StructType, api: string): void {
-  if (!schema.fields.length) throw new AnalysisError(`${api} needs an output schema with at least one column, e.g. 'user STRING, count LONG'.`);
 }

@@ -20,7 +20,7 @@ import { DataType, Row, StructType, parseDataType } from '../../types/index.js';
 import { eventTimeMs } from '../../types/timestamp.js';
 import { parseDuration } from '../../util/duration.js';
 import { join } from 'node:path';
-import { RowsByKey, copyState, stateValueChecker } from './groupState.js';
+import { RowsByKey, appendOutputRows, copyState, stateValueChecker } from './groupState.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
 import type { OperatorBatch, StateOperatorProgress, StatefulOperator } from './statefulOperator.js';
 
@@ -355,25 +355,11 @@ export class TransformWithStateOperator implements StatefulOperator {
     this.current = keyText;
     this.phase = 'call';
     try {
-      const result = await run();
-      if (result === undefined || result === null) return;
-      if (typeof (result as Iterable<Row>)[Symbol.iterator] !== 'function') {
-        throw new Error('A StatefulProcessor handler must return an iterable of rows (an array or a generator): return [] for none.');
-      }
-      for (const r of result) out.push(this.toRow(r));
+      appendOutputRows(await run(), this.spec.outputSchema, 'A StatefulProcessor handler', out);
     } finally {
       this.phase = 'idle';
       this.current = undefined;
     }
-  }
-
-  private toRow(r: unknown): Row {
-    if (r === null || typeof r !== 'object' || Array.isArray(r) || r instanceof Date) {
-      throw new Error(`A StatefulProcessor handler returned ${r === null ? 'null' : typeof r} as a row; a row is an object with the output schema's fields (${this.spec.outputSchema.fieldNames.join(', ')}).`);
-    }
-    const row: Row = {};
-    for (const f of this.spec.outputSchema.fields) row[f.name] = (r as Row)[f.name] ?? null;
-    return row;
   }
 
   async finish(): Promise<Row[]> {
