@@ -271,6 +271,13 @@ const checkedTopics = new WeakMap<SluiceSession, Set<string>>();
  */
 async function writeKafka(req: WriteRequest): Promise<void> {
   const schema = await req.df.schema();
+  if ((req.get('exactlyOnce') ?? 'false').toLowerCase() === 'true') {
+    throw new AnalysisError(
+      "option('exactlyOnce') belongs to a streaming query's Kafka sink: it ties each batch's transaction to the query's checkpoint. " +
+        'A batch write (df.write, or batchDF.write inside foreachBatch) has no checkpoint of its own: remove the option. In foreachBatch, ' +
+        "write to Kafka with writeStream.format('kafka').option('exactlyOnce', 'true') instead, or make the consumer idempotent.",
+    );
+  }
   const sink = new KafkaSink(req.options);
   try {
     sink.validate(schema); // a wrong output schema fails now, before the DataFrame runs

@@ -13,6 +13,9 @@
  * | point                 | where                                             | on disk when it dies                  |
  * |-----------------------|---------------------------------------------------|---------------------------------------|
  * | `before-sink`         | offsets/N written, before the sink is opened      | offsets/N                             |
+ * | `mid-transaction`     | exactly-once Kafka sink: every record of batch N  | offsets/N, the batch in Kafka in an   |
+ * |                       | is in the log, in a transaction not committed yet | open transaction (never seen by       |
+ * |                       | (not reached by a batch with no output)           | read_committed readers)               |
  * | `after-sink`          | the sink (Kafka, foreachBatch…) has written the   | offsets/N, the batch in the sink      |
  * |                       | whole batch; state and commits/N not yet          |                                       |
  * | `during-state-commit` | state version N+1 written by every operator,      | offsets/N, the sink's output, state   |
@@ -20,13 +23,14 @@
  * | `after-commit`        | commits/N written, before the next batch          | the whole batch                       |
  *
  * Unset, a point costs one environment read and a falsy check per batch. A name not in FAULT_POINTS is an
- * error at the first point passed (a typo must not silently test nothing). New points (issue 11's
- * `mid-transaction`, a crash inside the state store between partitions) are one `fault('name', batchId)`
- * call where they happen and one entry in FAULT_POINTS.
+ * error at the first point passed (a typo must not silently test nothing). New points (a crash inside the
+ * state store between partitions) are one `fault('name', batchId)`
+ * call where they happen and one entry in FAULT_POINTS. With the exactly-once Kafka sink, `after-sink` is after
+ * the transaction committed, before commits/N.
  */
 import { writeSync } from 'node:fs';
 
-export const FAULT_POINTS = ['before-sink', 'after-sink', 'during-state-commit', 'after-commit'] as const;
+export const FAULT_POINTS = ['before-sink', 'mid-transaction', 'after-sink', 'during-state-commit', 'after-commit'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 /** The environment variable that arms faults. */

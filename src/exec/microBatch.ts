@@ -271,6 +271,8 @@ export class StreamingQuery {
     if (lastCommitted !== undefined) {
       incremental.restoreLast(lastCommitted, this.batchWatermark(lastCommitted, 0), this.batchWatermark(lastCommitted - 1, 0));
     }
+    // A sink that recovers on start (exactly-once Kafka: fence a zombie, read its last committed batch marker).
+    await this.spec.sink.start?.({ queryId: this.id, lastCommittedBatch: lastCommitted, log: this.spec.log });
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);

@@ -142,9 +142,9 @@ export class KafkaAdmin {
   }
 
   /** Creates the topic unless it exists; returns whether it was created. */
-  async ensureTopic(topic: string, partitions = 1, replicationFactor = 1): Promise<boolean> {
+  async ensureTopic(topic: string, partitions = 1, replicationFactor = 1, config: Record<string, string> = {}): Promise<boolean> {
     try {
-      await this.createTopic(topic, partitions, replicationFactor);
+      await this.createTopic(topic, partitions, replicationFactor, config);
       return true;
     } catch (e) {
       if (/already exists/i.test(String((e as Error).message))) return false;
@@ -524,14 +524,14 @@ export class AckedProducer {
   private producer: Producer | undefined;
   private pending = 0;
   private readonly failures = new DeliveryFailures();
-  constructor(private readonly conf: KafkaConfig) {}
+  constructor(protected readonly conf: KafkaConfig) {}
 
   /** The largest record this producer sends (its `message.max.bytes`). */
   get maxRecordBytes(): number {
     return maxMessageBytes(this.conf);
   }
 
-  private async connect(): Promise<Producer> {
+  protected async connect(): Promise<Producer> {
     if (this.producer) return this.producer;
     const p = new Kafka.Producer(producerConfig(this.conf) as ConstructorParameters<typeof Kafka.Producer>[0]);
     p.on('delivery-report', (err, report) => {

@@ -1,14 +1,21 @@
 /**
  * The Kafka sink, as Spark's: the output rows carry `value` (string or binary, required), and optionally
- * `key`, `topic` (overridden by the "topic" option when it is set), `partition` and `headers`. Every record of a batch is
- * acknowledged by the broker before the batch is committed: at-least-once. (A batch re-run after a crash
- * is written again; exactly-once needs the transactional sink or idempotent consumers.)
+ * `key`, `topic` (overridden by the "topic" option when it is set), `partition` and `headers`.
+ *
+ * By default every record of a batch is acknowledged by the broker before the batch is committed:
+ * at-least-once, as Spark's (a batch re-run after a crash is written again). With `exactlyOnce=true` each
+ * batch is one Kafka transaction that also carries the batch's marker (sinks/batchMarkers.ts), so a re-run
+ * batch whose transaction committed is recognised and not written again: exactly-once for read_committed
+ * readers (ARCHITECTURE.md, "Exactly-once to Kafka").
  */
 import { AnalysisError } from '../expr/compile.js';
 import { RecordError } from '../expr/values.js';
-import { AckedProducer, OutgoingRecord, kafkaConfigFromOptions, recordWireSize } from '../kafka/client.js';
+import { AckedProducer, KafkaAdmin, OutgoingRecord, kafkaConfigFromOptions, recordWireSize, type KafkaConfig } from '../kafka/client.js';
+import { TransactionalProducer } from '../kafka/transactions.js';
+import { fault } from '../exec/faults.js';
 import { ArrayType, BinaryType, DataType, IntegerType, NullType, Row, StringType, StructType } from '../types/index.js';
-import type { BadRowHandler, BatchWriter, OutputMode, Sink } from './sink.js';
+import { ensureMarkerTopic, lastCommittedMarker, markerRecord, markerTopicOf } from './batchMarkers.js';
+import type { BadRowHandler, BatchWriter, OutputMode, Sink, SinkContext } from './sink.js';
 
 const truncate = (b: Buffer): string => {
   const t = b.subarray(0, 64).toString('utf8');
@@ -65,24 +72,100 @@ export function kafkaRecordMaker(schema: StructType, defaultTopic: string | unde
   };
 }
 
+/** Reads the sink's `exactlyOnce` option; refuses `kafka.transactional.id` without it, with the reason. */
+export function exactlyOnceOption(options: Readonly<Record<string, string>>): boolean {
+  const v = (options.exactlyOnce ?? 'false').toLowerCase();
+  if (v !== 'true' && v !== 'false') throw new AnalysisError(`Option exactlyOnce must be "true" or "false", got "${options.exactlyOnce}".`);
+  if (v === 'false' && options['kafka.transactional.id'] !== undefined) {
+    throw new AnalysisError(
+      'kafka.transactional.id alone does not make the Kafka sink exactly-once: a transactional id fences an older producer, but ' +
+        'nothing would tie a transaction to a batch, so a batch re-run after a crash would be written again in a new transaction. ' +
+        "Set .option('exactlyOnce', 'true') instead (and remove kafka.transactional.id): each batch then commits in one transaction " +
+        'with a marker of the batch, and a re-run batch whose marker is committed is not written again.',
+    );
+  }
+  return v === 'true';
+}
+
 export class KafkaSink implements Sink {
-  private readonly producer: AckedProducer;
+  private producer: AckedProducer | undefined;
   private maker: ((row: Row) => OutgoingRecord) | undefined;
+  private readonly conf: KafkaConfig;
+  private readonly exactlyOnce: boolean;
+  /** Exactly-once: the query's id, its marker topic, and the last batch whose transaction committed. */
+  private txn: { queryId: string; markerTopic: string; lastCommitted: number; log: (l: string) => void } | undefined;
   constructor(private readonly options: Readonly<Record<string, string>>) {
-    this.producer = new AckedProducer(kafkaConfigFromOptions(options));
+    this.conf = kafkaConfigFromOptions(options);
+    this.exactlyOnce = exactlyOnceOption(options);
+    if (!this.exactlyOnce) this.producer = new AckedProducer(this.conf);
   }
   describe(): string {
-    return `KafkaSink[${this.options.topic ?? 'topic column'}]`;
+    return `KafkaSink[${this.options.topic ?? 'topic column'}${this.exactlyOnce ? ', exactly-once' : ''}]`;
   }
   /** Called before the query starts, so a wrong output schema stops it at once. */
   validate(schema: StructType): void {
     this.maker = kafkaRecordMaker(schema, this.options.topic);
   }
+
+  /**
+   * Exactly-once: registers the query's transactional producer (fencing a zombie of an earlier run and ending
+   * the transaction it left open), then reads the query's last committed batch marker. A batch at or below it
+   * is already in Kafka: openBatch will not write it again.
+   */
+  async start(ctx: SinkContext): Promise<void> {
+    if (!this.exactlyOnce) return;
+    const transactionalId = String(this.conf['transactional.id'] ?? `sluice-${ctx.queryId}`);
+    const markerTopic = this.options['exactlyOnce.markerTopic'] ?? markerTopicOf(ctx.queryId);
+    const admin = new KafkaAdmin(this.conf, 15_000, 60_000);
+    try {
+      if (await ensureMarkerTopic(admin, markerTopic)) ctx.log(`INFO Created the exactly-once marker topic ${markerTopic} (1 partition, compacted).`);
+      const producer = new TransactionalProducer(this.conf, transactionalId);
+      this.producer = producer;
+      await producer.init();
+      const last = await lastCommittedMarker(this.conf, admin, markerTopic, ctx.queryId);
+      this.txn = { queryId: ctx.queryId, markerTopic, lastCommitted: last?.batchId ?? -1, log: ctx.log };
+      if (last && (ctx.lastCommittedBatch === undefined || last.batchId > ctx.lastCommittedBatch)) {
+        ctx.log(
+          `INFO Exactly-once: batch ${last.batchId}'s transaction committed (${last.records} records, marker in ${markerTopic}) but the checkpoint ` +
+            'had not recorded it: the batch is re-run to rebuild its state, and its output is not written again.',
+        );
+      }
+    } finally {
+      admin.disconnect();
+    }
+  }
+
   async addBatch(batchId: number, rows: Row[], schema: StructType, mode: OutputMode): Promise<void> {
     const w = this.openBatch(batchId, schema, mode);
     await w.write(rows);
     await w.close();
   }
+
+  /** Checks each chunk against `message.max.bytes` (see openBatch); the records that fit, the rest to `onBad`. */
+  private records(rows: Row[], schema: StructType, onBad: BadRowHandler | undefined): OutgoingRecord[] {
+    const make = (this.maker ??= kafkaRecordMaker(schema, this.options.topic));
+    const limit = this.producer!.maxRecordBytes;
+    const records: OutgoingRecord[] = [];
+    for (const row of rows) {
+      const rec = make(row);
+      const size = recordWireSize(rec);
+      if (size <= limit) {
+        records.push(rec);
+        continue;
+      }
+      const e = new RecordError(
+        `The output record${rec.key ? ` with key "${truncate(rec.key)}"` : ''} for topic "${rec.topic}" is ${size} bytes, above the ` +
+          `producer's message.max.bytes (${limit}); Kafka would refuse it. Make the value smaller, or raise the limits: ` +
+          `.option('kafka.message.max.bytes', <bytes>) for the producer, and the topic's max.message.bytes on the broker ` +
+          `(kafka-configs.sh --alter --entity-type topics --entity-name ${rec.topic} --add-config max.message.bytes=<bytes>).`,
+        'sink.record-too-large',
+      );
+      if (!onBad) throw e;
+      onBad(row, e);
+    }
+    return records;
+  }
+
   /**
    * Records go to the producer as chunks come (its queue bounds what is in flight); close waits for every ack.
    *
@@ -91,35 +174,65 @@ export class KafkaSink implements Sink {
    * same record. So each chunk is checked before anything of it is produced, and such a record goes to
    * `onBad` (the dead-letter destination, or a failure with onBadRecord=fail) with its size and the fix.
    */
-  openBatch(_batchId: number, schema: StructType, _mode: OutputMode, onBad?: BadRowHandler): BatchWriter {
-    const make = (this.maker ??= kafkaRecordMaker(schema, this.options.topic));
-    const limit = this.producer.maxRecordBytes;
+  openBatch(batchId: number, schema: StructType, _mode: OutputMode, onBad?: BadRowHandler): BatchWriter {
+    if (this.exactlyOnce) return this.openTransaction(batchId, schema, onBad);
+    const producer = this.producer!;
     return {
-      write: (rows) => {
-        const records: OutgoingRecord[] = [];
-        for (const row of rows) {
-          const rec = make(row);
-          const size = recordWireSize(rec);
-          if (size <= limit) {
-            records.push(rec);
-            continue;
-          }
-          const e = new RecordError(
-            `The output record${rec.key ? ` with key "${truncate(rec.key)}"` : ''} for topic "${rec.topic}" is ${size} bytes, above the ` +
-              `producer's message.max.bytes (${limit}); Kafka would refuse it. Make the value smaller, or raise the limits: ` +
-              `.option('kafka.message.max.bytes', <bytes>) for the producer, and the topic's max.message.bytes on the broker ` +
-              `(kafka-configs.sh --alter --entity-type topics --entity-name ${rec.topic} --add-config max.message.bytes=<bytes>).`,
-            'sink.record-too-large',
-          );
-          if (!onBad) throw e;
-          onBad(row, e);
-        }
-        return this.producer.send(records);
-      },
-      close: () => this.producer.flush(),
+      write: (rows) => producer.send(this.records(rows, schema, onBad)),
+      close: () => producer.flush(),
     };
   }
+
+  /**
+   * Exactly-once: the batch is one transaction, begun with its first record and committed at close with the
+   * batch's marker in it. A batch whose marker is already committed (a re-run after a crash that came after
+   * the commit) is computed again — its state must be rebuilt — but its rows are not written.
+   */
+  private openTransaction(batchId: number, schema: StructType, onBad?: BadRowHandler): BatchWriter {
+    const txn = this.txn;
+    if (!txn) throw new Error('The exactly-once Kafka sink was not started: it writes for a streaming query only (Sink.start).');
+    const producer = this.producer as TransactionalProducer;
+    if (batchId <= txn.lastCommitted) {
+      txn.log(`INFO Batch ${batchId}'s output is already in Kafka (its transaction committed before the restart): not written again.`);
+      return { write: async () => {}, close: async () => {} };
+    }
+    let records = 0;
+    const failed = async (e: unknown): Promise<never> => {
+      // An abortable failure leaves the producer usable: abort, so that nothing of the batch is ever seen.
+      if (producer.open) await producer.abort().catch(() => {});
+      throw e;
+    };
+    return {
+      write: async (rows) => {
+        const out = this.records(rows, schema, onBad);
+        if (!out.length) return;
+        try {
+          if (!producer.open) await producer.begin();
+          records += out.length;
+          await producer.send(out);
+        } catch (e) {
+          await failed(e);
+        }
+      },
+      close: async () => {
+        // A batch with no output writes nothing: re-run, it writes nothing again, so it needs no marker.
+        if (!producer.open) return;
+        try {
+          await producer.flush(); // every record in the log (uncommitted), or the broker's reason it is not
+          fault('mid-transaction', batchId);
+          await producer.send([
+            markerRecord(txn.markerTopic, { queryId: txn.queryId, batchId, records, transactionalId: producer.transactionalId, writtenAt: new Date().toISOString() }),
+          ]);
+          await producer.commit();
+          txn.lastCommitted = batchId;
+        } catch (e) {
+          await failed(e);
+        }
+      },
+    };
+  }
+
   async stop(): Promise<void> {
-    await this.producer.close();
+    await this.producer?.close();
   }
 }

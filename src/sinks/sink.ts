@@ -7,9 +7,23 @@ export type BadRowHandler = (row: Row, e: RecordError) => void;
 
 export type OutputMode = 'append' | 'update' | 'complete';
 
+/** What a sink learns when its query starts (Sink.start). */
+export interface SinkContext {
+  /** The query's id, stable across restarts (from the checkpoint's metadata). */
+  queryId: string;
+  /** The last batch the checkpoint says is committed (commits/N), if any. */
+  lastCommittedBatch: number | undefined;
+  log: (line: string) => void;
+}
+
 export interface Sink {
   /** Shown in progress as `sink.description`. */
   describe(): string;
+  /**
+   * Called once when the query's loop starts, before its first batch (a re-run one included): a sink that
+   * must recover (the transactional Kafka sink: fence a zombie, find the last batch it committed) does it here.
+   */
+  start?(ctx: SinkContext): Promise<void>;
   /**
    * Writes the rows of batch `batchId`. After a crash, a batch can be handed over again with the same id
    * and the same rows: a sink that can recognise it (memory, files, transactional Kafka) skips it.

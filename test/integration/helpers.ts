@@ -76,17 +76,20 @@ export async function produceRecords(records: OutgoingRecord[], conf: Record<str
 }
 
 const sluiceBin = new URL('../../bin/sluice.js', import.meta.url).pathname;
-const copyPipeline = new URL('../fixtures/copy-pipeline.ts', import.meta.url).pathname;
 
-/** `sluice run test/fixtures/copy-pipeline.ts` as a child process (settings in `env`), with its output collected. */
-export function startCopyPipeline(env: Record<string, string>) {
-  const child = spawn(process.execPath, [sluiceBin, 'run', copyPipeline], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `sluice run test/fixtures/<fixture>` as a child process (settings in `env`), with its output collected. */
+export function startPipeline(fixture: string, env: Record<string, string>) {
+  const file = new URL(`../fixtures/${fixture}`, import.meta.url).pathname;
+  const child = spawn(process.execPath, [sluiceBin, 'run', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, exited, output: () => out };
 }
+
+/** The kill -9 test's Avro copy pipeline (test/fixtures/copy-pipeline.ts). */
+export const startCopyPipeline = (env: Record<string, string>) => startPipeline('copy-pipeline.ts', env);
 
 /** A Kafka stream of `topic` on the test broker, from its earliest offset. */
 export function readKafka(session: SluiceSession, topic: string, options: Record<string, string | number> = {}): DataFrame {

@@ -1,0 +1,76 @@
+/**
+ * Batch markers of the exactly-once Kafka sink: one record per batch, "query Q wrote batch N", sent in the
+ * batch's own transaction. It is visible to a read_committed reader exactly when the batch's output is, so
+ * after a crash the last committed marker says which batches are already in Kafka (ARCHITECTURE.md,
+ * "Exactly-once to Kafka").
+ *
+ * Each query has its own marker topic (`__sluice_batches_<queryId>` unless `exactlyOnce.markerTopic` names
+ * one): one partition, compacted, written by that query's transactional producer only. So its end is never
+ * held back by another writer's open transaction, and after `initTransactions` (which ends any transaction
+ * a crashed run left open) its last record is the last committed marker.
+ */
+import type { KafkaAdmin, KafkaConfig, OutgoingRecord } from '../kafka/client.js';
+import { KafkaError, RangeReader } from '../kafka/client.js';
+
+export interface BatchMarker {
+  queryId: string;
+  batchId: number;
+  /** Output records written in the batch's transaction (the marker excluded). */
+  records: number;
+  transactionalId: string;
+  writtenAt: string;
+}
+
+/** The marker topic of a query, unless the user named one. Starts with `__`, as Kafka's internal topics do (sluice topics hides them). */
+export const markerTopicOf = (queryId: string): string => `__sluice_batches_${queryId}`;
+
+/** Creates the marker topic unless it exists: one partition, compacted (only the last marker of the query matters). */
+export async function ensureMarkerTopic(admin: KafkaAdmin, topic: string): Promise<boolean> {
+  return admin.ensureTopic(topic, 1, -1, { 'cleanup.policy': 'compact' });
+}
+
+export function markerRecord(topic: string, m: BatchMarker): OutgoingRecord {
+  return { topic, partition: 0, key: Buffer.from(m.queryId), value: Buffer.from(JSON.stringify(m)) };
+}
+
+function parseMarker(value: Buffer | null): BatchMarker | undefined {
+  if (!value) return undefined;
+  try {
+    const m = JSON.parse(value.toString('utf8')) as Partial<BatchMarker>;
+    return typeof m.queryId === 'string' && Number.isInteger(m.batchId) ? (m as BatchMarker) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The last marker of `queryId` in `topic` that a read_committed reader sees, or undefined if it has none.
+ * Call it after initTransactions: no transaction of this query is open then, so the partition's last stable
+ * offset is its end. Reads backwards from the end in growing windows (a commit leaves a control record after
+ * each marker, and compaction leaves holes), so the cost does not grow with the query's age.
+ */
+export async function lastCommittedMarker(conf: KafkaConfig, admin: KafkaAdmin, topic: string, queryId: string): Promise<BatchMarker | undefined> {
+  const tp = [{ topic, partition: 0 }];
+  const [earliest, latest] = await Promise.all([admin.listOffsets(tp, 'earliest'), admin.listOffsets(tp, 'latest', 'read_committed')]);
+  const from = earliest[topic]?.['0'] ?? 0;
+  const end = latest[topic]?.['0'] ?? 0;
+  const reader = new RangeReader({ ...conf, 'isolation.level': 'read_committed' }, 60_000);
+  try {
+    for (let window = 64, hi = end; hi > from; hi -= window, window *= 8) {
+      const lo = Math.max(from, hi - window);
+      const records = await reader.read({ [topic]: { '0': lo } }, { [topic]: { '0': hi } });
+      let last: BatchMarker | undefined;
+      for (const r of records) {
+        const m = r.key?.toString('utf8') === queryId ? parseMarker(r.value) : undefined;
+        if (r.key?.toString('utf8') === queryId && !m) {
+          throw new KafkaError(`The marker at ${topic}-0 offset ${r.offset} is not a Sluice batch marker: is "${topic}" used by something else? Name another with option exactlyOnce.markerTopic.`);
+        }
+        if (m && (!last || m.batchId > last.batchId)) last = m;
+      }
+      if (last) return last;
+    }
+    return undefined;
+  } finally {
+    await reader.close();
+  }
+}
