@@ -80,3 +80,30 @@ describe('exactly-once Kafka sink: kill -9 at each crash point, then restart', (
     expect(count(committed)).toEqual({ distinct: DISTINCT, duplicates: 100, missing: 0 });
   });
 });
+
+describe('transactional producer', () => {
+  it('a second producer with the same transactional.id fences the first: its commit fails, saying why', async () => {
+    const { TransactionalProducer } = await import('../../src/kafka/transactions.js');
+    const t = await freshTopics('eos-fence', 1);
+    const id = `sluice-test-fence-${t.output}`;
+    const older = new TransactionalProducer(kafka(), id);
+    const newer = new TransactionalProducer(kafka(), id);
+    try {
+      await older.init();
+      await older.begin();
+      await older.send([{ topic: t.output, value: Buffer.from('zombie') }]);
+      await older.flush();
+      await newer.init(); // fences the older producer and aborts its open transaction
+      const err = await older.commit().then(() => undefined, (e: Error & { fatal?: boolean }) => e);
+      expect(err?.message).toMatch(/fenced/i);
+      expect(err?.message).toContain(`transactional.id "${id}"`);
+      expect(err?.fatal).toBe(true);
+      await newer.begin();
+      await newer.send([{ topic: t.output, value: Buffer.from('live') }]);
+      await newer.commit();
+      expect((await readTopic(kafka(), t.output)).map((r) => r.value!.toString())).toEqual(['live']);
+    } finally {
+      await Promise.all([older.close(), newer.close()]);
+    }
+  });
+});
