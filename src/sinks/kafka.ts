@@ -124,12 +124,6 @@ export class KafkaSink implements Sink {
       await producer.init();
       const last = await lastCommittedMarker(this.conf, admin, markerTopic, ctx.queryId);
       this.txn = { queryId: ctx.queryId, markerTopic, lastCommitted: last?.batchId ?? -1, log: ctx.log };
-      if (last && (ctx.lastCommittedBatch === undefined || last.batchId > ctx.lastCommittedBatch)) {
-        ctx.log(
-          `INFO Exactly-once: batch ${last.batchId}'s transaction committed (${last.records} records, marker in ${markerTopic}) but the checkpoint ` +
-            'had not recorded it: the batch is re-run to rebuild its state, and its output is not written again.',
-        );
-      }
     } finally {
       admin.disconnect();
     }
@@ -193,7 +187,10 @@ export class KafkaSink implements Sink {
     if (!txn) throw new Error('The exactly-once Kafka sink was not started: it writes for a streaming query only (Sink.start).');
     const producer = this.producer as TransactionalProducer;
     if (batchId <= txn.lastCommitted) {
-      txn.log(`INFO Batch ${batchId}'s output is already in Kafka (its transaction committed before the restart): not written again.`);
+      txn.log(
+        `INFO Batch ${batchId}'s output is already in Kafka: its transaction committed before the restart (marker in ${txn.markerTopic}). ` +
+          'The batch is re-run to rebuild its state; its rows are not written again.',
+      );
       return { write: async () => {}, close: async () => {} };
     }
     let records = 0;
