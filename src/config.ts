@@ -1,6 +1,7 @@
 /**
  * Connection settings for the CLI, lessons and examples: environment variables first, then the running
- * local stack (`sluice up`), then the local defaults. Secrets come only from the environment.
+ * local stack (`sluice up`), then the local defaults. Secrets come from the environment, or, for a local
+ * stack started with `sluice up --secure`, from its credentials file (stack/secure.ts).
  *
  * | variable                        | meaning                                   |
  * |---------------------------------|-------------------------------------------|
@@ -17,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KafkaConfig } from './kafka/client.js';
 import type { RegistryConfig } from './serde/registry.js';
-import { DEFAULT_PORTS, defaultStackDir, type StackInfo } from './stack/stack.js';
+import { DEFAULT_PORTS, defaultStackDir, stackClientSecurity, stackRegistryAuth, type StackInfo } from './stack/stack.js';
 
 export interface Connection {
   bootstrapServers: string;
@@ -34,7 +35,9 @@ export function connection(env: NodeJS.ProcessEnv = process.env): Connection {
   const stackFile = join(defaultStackDir(), 'stack.json');
   const stack = existsSync(stackFile) ? (JSON.parse(readFileSync(stackFile, 'utf8')) as StackInfo) : undefined;
   const bootstrapServers = env.SLUICE_BOOTSTRAP_SERVERS ?? stack?.bootstrapServers ?? `127.0.0.1:${DEFAULT_PORTS.kafka}`;
-  const kafka: KafkaConfig = { 'bootstrap.servers': bootstrapServers };
+  // The secure local stack's SASL/TLS settings, unless the environment points elsewhere.
+  const local = !env.SLUICE_BOOTSTRAP_SERVERS;
+  const kafka: KafkaConfig = { 'bootstrap.servers': bootstrapServers, ...(local && stack ? stackClientSecurity(stack) : {}) };
   const map: Array<[string, string]> = [
     ['SLUICE_KAFKA_SECURITY_PROTOCOL', 'security.protocol'],
     ['SLUICE_KAFKA_SASL_MECHANISM', 'sasl.mechanisms'],
@@ -45,9 +48,13 @@ export function connection(env: NodeJS.ProcessEnv = process.env): Connection {
   for (const [v, k] of map) if (env[v]) kafka[k] = env[v]!;
   const registry: RegistryConfig = {
     url: env.SLUICE_REGISTRY_URL ?? stack?.registryUrl ?? `http://127.0.0.1:${DEFAULT_PORTS.registry}/apis/ccompat/v7`,
-    ...(env.SLUICE_REGISTRY_BASIC_AUTH ? { basicAuth: env.SLUICE_REGISTRY_BASIC_AUTH } : {}),
+    ...(env.SLUICE_REGISTRY_BASIC_AUTH
+      ? { basicAuth: env.SLUICE_REGISTRY_BASIC_AUTH }
+      : !env.SLUICE_REGISTRY_URL && stack && stackRegistryAuth(stack)
+        ? { basicAuth: stackRegistryAuth(stack)! }
+        : {}),
     ...(env.SLUICE_REGISTRY_BEARER_TOKEN ? { bearerToken: env.SLUICE_REGISTRY_BEARER_TOKEN } : {}),
   };
   const kafkaOptions = Object.fromEntries(Object.entries(kafka).map(([k, v]) => [`kafka.${k}`, String(v)]));
-  return { bootstrapServers, kafka, kafkaOptions, registry, local: !env.SLUICE_BOOTSTRAP_SERVERS };
+  return { bootstrapServers, kafka, kafkaOptions, registry, local };
 }

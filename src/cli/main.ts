@@ -15,6 +15,7 @@ import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
 import { StringType, StructType, IntegerType, LongType } from '../types/index.js';
 import { DEFAULT_REDIS_PORT, STACK_SERVICES, defaultStackDir, down, status, up, type StackService } from '../stack/stack.js';
+import type { SecureInfo } from '../stack/secure.js';
 
 const err = (l: string): void => void process.stderr.write(l + '\n');
 const num = (v: string): number => {
@@ -70,6 +71,14 @@ async function printRecords(records: KafkaRecord[], format: string): Promise<voi
   process.stdout.write(showString(table, schema, table.length, 80));
 }
 
+/** How to connect to a secure local stack: never the passwords, only where they are. */
+function secureLines(i: SecureInfo): string {
+  return (
+    `security           kafka SASL_SSL ${i.saslMechanism}, user "${i.username}", CA ${i.caLocation}; registry basic auth\n` +
+    `credentials        ${i.credentialsFile} (connection() and the sluice commands read it)\n`
+  );
+}
+
 export function program(): Command {
   const cli = new Command('sluice').description('Structured Streaming for TypeScript: local stack, topics, pipelines, demo').showHelpAfterError();
 
@@ -82,6 +91,7 @@ export function program(): Command {
     .option('--registry-port <port>', 'Schema Registry port', num)
     .option('--with <services>', `also start these services (comma-separated): ${STACK_SERVICES.join(', ')}`, services)
     .option('--redis-port <port>', `Redis port (with --with redis; default ${DEFAULT_REDIS_PORT}, or the one it had)`, num)
+    .option('--secure', 'Kafka with SASL/SCRAM-SHA-256 over TLS (a CA made for the stack) and the registry with basic auth; credentials in <dir>/secure/credentials.json')
     .action(async (o) => {
       if (o.redisPort && !o.with?.includes('redis')) throw new InvalidArgumentError('--redis-port is for Redis: add --with redis.');
       const info = await up({
@@ -89,8 +99,10 @@ export function program(): Command {
         ports: { ...(o.kafkaPort ? { kafka: o.kafkaPort } : {}), ...(o.controllerPort ? { controller: o.controllerPort } : {}), ...(o.registryPort ? { registry: o.registryPort } : {}) },
         ...(o.with ? { with: o.with } : {}),
         ...(o.redisPort ? { redisPort: o.redisPort } : {}),
+        ...(o.secure ? { secure: true } : {}),
       });
       process.stdout.write(`bootstrap.servers  ${info.bootstrapServers}\nschema registry    ${info.registryUrl}\n${info.redisUrl ? `redis              ${info.redisUrl}\n` : ''}`);
+      if (info.secure) process.stdout.write(secureLines(info.secure));
     });
 
   cli
@@ -113,6 +125,7 @@ export function program(): Command {
           `${n.padEnd(16)} ${x.healthy ? 'healthy' : x.running ? 'running, not answering' : 'stopped'}${x.pid && x.running ? ` (pid ${x.pid})` : ''}${where ? `  ${where}` : ''}`;
         process.stdout.write(`${line('kafka', s.kafka, s.kafka.bootstrapServers)}\n${line('schema registry', s.registry, s.registry.url)}\n`);
         if (s.redis) process.stdout.write(`${line('redis', s.redis, s.redis.url)}\n`);
+        if (s.secure) process.stdout.write(secureLines(s.secure));
       }
       // Redis counts once started here (`up --with redis`) and until `down` stops it.
       if (!s.kafka.healthy || !s.registry.healthy || (s.redis?.pid !== undefined && !s.redis.healthy)) process.exitCode = 1;

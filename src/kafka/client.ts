@@ -103,6 +103,72 @@ export function isTransientKafkaError(e: unknown): boolean {
   return typeof code === 'number' && TRANSIENT_CODES.has(code);
 }
 
+/**
+ * A refusal that retrying cannot cure, as librdkafka reports it: the broker refused the SASL login, or the
+ * TLS handshake failed (the broker's certificate could not be verified, or the listener is not TLS).
+ * librdkafka logs the details (`event.log`, facility FAIL) and raises a bare `event.error` ("authentication
+ * failure", "ssl error", code -1 in this binding; -169/-181 in librdkafka itself).
+ */
+const AUTH_FAILURE = /SASL authentication error|SASL .*mechanism handshake failed|authentication failure/i;
+const TLS_FAILURE = /SSL handshake failed|certificate verify failed|ssl error/i;
+
+/**
+ * librdkafka reports a refused login or a failed TLS handshake only as events, and keeps reconnecting: a
+ * connect() would wait its whole timeout and then say "Broker transport failure", and a retrying caller
+ * would retry that. This turns the first such event into a rejection that says what was refused and what
+ * to check, so a client with wrong credentials fails within seconds.
+ */
+class AuthWatch {
+  private reject!: (e: KafkaError) => void;
+  /** Rejects with the explained error when the broker refuses this client; never resolves. */
+  readonly failed: Promise<never> = new Promise<never>((_, reject) => (this.reject = reject));
+  error: KafkaError | undefined;
+  constructor(private readonly conf: KafkaConfig) {
+    this.failed.catch(() => {}); // observed by whoever races it; never an unhandled rejection
+  }
+  private see(message: string): void {
+    if (this.error) return;
+    const kind = AUTH_FAILURE.test(message) ? 'sasl' : TLS_FAILURE.test(message) ? 'tls' : undefined;
+    if (!kind) return;
+    this.error = authError(this.conf, kind, message.replace(/^\[thrd:[^\]]*\]: /, ''));
+    this.reject(this.error);
+  }
+  readonly onError = (err: LibrdKafkaError): void => this.see(err.message);
+  readonly onLog = (log: { severity?: number; fac?: string; message?: string }): void => {
+    if ((log.severity ?? 7) <= 3 && log.message) this.see(log.message);
+  };
+  /** Listens to a client's events (before it connects). */
+  watch(client: { on(event: 'event.error' | 'event.log', fn: (x: never) => void): unknown }): void {
+    client.on('event.error', this.onError);
+    client.on('event.log', this.onLog);
+  }
+  /** Runs `call`, failing as soon as the broker refuses this client. */
+  race<T>(call: Promise<T>): Promise<T> {
+    if (this.error) return Promise.reject(this.error);
+    return Promise.race([call, this.failed]);
+  }
+}
+
+/** The error for a refused login or TLS handshake: what was refused, and what to check. No secret in it. */
+export function authError(conf: KafkaConfig, kind: 'sasl' | 'tls', detail: string): KafkaError {
+  const servers = String(conf['bootstrap.servers']);
+  const protocol = String(conf['security.protocol'] ?? 'plaintext').toUpperCase();
+  if (kind === 'tls') {
+    return new KafkaError(
+      `The TLS handshake with ${servers} failed: ${detail}. Check kafka.ssl.ca.location: it must be the CA certificate (PEM) ` +
+        `that signed the broker's certificate, and the certificate must name the host you connect to. ` +
+        (protocol.includes('SSL') ? '' : `Is the listener TLS? kafka.security.protocol is ${protocol}. `) +
+        'For the local stack started with `sluice up --secure`, `sluice status` prints its CA file.',
+    );
+  }
+  const user = conf['sasl.username'] !== undefined ? `user "${String(conf['sasl.username'])}"` : 'no user name (kafka.sasl.username is not set)';
+  return new KafkaError(
+    `Kafka at ${servers} refused the login of ${user} (${String(conf['sasl.mechanisms'] ?? 'GSSAPI')}): ${detail}. ` +
+      'Check kafka.sasl.username, kafka.sasl.password and kafka.sasl.mechanism; for the local stack started with `sluice up --secure`, ' +
+      '`sluice status` says where its credentials are.',
+  );
+}
+
 /** Admin operations (topics, offsets), with one connection reused. */
 export class KafkaAdmin {
   private readonly client: IAdminClient;
@@ -116,15 +182,18 @@ export class KafkaAdmin {
     private readonly timeoutMs = 15_000,
     private readonly retryForMs = 0,
   ) {
-    this.client = Kafka.AdminClient.create({ 'client.id': 'sluice-admin', ...conf } as GlobalConfig);
+    this.auth = new AuthWatch(conf);
+    this.client = Kafka.AdminClient.create({ 'client.id': 'sluice-admin', ...conf } as GlobalConfig, { 'event.error': this.auth.onError, 'event.log': this.auth.onLog });
   }
+  private readonly auth: AuthWatch;
 
   private async retrying<T>(call: () => Promise<T>): Promise<T> {
     const until = Date.now() + this.retryForMs;
     for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
       try {
-        return await call();
+        return await this.auth.race(call());
       } catch (e) {
+        if (this.auth.error) throw this.auth.error; // refused credentials: no retry cures them
         if (!isTransientKafkaError(e) || Date.now() + delay > until) throw e;
         await new Promise((r) => setTimeout(r, delay));
       }
@@ -132,13 +201,13 @@ export class KafkaAdmin {
   }
 
   createTopic(topic: string, partitions = 1, replicationFactor = 1, config: Record<string, string> = {}): Promise<void> {
-    return new Promise((resolve, reject) =>
+    return this.auth.race(new Promise((resolve, reject) =>
       this.client.createTopic(
         { topic, num_partitions: partitions, replication_factor: replicationFactor, config } as Parameters<IAdminClient['createTopic']>[0],
         this.timeoutMs,
         (err) => (err ? reject(fail(`Cannot create topic "${topic}"`, err)) : resolve()),
       ),
-    );
+    ));
   }
 
   /** Creates the topic unless it exists; returns whether it was created. */
@@ -172,15 +241,15 @@ export class KafkaAdmin {
 
   /** Grows a topic to `total` partitions (Kafka never shrinks one). */
   createPartitions(topic: string, total: number): Promise<void> {
-    return new Promise((resolve, reject) =>
+    return this.auth.race(new Promise((resolve, reject) =>
       this.client.createPartitions(topic, total, this.timeoutMs, (err) => (err ? reject(fail(`Cannot add partitions to "${topic}"`, err)) : resolve())),
-    );
+    ));
   }
 
   deleteTopic(topic: string): Promise<void> {
-    return new Promise((resolve, reject) =>
+    return this.auth.race(new Promise((resolve, reject) =>
       this.client.deleteTopic(topic, this.timeoutMs, (err) => (err ? reject(fail(`Cannot delete topic "${topic}"`, err)) : resolve())),
-    );
+    ));
   }
 
   listTopics(): Promise<string[]> {
@@ -261,12 +330,12 @@ export class KafkaAdmin {
 
   /** Deletes records below `offset` (what retention does); used to show `failOnDataLoss`. */
   deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
-    return new Promise((resolve, reject) =>
+    return this.auth.race(new Promise((resolve, reject) =>
       this.client.deleteRecords([{ topic, partition, offset }], { timeout: this.timeoutMs }, (err, result) => {
         const e = err ?? result?.find((r) => r.error)?.error;
         return e ? reject(fail(`Cannot delete records of ${topic}-${partition}`, e)) : resolve();
       }),
-    );
+    ));
   }
 
   disconnect(): void {
@@ -313,9 +382,14 @@ export class RangeReader {
       } as ConstructorParameters<typeof Kafka.KafkaConsumer>[0],
       { 'auto.offset.reset': 'error' },
     );
-    await new Promise<void>((resolve, reject) =>
-      c.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect to Kafka', err)) : resolve())),
-    );
+    const auth = new AuthWatch(this.conf);
+    auth.watch(c);
+    try {
+      await auth.race(new Promise<void>((resolve, reject) => c.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect to Kafka', err)) : resolve()))));
+    } catch (e) {
+      c.disconnect();
+      throw e;
+    }
     c.setDefaultConsumeTimeout(100);
     this.consumer = c;
     return c;
@@ -538,9 +612,14 @@ export class AckedProducer {
       this.pending--;
       if (err) this.failures.add(report?.topic ?? '?', err);
     });
-    await new Promise<void>((resolve, reject) =>
-      p.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect the Kafka producer', err)) : resolve())),
-    );
+    const auth = new AuthWatch(this.conf);
+    auth.watch(p);
+    try {
+      await auth.race(new Promise<void>((resolve, reject) => p.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect the Kafka producer', err)) : resolve()))));
+    } catch (e) {
+      p.disconnect();
+      throw e;
+    }
     p.setPollInterval(20);
     this.producer = p;
     return p;

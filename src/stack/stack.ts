@@ -17,6 +17,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { createConnection, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { KafkaConfig } from '../kafka/client.js';
+import { brokerSecurityProperties, readCredentials, scramUserArgs, secureClientConfig, secureMaterial, writeRegistryAuth, type SecureInfo } from './secure.js';
 
 export const KAFKA_VERSION = '4.1.2';
 /** 3.0.9: the newest Apicurio that runs on Java 17 (3.3.x is compiled for Java 21). See docs/decisions.md. */
@@ -41,6 +43,20 @@ export interface StackInfo {
   registryUrl: string;
   /** `redis://127.0.0.1:<port>` when the stack was started with Redis (`with: ['redis']`). */
   redisUrl?: string;
+  /** Set when the stack was started with `secure` (`sluice up --secure`): where its CA and credentials are. */
+  secure?: SecureInfo;
+}
+
+/** The librdkafka settings a client of this stack needs beyond bootstrap.servers (SASL/TLS when secure). */
+export function stackClientSecurity(i: StackInfo): KafkaConfig {
+  return i.secure ? secureClientConfig(i.secure, readCredentials(i.secure)) : {};
+}
+
+/** The registry's `user:password` for this stack, when it is secure. */
+export function stackRegistryAuth(i: StackInfo): string | undefined {
+  if (!i.secure) return undefined;
+  const c = readCredentials(i.secure);
+  return `${c.registryUsername}:${c.registryPassword}`;
 }
 
 export const DEFAULT_PORTS: StackPorts = { kafka: 9092, controller: 9093, registry: 8081 };
@@ -197,19 +213,21 @@ function readInfo(dir: string): StackInfo | undefined {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as StackInfo) : undefined;
 }
 
-function info(dir: string, ports: StackPorts, pids: StackInfo['pids']): StackInfo {
+function info(dir: string, ports: StackPorts, pids: StackInfo['pids'], secure?: SecureInfo): StackInfo {
   return {
     dir,
     ports,
     pids,
     bootstrapServers: `127.0.0.1:${ports.kafka}`,
     registryUrl: `http://127.0.0.1:${ports.registry}/apis/ccompat/v7`,
+    ...(secure ? { secure } : {}),
   };
 }
 
-async function registryHealthy(url: string): Promise<boolean> {
+async function registryHealthy(url: string, basicAuth?: string): Promise<boolean> {
   try {
-    const r = await fetch(`${url}/subjects`, { signal: AbortSignal.timeout(2000) });
+    const headers: Record<string, string> = basicAuth ? { Authorization: `Basic ${Buffer.from(basicAuth).toString('base64')}` } : {};
+    const r = await fetch(`${url}/subjects`, { signal: AbortSignal.timeout(2000), headers });
     return r.ok;
   } catch {
     return false;
@@ -222,6 +240,8 @@ export interface StackStatus {
   registry: { running: boolean; healthy: boolean; pid?: number; url?: string };
   /** Present once Redis was started in this stack folder; `pid` is set until `down` stops it. */
   redis?: { running: boolean; healthy: boolean; pid?: number; url?: string };
+  /** Present when the stack was started with `secure`. */
+  secure?: SecureInfo;
 }
 
 export async function status(dir = defaultStackDir()): Promise<StackStatus> {
@@ -232,8 +252,9 @@ export async function status(dir = defaultStackDir()): Promise<StackStatus> {
   return {
     dir,
     kafka: { running: kafkaUp, healthy: kafkaUp && !!i && (await tcpOpen(i.ports.kafka)), ...(i ? { pid: i.pids.kafka, bootstrapServers: i.bootstrapServers } : {}) },
-    registry: { running: regUp, healthy: regUp && !!i && (await registryHealthy(i.registryUrl)), ...(i ? { pid: i.pids.registry, url: i.registryUrl } : {}) },
+    registry: { running: regUp, healthy: regUp && !!i && (await registryHealthy(i.registryUrl, stackRegistryAuth(i))), ...(i ? { pid: i.pids.registry, url: i.registryUrl } : {}) },
     ...(await redisStatus(dir)),
+    ...(i?.secure ? { secure: i.secure } : {}),
   };
 }
 
@@ -291,6 +312,8 @@ export interface UpOptions {
   with?: readonly StackService[];
   /** Redis port (default: the one it had in this folder, else DEFAULT_REDIS_PORT). */
   redisPort?: number;
+  /** Kafka with SASL/SCRAM over TLS and the registry with basic auth (stack/secure.ts). A running stack of the other kind is restarted. */
+  secure?: boolean;
 }
 
 /**
@@ -317,7 +340,8 @@ async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
   const dir = opts.dir ?? defaultStackDir();
   const existing = readInfo(dir);
   const st = await status(dir);
-  if (existing && st.kafka.healthy && st.registry.healthy) {
+  const secure = opts.secure ?? false;
+  if (existing && st.kafka.healthy && st.registry.healthy && !!existing.secure === secure) {
     log(`The stack in ${dir} is already running: Kafka ${existing.bootstrapServers}, registry ${existing.registryUrl}`);
     return existing;
   }
@@ -337,19 +361,26 @@ async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
   const registryJdbc = registryDbUrl(registryDb);
   const { kafkaLibs, registryJar } = install(log);
   mkdirSync(join(dir, 'logs'), { recursive: true });
-  const dataDir = join(dir, 'kafka-data');
+  // A secure broker's SCRAM users are written when its storage is formatted: it has a data folder of its own.
+  const dataDir = join(dir, secure ? 'kafka-data-secure' : 'kafka-data');
   const props = join(dir, 'server.properties');
+  const material = secure ? secureMaterial(resolve(dir), log) : undefined;
+  writeRegistryAuth(dir, material?.credentials);
   writeFileSync(
     props,
     [
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${ports.controller}`,
-      `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.controller}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}`,
-      'controller.listener.names=CONTROLLER',
-      'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      ...(material
+        ? brokerSecurityProperties(ports.kafka, ports.controller, material.credentials, material.keystore, material.info.caLocation)
+        : [
+            `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.controller}`,
+            `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}`,
+            'controller.listener.names=CONTROLLER',
+            'inter.broker.listener.name=PLAINTEXT',
+            'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+          ]),
       `log.dirs=${dataDir}`,
       'num.partitions=1',
       'offsets.topic.replication.factor=1',
@@ -369,7 +400,8 @@ async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
     // Kafka's own Uuid.randomUuid() avoids ids that start with '-': the tool would read one as an option.
     let clusterId = randomBytes(16).toString('base64url');
     while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
-    const r = spawnSync(javaBin, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props], { encoding: 'utf8' });
+    const users = material ? scramUserArgs(material.credentials) : [];
+    const r = spawnSync(javaBin, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...users], { encoding: 'utf8' });
     if (r.status !== 0) throw new StackError(`Formatting Kafka storage failed:\n${r.stdout}\n${r.stderr}`);
   }
   const kafkaLog = join(dir, 'logs', 'kafka.log');
@@ -395,28 +427,36 @@ async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
     { detached: true, cwd: dir, stdio: ['ignore', openSync(registryLog, 'a'), openSync(registryLog, 'a')] },
   );
   registry.unref();
-  const result = info(dir, ports, { kafka: kafka.pid, registry: registry.pid });
+  const result = info(dir, ports, { kafka: kafka.pid, registry: registry.pid }, material?.info);
   writeFileSync(join(dir, 'stack.json'), JSON.stringify(result, null, 2) + '\n');
-  log(`Starting Kafka ${KAFKA_VERSION} on ${result.bootstrapServers} and Apicurio Registry ${APICURIO_VERSION} on ${result.registryUrl} …`);
+  log(
+    `Starting Kafka ${KAFKA_VERSION} on ${result.bootstrapServers}${material ? ` (SASL_SSL, ${material.info.saslMechanism})` : ''} and Apicurio Registry ` +
+      `${APICURIO_VERSION} on ${result.registryUrl}${material ? ' (basic auth)' : ''} …`,
+  );
   try {
     await Promise.all([
-      waitFor('Kafka', () => kafkaReady(result.bootstrapServers), kafka.pid!, kafkaLog, 120_000, log),
-      waitFor('the Schema Registry', () => registryHealthy(result.registryUrl), registry.pid!, registryLog, 180_000, log),
+      waitFor('Kafka', () => kafkaReady(result), kafka.pid!, kafkaLog, 120_000, log),
+      waitFor('the Schema Registry', () => registryHealthy(result.registryUrl, stackRegistryAuth(result)), registry.pid!, registryLog, 180_000, log),
     ]);
   } catch (e) {
     await downKafkaAndRegistry({ dir, log: () => {} });
     throw e;
   }
   log(`Stack up. Logs: ${join(dir, 'logs')}`);
+  if (material) {
+    log(
+      `Secure: clients log in as "${material.info.username}" (${material.info.saslMechanism} over TLS, CA ${material.info.caLocation}); ` +
+        `the passwords are in ${material.info.credentialsFile}. connection() and the sluice commands use them.`,
+    );
+  }
   return result;
 }
 
 /** Kafka is ready when a client can list topics (the listener is up and the controller elected). */
-async function kafkaReady(bootstrap: string): Promise<boolean> {
-  const port = Number(bootstrap.split(':')[1]);
-  if (!(await tcpOpen(port))) return false;
+async function kafkaReady(i: StackInfo): Promise<boolean> {
+  if (!(await tcpOpen(i.ports.kafka))) return false;
   const { KafkaAdmin } = await import('../kafka/client.js');
-  const admin = new KafkaAdmin({ 'bootstrap.servers': bootstrap }, 3000);
+  const admin = new KafkaAdmin({ 'bootstrap.servers': i.bootstrapServers, ...stackClientSecurity(i) }, 3000);
   try {
     await admin.listTopics();
     return true;
