@@ -92,10 +92,10 @@ console.log(formatCheckpointReport(explainCheckpoint(cp)).replace(/query id: .*/
 //
 // Two more records; batch 1 writes them to Kafka — and the process dies before `commits/1` reaches the disk
 // (simulated by removing it). The inspector sees a planned but uncommitted batch; the restart re-runs it
-// with **exactly** the logged offsets. The Kafka sink is at-least-once — Spark's, and Sluice's today — so the
+// with **exactly** the logged offsets. The Kafka sink is at-least-once by default — as Spark's — so the
 // two records are in the output twice: exactly-once needs a sink that recognises batch 1 when it comes again.
-// (A transactional, exactly-once Kafka sink for Sluice is planned, with a lesson 06 to show it; neither exists
-// yet.)
+// Sluice's Kafka sink does with `.option('exactlyOnce', 'true')`: lesson 06 crashes a query at this same
+// moment with it.
 
 // %%
 await send(['d', 'e']);
@@ -154,9 +154,9 @@ console.log('written:', written.join(' '));
 // and flushes; no Kafka transaction is involved. Setting `kafka.transactional.id` does not change that: the
 // sink never calls Kafka's transaction API (`initTransactions`, `beginTransaction`, `commitTransaction`), so
 // nothing ties batch N to a transaction — and Kafka's producer refuses to send with a transactional id
-// before `initTransactions()`, so the write fails instead. Sluice's Kafka sink is at-least-once too, today; a
-// transactional sink that writes each batch in one Kafka transaction tied to its batch id is planned (lesson
-// 06, not written yet).
+// before `initTransactions()`, so the write fails instead. Sluice's Kafka sink is at-least-once by default
+// too; with `exactlyOnce=true` it writes each batch in one Kafka transaction with a marker of the batch, so a
+// re-run batch is recognised and not written again (lesson 06).
 //
 // Exactly-once is end to end: a replayable source, the offsets log, and a sink that recognises a re-run
 // batch by its id. Sluice's memory sink does; in Spark, the memory sink and the file sink do. With

@@ -274,8 +274,8 @@ async function writeKafka(req: WriteRequest): Promise<void> {
   if ((req.get('exactlyOnce') ?? 'false').toLowerCase() === 'true') {
     throw new AnalysisError(
       "option('exactlyOnce') belongs to a streaming query's Kafka sink: it ties each batch's transaction to the query's checkpoint. " +
-        'A batch write (df.write, or batchDF.write inside foreachBatch) has no checkpoint of its own: remove the option. In foreachBatch, ' +
-        "write to Kafka with writeStream.format('kafka').option('exactlyOnce', 'true') instead, or make the consumer idempotent.",
+        'A batch write (df.write, or batchDF.write inside foreachBatch) has no checkpoint of its own: remove the option. For exactly-once ' +
+        "output of a stream, write it with writeStream.format('kafka').option('exactlyOnce', 'true') instead of foreachBatch, or make the consumer idempotent.",
     );
   }
   const sink = new KafkaSink(req.options);

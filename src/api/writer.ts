@@ -178,7 +178,8 @@ export class DataStreamWriter extends WithOptions {
     const sourceOpts = streamingSources(this.df.plan).find((s) => s.format === 'kafka')?.options ?? {};
     // Connection and security settings are shared; a record size limit raised for the sink's topic is not
     // (the side topic keeps its own limit: set `<prefix>.kafka.message.max.bytes` for it).
-    const own = new Set(['kafka.message.max.bytes']);
+    // Nor are the exactly-once sink's transaction settings: side producers write outside its transactions.
+    const own = new Set(['kafka.message.max.bytes', 'kafka.transaction.timeout.ms', 'kafka.transactional.id']);
     for (const src of [sourceOpts, this.opts]) for (const [k, v] of Object.entries(src)) if (k.startsWith('kafka.') && !own.has(k)) kafkaOpts[k] = v;
     for (const [k, v] of Object.entries(this.opts)) if (k.startsWith(`${prefix}.kafka.`)) kafkaOpts[k.slice(prefix.length + 1)] = v;
     return kafkaOpts;

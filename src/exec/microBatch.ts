@@ -272,7 +272,15 @@ export class StreamingQuery {
       incremental.restoreLast(lastCommitted, this.batchWatermark(lastCommitted, 0), this.batchWatermark(lastCommitted - 1, 0));
     }
     // A sink that recovers on start (exactly-once Kafka: fence a zombie, read its last committed batch marker).
-    await this.spec.sink.start?.({ queryId: this.id, lastCommittedBatch: lastCommitted, log: this.spec.log });
+    await this.spec.sink.start?.({
+      queryId: this.id,
+      lastCommittedBatch: lastCommitted,
+      log: this.spec.log,
+      batchOffsets: (n) => {
+        const seq = cp.offsets.get(n);
+        return seq ? JSON.stringify({ offsets: seq.offsets, ...(seq.metadata.readFrom ? { readFrom: seq.metadata.readFrom } : {}) }) : undefined;
+      },
+    });
     let availableNowTarget: Offset[] | undefined;
     if (trigger.kind === 'availableNow') {
       const starts = rerun ? rerun.offsets : await this.startOffsets(nextBatch);
@@ -441,8 +449,13 @@ export class StreamingQuery {
     const inputs = new Map(
       this.sources.map((s, i) => [i, counted(s.getBatch(seq.metadata.readFrom?.[String(i)] ?? start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),
     );
-    await runPipeline(pipeline, inputs, () => drainSideOutputs(false));
-    await drainSideOutputs(true);
+    try {
+      await runPipeline(pipeline, inputs, () => drainSideOutputs(false));
+      await drainSideOutputs(true);
+    } catch (e) {
+      await writer?.abort?.(); // a transactional sink leaves nothing of the failed batch open
+      throw e;
+    }
     if (writer) await writer.close();
     else await sink.addBatch(batchId, collected!.rows, analyzed.schema, outputMode);
     fault('after-sink', batchId);

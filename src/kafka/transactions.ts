@@ -18,8 +18,8 @@ import { AckedProducer, KafkaError, type KafkaConfig } from './client.js';
  */
 export const DEFAULT_TRANSACTION_TIMEOUT_MS = 600_000;
 
-/** How long transactional calls (init, commit, abort) keep trying through retriable errors. */
-const TXN_CALL_TIMEOUT_MS = 120_000;
+/** How long initTransactions keeps trying through retriable errors (a coordinator still loading, a broker restarting). */
+const INIT_TIMEOUT_MS = 120_000;
 
 /** A transactional call failed; `abortable` says the transaction must be aborted, `fatal` that the producer is done. */
 export class TransactionError extends KafkaError {
@@ -40,11 +40,25 @@ const FENCED_CODES = new Set([-144, 90, 47]);
 
 export class TransactionalProducer extends AckedProducer {
   private inTransaction = false;
+  /** When the open transaction began: a transaction open longer than transaction.timeout.ms is aborted by the broker. */
+  private begunAt = 0;
+  private readonly timeoutMs: number;
   constructor(
     conf: KafkaConfig,
     readonly transactionalId: string,
   ) {
-    super({ 'transaction.timeout.ms': DEFAULT_TRANSACTION_TIMEOUT_MS, ...conf, 'transactional.id': transactionalId });
+    const timeoutMs = Number(conf['transaction.timeout.ms'] ?? DEFAULT_TRANSACTION_TIMEOUT_MS);
+    super({
+      'transaction.timeout.ms': timeoutMs,
+      // librdkafka derives both from transaction.timeout.ms when they are unset: a socket timeout of ~10
+      // minutes would notice a broker that stopped answering that late, and flush() waits as long as a
+      // record is kept. Their usual defaults (60 s; 5 minutes, below the transaction timeout) instead.
+      'socket.timeout.ms': 60_000,
+      'message.timeout.ms': Math.min(300_000, timeoutMs),
+      ...conf,
+      'transactional.id': transactionalId,
+    });
+    this.timeoutMs = timeoutMs;
   }
 
   /** Whether a transaction is open (begun, not yet committed or aborted). */
@@ -59,37 +73,73 @@ export class TransactionalProducer extends AckedProducer {
    */
   async init(): Promise<void> {
     const p = await this.connect();
-    await this.call('initialise transactions', (cb) => p.initTransactions(TXN_CALL_TIMEOUT_MS, cb));
+    await this.call('initialise transactions', (cb) => p.initTransactions(INIT_TIMEOUT_MS, cb), INIT_TIMEOUT_MS);
   }
 
   async begin(): Promise<void> {
     const p = await this.connect();
-    await this.call('begin a transaction', (cb) => p.beginTransaction(cb), false);
+    await this.call('begin a transaction', (cb) => p.beginTransaction(cb));
     this.inTransaction = true;
+    this.begunAt = Date.now();
   }
 
-  /** Commits the open transaction: flushes what was sent, then makes it visible. Retried while librdkafka says it may be. */
+  /**
+   * Commits the open transaction: flushes what was sent, then makes it visible. With no timeout (-1), as
+   * librdkafka recommends: it returns when the commit is done, or with an error that is not retriable.
+   */
   async commit(): Promise<void> {
     const p = await this.connect();
-    await this.call('commit the transaction', (cb) => p.commitTransaction(TXN_CALL_TIMEOUT_MS, cb));
-    this.inTransaction = false;
+    try {
+      await this.call('commit the transaction', (cb) => p.commitTransaction(-1, cb));
+    } finally {
+      this.inTransaction = false;
+    }
   }
 
   /** Aborts the open transaction, if any: what it sent is never seen by read_committed readers. */
   async abort(): Promise<void> {
     if (!this.inTransaction) return;
     const p = await this.connect();
-    await this.call('abort the transaction', (cb) => p.abortTransaction(TXN_CALL_TIMEOUT_MS, cb));
-    this.inTransaction = false;
+    try {
+      await this.call('abort the transaction', (cb) => p.abortTransaction(-1, cb));
+    } finally {
+      this.inTransaction = false;
+    }
   }
 
-  /** Runs a transactional call, again while its error is retriable (within TXN_CALL_TIMEOUT_MS); classifies its failure. */
-  private async call(what: string, run: (cb: (err: LibrdKafkaError) => void) => void, retry = true): Promise<void> {
-    const until = Date.now() + TXN_CALL_TIMEOUT_MS;
+  /**
+   * A failure of the open transaction, explained: a "fenced" error after the transaction was open longer than
+   * transaction.timeout.ms is the broker's timeout, not another process (the broker aborts such a transaction
+   * and bumps the producer's epoch, which librdkafka reports as fenced).
+   */
+  explainFailure(e: unknown): unknown {
+    const open = this.inTransaction ? Date.now() - this.begunAt : 0;
+    const text = String((e as Error)?.message ?? e);
+    if (open >= this.timeoutMs * 0.9 && /fenced|epoch/i.test(text)) {
+      return Object.assign(
+        new TransactionError(
+          `The batch's Kafka transaction was open ${Math.round(open / 1000)} s, longer than transaction.timeout.ms (${this.timeoutMs / 1000} s): ` +
+            'the broker aborted it. Make batches smaller with maxOffsetsPerTrigger, or raise kafka.transaction.timeout.ms (up to the broker\'s ' +
+            `transaction.max.timeout.ms, 15 minutes by default). Kafka said: ${text}`,
+          true,
+          false,
+        ),
+        { cause: e },
+      );
+    }
+    return e;
+  }
+
+  /**
+   * Runs a transactional call; calls it again while its error is retriable, for up to `retryForMs` (a call
+   * that timed out resumes where it was when made again); classifies its failure.
+   */
+  private async call(what: string, run: (cb: (err: LibrdKafkaError) => void) => void, retryForMs = 0): Promise<void> {
+    const until = Date.now() + retryForMs;
     for (let delay = 200; ; delay = Math.min(delay * 2, 5_000)) {
       const err = await new Promise<LibrdKafkaError | undefined>((resolve) => run((e) => resolve(e ?? undefined)));
       if (!err) return;
-      if (retry && err.isRetriable && !err.isFatal && Date.now() + delay < until) {
+      if (err.isRetriable && !err.isFatal && Date.now() + delay < until) {
         await new Promise((r) => setTimeout(r, delay));
         continue;
       }
@@ -106,7 +156,7 @@ export class TransactionalProducer extends AckedProducer {
         ` Another producer with transactional.id "${this.transactionalId}" started after this one and fenced it: the same query ` +
         'runs in another process (or this process stalled so long that its checkpoint lock was taken over). Only the newest may write; stop the other one.';
     } else if (err.isTxnRequiresAbort) {
-      hint = ' The transaction was aborted: none of its records will be seen by read_committed readers.';
+      hint = ' The transaction must be aborted: none of its records will be seen by read_committed readers, and the batch is written again when the query restarts.';
     }
     return new TransactionError(`Kafka could not ${what} (transactional.id "${this.transactionalId}"): ${err.message}.${hint}`, fatal, Boolean(err.isTxnRequiresAbort), err);
   }

@@ -15,6 +15,11 @@ import { KafkaError, RangeReader } from '../kafka/client.js';
 export interface BatchMarker {
   queryId: string;
   batchId: number;
+  /**
+   * What the batch read (offsets/N's end offsets and start, as JSON), so that a batch N planned again over
+   * other offsets is not taken for the one in Kafka. Null when the checkpoint had no offsets/N (never, in a query).
+   */
+  offsets: string | null;
   /** Output records written in the batch's transaction (the marker excluded). */
   records: number;
   transactionalId: string;
@@ -51,9 +56,7 @@ function parseMarker(value: Buffer | null): BatchMarker | undefined {
  */
 export async function lastCommittedMarker(conf: KafkaConfig, admin: KafkaAdmin, topic: string, queryId: string): Promise<BatchMarker | undefined> {
   const tp = [{ topic, partition: 0 }];
-  const [earliest, latest] = await Promise.all([admin.listOffsets(tp, 'earliest'), admin.listOffsets(tp, 'latest', 'read_committed')]);
-  const from = earliest[topic]?.['0'] ?? 0;
-  const end = latest[topic]?.['0'] ?? 0;
+  const { from, end } = await settledEnd(admin, topic, tp);
   const reader = new RangeReader({ ...conf, 'isolation.level': 'read_committed' }, 60_000);
   try {
     for (let window = 64, hi = end; hi > from; hi -= window, window *= 8) {
@@ -62,7 +65,7 @@ export async function lastCommittedMarker(conf: KafkaConfig, admin: KafkaAdmin, 
       let last: BatchMarker | undefined;
       for (const r of records) {
         const m = r.key?.toString('utf8') === queryId ? parseMarker(r.value) : undefined;
-        if (r.key?.toString('utf8') === queryId && !m) {
+        if (r.key?.toString('utf8') === queryId && !m && r.value !== null) {
           throw new KafkaError(`The marker at ${topic}-0 offset ${r.offset} is not a Sluice batch marker: is "${topic}" used by something else? Name another with option exactlyOnce.markerTopic.`);
         }
         if (m && (!last || m.batchId > last.batchId)) last = m;
@@ -72,5 +75,47 @@ export async function lastCommittedMarker(conf: KafkaConfig, admin: KafkaAdmin, 
     return undefined;
   } finally {
     await reader.close();
+  }
+}
+
+/** librdkafka's code for a topic or partition the broker does not know (yet: just after it was created). */
+const UNKNOWN_TOPIC_OR_PARTITION = 3;
+/** How long the marker partition's end may be held back by another producer's open transaction before the start fails. */
+const SETTLE_MS = 60_000;
+
+/**
+ * The marker partition's first offset and its end, once no transaction is open on it: its last stable offset
+ * equals its high watermark. Only this query writes its own marker topic, and after initTransactions none of
+ * its transactions is open; a marker topic shared with another query (exactlyOnce.markerTopic) may hold that
+ * query's open transaction, which would hide later committed markers: wait for it, then refuse.
+ */
+async function settledEnd(admin: KafkaAdmin, topic: string, tp: Array<{ topic: string; partition: number }>): Promise<{ from: number; end: number }> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    let offsets: [number, number, number];
+    try {
+      const [earliest, stable, high] = await Promise.all([
+        admin.listOffsets(tp, 'earliest'),
+        admin.listOffsets(tp, 'latest', 'read_committed'),
+        admin.listOffsets(tp, 'latest', 'read_uncommitted'),
+      ]);
+      offsets = [earliest[topic]?.['0'] ?? 0, stable[topic]?.['0'] ?? 0, high[topic]?.['0'] ?? 0];
+    } catch (e) {
+      // Just created: the partition's leader may not be known yet.
+      const code = ((e as { cause?: { code?: number } }).cause ?? (e as { code?: number }))?.code;
+      if (code !== UNKNOWN_TOPIC_OR_PARTITION || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+      continue;
+    }
+    const [from, stable, high] = offsets;
+    if (stable >= high) return { from, end: high };
+    if (Date.now() > deadline) {
+      throw new KafkaError(
+        `The marker topic ${topic} has a transaction open from offset ${stable} that this query did not leave (its own were ended by ` +
+          `initTransactions) and that stayed open ${SETTLE_MS / 1000} s: its committed markers after that offset cannot be read. Is ` +
+          'exactlyOnce.markerTopic shared with another query? Give each query its own (the default, __sluice_batches_<query id>).',
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
 }

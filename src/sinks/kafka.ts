@@ -11,10 +11,11 @@
 import { AnalysisError } from '../expr/compile.js';
 import { RecordError } from '../expr/values.js';
 import { AckedProducer, KafkaAdmin, OutgoingRecord, kafkaConfigFromOptions, recordWireSize, type KafkaConfig } from '../kafka/client.js';
-import { TransactionalProducer } from '../kafka/transactions.js';
+import { TransactionError, TransactionalProducer } from '../kafka/transactions.js';
 import { fault } from '../exec/faults.js';
 import { ArrayType, BinaryType, DataType, IntegerType, NullType, Row, StringType, StructType } from '../types/index.js';
-import { ensureMarkerTopic, lastCommittedMarker, markerRecord, markerTopicOf } from './batchMarkers.js';
+import { ensureMarkerTopic, lastCommittedMarker, markerRecord, markerTopicOf, type BatchMarker } from './batchMarkers.js';
+import { CheckpointError } from '../checkpoint/checkpoint.js';
 import type { BadRowHandler, BatchWriter, OutputMode, Sink, SinkContext } from './sink.js';
 
 const truncate = (b: Buffer): string => {
@@ -72,17 +73,33 @@ export function kafkaRecordMaker(schema: StructType, defaultTopic: string | unde
   };
 }
 
-/** Reads the sink's `exactlyOnce` option; refuses `kafka.transactional.id` without it, with the reason. */
+/**
+ * Reads the sink's `exactlyOnce` option. `kafka.transactional.id` is refused either way: without exactlyOnce it
+ * would not make the sink exactly-once, and with it Sluice sets the id itself (one per query). Producer
+ * settings exactly-once cannot work with are refused with the reason.
+ */
 export function exactlyOnceOption(options: Readonly<Record<string, string>>): boolean {
   const v = (options.exactlyOnce ?? 'false').toLowerCase();
   if (v !== 'true' && v !== 'false') throw new AnalysisError(`Option exactlyOnce must be "true" or "false", got "${options.exactlyOnce}".`);
-  if (v === 'false' && options['kafka.transactional.id'] !== undefined) {
+  if (options['kafka.transactional.id'] !== undefined) {
     throw new AnalysisError(
-      'kafka.transactional.id alone does not make the Kafka sink exactly-once: a transactional id fences an older producer, but ' +
-        'nothing would tie a transaction to a batch, so a batch re-run after a crash would be written again in a new transaction. ' +
-        "Set .option('exactlyOnce', 'true') instead (and remove kafka.transactional.id): each batch then commits in one transaction " +
-        'with a marker of the batch, and a re-run batch whose marker is committed is not written again.',
+      v === 'false'
+        ? 'kafka.transactional.id alone does not make the Kafka sink exactly-once: a transactional id fences an older producer, but ' +
+            'nothing would tie a transaction to a batch, so a batch re-run after a crash would be written again in a new transaction. ' +
+            "Set .option('exactlyOnce', 'true') instead (and remove kafka.transactional.id): each batch then commits in one transaction " +
+            'with a marker of the batch, and a re-run batch whose marker is committed is not written again.'
+        : "With exactlyOnce=true Sluice sets the transactional id itself — sluice-<query id>, the same for every run of the query and " +
+            'different for every query (one id shared by two queries would make each fence the other). Remove kafka.transactional.id.',
     );
+  }
+  if (v === 'true') {
+    const conflicts: string[] = [];
+    const acks = options['kafka.acks'] ?? options['kafka.request.required.acks'];
+    if (acks !== undefined && !['all', '-1'].includes(acks)) conflicts.push(`kafka.acks=${acks} (a transaction needs every record on every in-sync replica: acks=all)`);
+    if (options['kafka.enable.idempotence']?.toLowerCase() === 'false') conflicts.push('kafka.enable.idempotence=false (transactions are built on the idempotent producer)');
+    const inFlight = options['kafka.max.in.flight.requests.per.connection'] ?? options['kafka.max.in.flight'];
+    if (inFlight !== undefined && Number(inFlight) > 5) conflicts.push(`kafka.max.in.flight.requests.per.connection=${inFlight} (the idempotent producer keeps order with at most 5)`);
+    if (conflicts.length) throw new AnalysisError(`exactlyOnce=true cannot work with ${conflicts.join('; ')}. Remove these options.`);
   }
   return v === 'true';
 }
@@ -93,7 +110,7 @@ export class KafkaSink implements Sink {
   private readonly conf: KafkaConfig;
   private readonly exactlyOnce: boolean;
   /** Exactly-once: the query's id, its marker topic, and the last batch whose transaction committed. */
-  private txn: { queryId: string; markerTopic: string; lastCommitted: number; log: (l: string) => void } | undefined;
+  private txn: { queryId: string; markerTopic: string; lastCommitted: number; log: (l: string) => void; batchOffsets: SinkContext['batchOffsets'] } | undefined;
   constructor(private readonly options: Readonly<Record<string, string>>) {
     this.conf = kafkaConfigFromOptions(options);
     this.exactlyOnce = exactlyOnceOption(options);
@@ -109,13 +126,20 @@ export class KafkaSink implements Sink {
 
   /**
    * Exactly-once: registers the query's transactional producer (fencing a zombie of an earlier run and ending
-   * the transaction it left open), then reads the query's last committed batch marker. A batch at or below it
-   * is already in Kafka: openBatch will not write it again.
+   * the transaction it left open), then reads the query's last committed batch marker M and checks it against
+   * the checkpoint: M is at most the last committed batch + 1, and a marker for the pending batch carries that
+   * batch's offsets. A batch whose marker matches is already in Kafka: openBatch will not write it again.
+   * Anything else means the checkpoint and Kafka disagree (a checkpoint restored from a backup, a batch
+   * re-planned after its files were deleted): skipping would lose output and writing would duplicate it, so
+   * the query refuses to start and says what to do.
    */
   async start(ctx: SinkContext): Promise<void> {
     if (!this.exactlyOnce) return;
-    const transactionalId = String(this.conf['transactional.id'] ?? `sluice-${ctx.queryId}`);
+    const transactionalId = `sluice-${ctx.queryId}`;
     const markerTopic = this.options['exactlyOnce.markerTopic'] ?? markerTopicOf(ctx.queryId);
+    if (markerTopic === this.options.topic) {
+      throw new AnalysisError(`exactlyOnce.markerTopic must not be the output topic "${markerTopic}": consumers would read the batch markers as output.`);
+    }
     const admin = new KafkaAdmin(this.conf, 15_000, 60_000);
     try {
       if (await ensureMarkerTopic(admin, markerTopic)) ctx.log(`INFO Created the exactly-once marker topic ${markerTopic} (1 partition, compacted).`);
@@ -123,7 +147,8 @@ export class KafkaSink implements Sink {
       this.producer = producer;
       await producer.init();
       const last = await lastCommittedMarker(this.conf, admin, markerTopic, ctx.queryId);
-      this.txn = { queryId: ctx.queryId, markerTopic, lastCommitted: last?.batchId ?? -1, log: ctx.log };
+      this.txn = { queryId: ctx.queryId, markerTopic, lastCommitted: last?.batchId ?? -1, log: ctx.log, batchOffsets: ctx.batchOffsets };
+      checkMarkerAgainstCheckpoint(last, ctx, markerTopic);
     } finally {
       admin.disconnect();
     }
@@ -180,11 +205,12 @@ export class KafkaSink implements Sink {
   /**
    * Exactly-once: the batch is one transaction, begun with its first record and committed at close with the
    * batch's marker in it. A batch whose marker is already committed (a re-run after a crash that came after
-   * the commit) is computed again — its state must be rebuilt — but its rows are not written.
+   * the commit) is computed again — its state must be rebuilt — but its rows are not written. Any failure
+   * before the commit aborts the transaction (abort()), so nothing of the batch stays open.
    */
   private openTransaction(batchId: number, schema: StructType, onBad?: BadRowHandler): BatchWriter {
     const txn = this.txn;
-    if (!txn) throw new Error('The exactly-once Kafka sink was not started: it writes for a streaming query only (Sink.start).');
+    if (!txn) throw new Error('The exactly-once Kafka sink writes for a streaming query only: it was not started by one.');
     const producer = this.producer as TransactionalProducer;
     if (batchId <= txn.lastCommitted) {
       txn.log(
@@ -194,16 +220,25 @@ export class KafkaSink implements Sink {
       return { write: async () => {}, close: async () => {} };
     }
     let records = 0;
+    const abort = async (): Promise<void> => {
+      if (!producer.open) return;
+      try {
+        await producer.abort();
+      } catch (e) {
+        // The restart's initTransactions aborts it anyway; until then read_committed readers wait at it.
+        txn.log(`WARN Batch ${batchId}'s transaction could not be aborted (${(e as Error).message}); the next start of the query aborts it.`);
+      }
+    };
     const failed = async (e: unknown): Promise<never> => {
-      // An abortable failure leaves the producer usable: abort, so that nothing of the batch is ever seen.
-      if (producer.open) await producer.abort().catch(() => {});
-      throw e;
+      const explained = producer.explainFailure(e);
+      await abort();
+      throw explained;
     };
     return {
       write: async (rows) => {
-        const out = this.records(rows, schema, onBad);
-        if (!out.length) return;
         try {
+          const out = this.records(rows, schema, onBad);
+          if (!out.length) return;
           if (!producer.open) await producer.begin();
           records += out.length;
           await producer.send(out);
@@ -218,18 +253,69 @@ export class KafkaSink implements Sink {
           await producer.flush(); // every record in the log (uncommitted), or the broker's reason it is not
           fault('mid-transaction', batchId);
           await producer.send([
-            markerRecord(txn.markerTopic, { queryId: txn.queryId, batchId, records, transactionalId: producer.transactionalId, writtenAt: new Date().toISOString() }),
+            markerRecord(txn.markerTopic, {
+              queryId: txn.queryId,
+              batchId,
+              offsets: txn.batchOffsets(batchId) ?? null,
+              records,
+              transactionalId: producer.transactionalId,
+              writtenAt: new Date().toISOString(),
+            }),
           ]);
-          await producer.commit();
-          txn.lastCommitted = batchId;
         } catch (e) {
           await failed(e);
         }
+        try {
+          await producer.commit();
+        } catch (e) {
+          // A commit that failed without "abort required" has an unknown outcome (it may still complete in the
+          // broker): not aborted here; the restart decides from the marker.
+          if (e instanceof TransactionError && e.abortable) await abort();
+          throw producer.explainFailure(e);
+        }
+        txn.lastCommitted = batchId;
       },
+      abort,
     };
   }
 
+  /** Aborts a transaction left open (a query stopped by a failure between batches' writes). */
   async stop(): Promise<void> {
+    if (this.producer instanceof TransactionalProducer && this.producer.open) {
+      await this.producer.abort().catch((e: Error) => this.txn?.log(`WARN The open transaction could not be aborted on stop: ${e.message}`));
+    }
     await this.producer?.close();
   }
+}
+
+/**
+ * Checks the query's last committed marker against its checkpoint (KafkaSink.start); throws when they
+ * disagree, warns when exactly-once begins on a query that ran without it.
+ */
+function checkMarkerAgainstCheckpoint(last: BatchMarker | undefined, ctx: SinkContext, markerTopic: string): void {
+  const L = ctx.lastCommittedBatch ?? -1;
+  const fresh = 'Start the query on a new checkpoint (it then starts a new marker topic too), or restore this checkpoint from the backup that matches the output.';
+  if (!last) {
+    if (L >= 0) {
+      ctx.log(
+        `WARN Exactly-once begins at batch ${L + 1}: no batch marker of this query is in ${markerTopic}, though the checkpoint has batches up to ${L} ` +
+          '(the query ran at-least-once before, or the marker topic was deleted). A batch planned but not committed then may already be in Kafka and is written again.',
+      );
+    }
+    return;
+  }
+  if (last.batchId <= L) return;
+  const pending = ctx.batchOffsets(last.batchId);
+  if (last.batchId === L + 1 && pending !== undefined && last.offsets === pending) return; // crashed after the commit: skip it
+  const why =
+    last.batchId > L + 1
+      ? `Kafka already holds batch ${last.batchId}'s output (its marker in ${markerTopic}) but the checkpoint's last committed batch is ${L < 0 ? 'none' : L}`
+      : pending === undefined
+        ? `Kafka already holds batch ${last.batchId}'s output (its marker in ${markerTopic}) but the checkpoint has no offsets/${last.batchId}`
+        : `Kafka holds a batch ${last.batchId} that read other offsets (${last.offsets ?? 'not recorded'}) than the checkpoint's offsets/${last.batchId} (${pending})`;
+  throw new CheckpointError(
+    `${why}: the checkpoint is behind the output (restored from an older backup, or batch files deleted). Re-running those batches would write ` +
+      `output that is already in Kafka, and skipping them would lose what they read now. ${fresh} To accept duplicates instead, delete the ` +
+      `marker topic ${markerTopic}: the sink then writes every batch the checkpoint runs.`,
+  );
 }

@@ -13,6 +13,8 @@ export interface SinkContext {
   queryId: string;
   /** The last batch the checkpoint says is committed (commits/N), if any. */
   lastCommittedBatch: number | undefined;
+  /** What batch N reads, as logged in offsets/N (its end offsets and where it starts), or undefined without offsets/N. */
+  batchOffsets: (batchId: number) => string | undefined;
   log: (line: string) => void;
 }
 
@@ -44,4 +46,6 @@ export interface BatchWriter {
   write(rows: Row[]): Promise<void>;
   /** Resolves when every row written is durable in the sink (for Kafka: acknowledged). */
   close(): Promise<void>;
+  /** Called instead of close() when the batch fails: a transactional sink aborts what it wrote. */
+  abort?(): Promise<void>;
 }

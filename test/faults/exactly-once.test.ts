@@ -19,12 +19,13 @@
  * - after-commit@2: commits/2 written → the restart goes on with batch 3.
  * And the same crash after the sink with the at-least-once sink writes batch 2 twice: 100 duplicates.
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readTopic, type KafkaRecord } from '../../src/kafka/client.js';
-import { bootstrapServers, freshTopics, kafka, produceRecords, startPipeline } from '../integration/helpers.js';
+import { KafkaAdmin, readTopic, type KafkaRecord } from '../../src/kafka/client.js';
+import { col, from_json, to_json } from '../../src/index.js';
+import { bootstrapServers, freshTopics, kafka, newCheckpoint, produceRecords, quietSession, readKafka, startPipeline } from '../integration/helpers.js';
 
 const DISTINCT = 500;
 const N = 600;
@@ -105,5 +106,71 @@ describe('transactional producer', () => {
     } finally {
       await Promise.all([older.close(), newer.close()]);
     }
+  });
+});
+
+describe('exactly-once sink: failures inside a running process', () => {
+  /** The output topic's last stable offset and high watermark: equal when no transaction is open on it. */
+  async function ends(topic: string): Promise<{ stable: number; high: number }> {
+    const admin = new KafkaAdmin(kafka());
+    try {
+      const tp = [{ topic, partition: 0 }];
+      const [stable, high] = await Promise.all([admin.listOffsets(tp, 'latest', 'read_committed'), admin.listOffsets(tp, 'latest', 'read_uncommitted')]);
+      return { stable: stable[topic]!['0']!, high: high[topic]!['0']! };
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  it('a batch that fails after its first chunk was sent aborts its transaction: nothing is left open for read_committed readers', async () => {
+    // 15,000 records in one batch: the source hands them over in chunks of 10,000, so the first chunk is sent
+    // (the transaction begun) before the last record — not JSON, FAILFAST, onBadRecord=fail — stops the query.
+    const t = await freshTopics('eos-abort', 1);
+    await produceRecords(Array.from({ length: 15_000 }, (_, i) => ({ topic: t.input, value: Buffer.from(i === 14_999 ? 'boom' : `{"a":${i}}`) })));
+    const s = quietSession('eos-abort');
+    const q = await readKafka(s, t.input)
+      .select(to_json(from_json(col('value').cast('string'), 'a INT', { mode: 'FAILFAST' })).alias('value'))
+      .writeStream.format('kafka')
+      .option('kafka.bootstrap.servers', bootstrapServers())
+      .option('topic', t.output)
+      .option('exactlyOnce', 'true')
+      .option('onBadRecord', 'fail')
+      .option('checkpointLocation', newCheckpoint())
+      .trigger({ availableNow: true })
+      .start();
+    await expect(q.awaitTermination()).rejects.toThrow(/onBadRecord=fail/);
+    // The broker writes an abort's markers just after it answers: the end settles within moments, not the
+    // 10 minutes (transaction.timeout.ms) an open transaction would hold it.
+    let e = await ends(t.output);
+    for (const until = Date.now() + 15_000; e.stable < e.high && Date.now() < until; e = await ends(t.output)) await new Promise((r) => setTimeout(r, 200));
+    expect(e.high).toBeGreaterThanOrEqual(10_000); // the first chunk reached the log…
+    expect(e.stable).toBe(e.high); // …and its transaction is over (aborted)
+    expect(await readTopic(kafka(), t.output)).toHaveLength(0);
+  });
+
+  it('a checkpoint behind the output (batch files deleted) is refused, naming both sides, instead of losing or repeating output', async () => {
+    const t = await freshTopics('eos-behind', 1);
+    await produceRecords(Array.from({ length: 30 }, (_, i) => ({ topic: t.input, value: Buffer.from(`v${i}`) })));
+    const checkpoint = newCheckpoint();
+    const run = async () => {
+      const s = quietSession('eos-behind');
+      const q = await readKafka(s, t.input, { maxOffsetsPerTrigger: 10 })
+        .select(col('value'))
+        .writeStream.format('kafka')
+        .option('kafka.bootstrap.servers', bootstrapServers())
+        .option('topic', t.output)
+        .option('exactlyOnce', 'true')
+        .option('checkpointLocation', checkpoint)
+        .trigger({ availableNow: true })
+        .start();
+      await q.awaitTermination();
+    };
+    await run(); // batches 0, 1, 2, each with its marker
+    // What recovery advice for a damaged last batch says: delete commits/2 and offsets/2. Batch 2 would then be
+    // planned again — without maxOffsetsPerTrigger limits it could read more — and its marker says it is written.
+    rmSync(join(checkpoint, 'commits', '2'));
+    rmSync(join(checkpoint, 'offsets', '2'));
+    await expect(run()).rejects.toThrow(/Kafka already holds batch 2's output .* but the checkpoint has no offsets\/2: the checkpoint is behind the output/);
+    expect(await readTopic(kafka(), t.output)).toHaveLength(30);
   });
 });
