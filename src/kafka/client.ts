@@ -339,7 +339,11 @@ export class KafkaAdmin {
   }
 
   disconnect(): void {
-    this.client.disconnect();
+    // librdkafka's destroy waits for the requests in flight, on this thread: after a refused login the one
+    // sent at once waits its whole timeout, and a disconnect now would freeze the process that long. Later,
+    // once it has timed out, destroying is quick; the timer does not keep the process alive.
+    if (this.auth.error) setTimeout(() => this.client.disconnect(), this.timeoutMs + 1_000).unref();
+    else this.client.disconnect();
   }
 }
 
