@@ -5,6 +5,8 @@
  *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog|join]
  *   npm run bench -- --suite backlog --records 5000000   a backlog with no maxOffsetsPerTrigger: peak RSS
  *   npm run bench -- --suite rangeread [--records 400000 --batch 5000]   batch latency of mid-partition range reads
+ *   npm run bench -- --suite eos [--records 300000 --batch 3000]   the demo pipeline with the at-least-once and the
+ *     exactly-once Kafka sink: records/s and p50/p99 batch latency, and their ratios (bench/exactlyOnce.ts)
  *   npm run bench -- --suite join [--peer auto|spark|none] [--verify]   stream-stream join of N orders × N payments
  *     (bench/join.ts, memory and lmdb state, no Kafka), then the same data and join in PySpark 3.5, local[2]
  *     (bench/peers/spark_join.py; `auto` runs it when python3 can import pyspark), with the Sluice/PySpark ratio
@@ -20,6 +22,7 @@ import { demoPipeline } from '../src/demo/pipeline.js';
 import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src/kafka/client.js';
 import { down, freePort, up } from '../src/stack/stack.js';
 import { rangeReadSuite } from './rangeRead.js';
+import { exactlyOnceSuite } from './exactlyOnce.js';
 
 // `--suite userstate [--keys 10000000 --records N --batch 500000 --provider lmdb|memory --peer auto|spark|none
 // --peer-keys K]`: user state per key beyond memory (mapGroupsWithState on LMDB, PySpark's applyInPandasWithState
@@ -112,6 +115,17 @@ async function main(): Promise<void> {
   }
   if (args.suite === 'backlog') return backlogSuite();
   if (args.suite === 'join') return joinSuite();
+  if (args.suite === 'eos') {
+    const r = await exactlyOnceSuite(process.argv.includes('--records') ? N : 300_000, process.argv.includes('--batch') ? BATCH : 3_000, note);
+    if (args.json) process.stdout.write(JSON.stringify({ suite: 'eos', ...r }) + '\n');
+    else {
+      for (const c of r.cases) {
+        process.stdout.write(`${c.sink.padEnd(11)} round ${c.round}: ${c.batches} batches of ${r.batch}, ${c.recordsPerSecond} records/s, batch p50 ${c.p50BatchMs} ms, p99 ${c.p99BatchMs} ms\n`);
+      }
+      process.stdout.write(`exactly-once / at-least-once: throughput ${r.throughputRatio}×, p99 batch latency ${r.p99Ratio}×\n`);
+    }
+    return;
+  }
   if (args.suite === 'rangeread') {
     const r = await rangeReadSuite(process.argv.includes('--records') ? N : 400_000, process.argv.includes('--batch') ? BATCH : 5_000, note);
     if (args.json) process.stdout.write(JSON.stringify({ suite: 'rangeread', ...r }) + '\n');

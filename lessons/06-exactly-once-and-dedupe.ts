@@ -13,9 +13,8 @@
 
 // %%
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { SluiceSession, KafkaAdmin, AckedProducer, connection, readTopic, col } from 'sluice';
+import { SluiceSession, KafkaAdmin, AckedProducer, connection, readTopic, col, runPipelineFile } from 'sluice';
 
 const conn = connection();
 const admin = new KafkaAdmin(conn.kafka);
@@ -37,24 +36,8 @@ console.log('30 orders in lesson06-orders');
 // moment, since the output is out but the checkpoint does not know it. Then it runs again without the fault.
 
 // %%
-/** What changes from run to run in a log line (ids, pids, times, paths) replaced by <…>. */
-const redact = (line: string): string => line
-  .replaceAll(`${process.cwd()}/`, '')
-  .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>')
-  .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '<time>')
-  .replace(/(pid|process) \d+/g, '$1 <pid>')
-  .replace(/on host \S+,/, 'on host <host>,')
-  .replace(/\([\d.]+ s ago\)/, '(<n> s ago)');
-/** Runs the pipeline as a child process; resolves to how it ended and what it printed (stderr joins stdout). */
-function runPipeline(env: Record<string, string>): Promise<{ signal: string | null; code: number | null; lines: string[] }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'SLUICE_FAULT'));
-  const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, '../bin/sluice.js', 'run', 'pipelines/06-orders.ts'], {
-    env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  return new Promise((done) => child.on('close', (code, signal) => done({ code, signal, lines: out.split('\n').filter(Boolean).map(redact) })));
-}
+/** Runs the pipeline as its own process (`sluice run`); resolves to how it ended and what it printed, ids and pids as <…>. */
+const runPipeline = (env: Record<string, string>) => runPipelineFile('pipelines/06-orders.ts', env);
 /** What a consumer of `topic` sees: how many records, and how many of them repeat an order already seen. */
 async function consume(topic: string, isolation: 'read_committed' | 'read_uncommitted' = 'read_committed') {
   const records = await readTopic({ ...conn.kafka, 'isolation.level': isolation }, topic);

@@ -21,14 +21,13 @@
 
 // %%
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createClient } from 'redis';
 import {
   SluiceSession, KafkaAdmin, AckedProducer, connection, readTopic, col, count, sum, struct, to_json,
-  redisUrl, storeKey, upsertBatch, startRedis, stopRedis, freePort, type Row,
+  redisUrl, storeKey, upsertBatch, startRedis, stopRedis, freePort, runPipelineFile, type Row,
 } from 'sluice';
 
 const conn = connection();
@@ -409,27 +408,8 @@ const expected: Record<string, number> = {};
 for (const p of payments) expected[p.user] = (expected[p.user] ?? 0) + p.amount;
 console.log('each user\'s sum, from the input:', expected);
 
-/** What changes from run to run in a log line (ids, pids, times, this machine's paths) replaced by <…>. */
-const redact = (line: string): string => line
-  .replaceAll(`${process.cwd()}/`, '')
-  .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>')
-  .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '<time>')
-  .replace(/(pid|process) \d+/g, '$1 <pid>')
-  .replace(/on host \S+,/, 'on host <host>,')
-  .replace(/\([\d.]+ s ago\)/, '(<n> s ago)');
-/**
- * Runs the pipeline as a child process; resolves to how it ended and what it printed: its own lines, the
- * engine's log lines and the fault's line, in the order written (stderr joins stdout: `2>&1`).
- */
-function runPipeline(env: Record<string, string>): Promise<{ signal: string | null; code: number | null; lines: string[] }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'SLUICE_FAULT'));
-  const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, '../bin/sluice.js', 'run', 'pipelines/08-redis-sums.ts'], {
-    env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  return new Promise((done) => child.on('close', (code, signal) => done({ code, signal, lines: out.split('\n').filter(Boolean).map(redact) })));
-}
+/** Runs the pipeline as its own process (`sluice run`); resolves to how it ended and what it printed, ids and pids as <…>. */
+const runPipeline = (env: Record<string, string>) => runPipelineFile('pipelines/08-redis-sums.ts', env);
 /** The Redis values of a query's keys, user by user. */
 async function sums(queryId: string): Promise<Record<string, number>> {
   const values = await kv.mGet(users.map((u) => storeKey(queryId, u)));

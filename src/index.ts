@@ -43,6 +43,7 @@ export { MemoryStream } from './sources/memory.js';
 export type { OutputMode } from './sinks/sink.js';
 export { connection, type Connection } from './config.js';
 export { upsertBatch, redisUrl, storeKey, lastBatchKey, lastAppliedBatch, type UpsertBatch, type UpsertResult, type UpsertClient, type Entries } from './stores/redis.js';
+export { runPipelineFile, redactRunLine, type PipelineRun } from './util/pipelineProcess.js';
 export { explainCheckpoint, formatCheckpointReport, type CheckpointReport } from './checkpoint/explain.js';
 export { readTopic, AckedProducer } from './kafka/client.js';
 export { produceEvents, sampleEvents, userEventSchema, type ProduceOptions } from './demo/events.js';

@@ -149,6 +149,21 @@ class AuthWatch {
   }
 }
 
+/**
+ * Connects a consumer or producer, failing at once if the broker refuses its login or TLS handshake (AuthWatch)
+ * rather than after the connect timeout; a client that did not connect is disconnected.
+ */
+async function connectWatched(client: KafkaConsumer | Producer, conf: KafkaConfig, what: string): Promise<void> {
+  const auth = new AuthWatch(conf);
+  auth.watch(client);
+  try {
+    await auth.race(new Promise<void>((resolve, reject) => client.connect({ timeout: 30_000 }, (err) => (err ? reject(fail(what, err)) : resolve()))));
+  } catch (e) {
+    client.disconnect();
+    throw e;
+  }
+}
+
 /** The error for a refused login or TLS handshake: what was refused, and what to check. No secret in it. */
 export function authError(conf: KafkaConfig, kind: 'sasl' | 'tls', detail: string): KafkaError {
   const servers = String(conf['bootstrap.servers']);
@@ -386,14 +401,7 @@ export class RangeReader {
       } as ConstructorParameters<typeof Kafka.KafkaConsumer>[0],
       { 'auto.offset.reset': 'error' },
     );
-    const auth = new AuthWatch(this.conf);
-    auth.watch(c);
-    try {
-      await auth.race(new Promise<void>((resolve, reject) => c.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect to Kafka', err)) : resolve()))));
-    } catch (e) {
-      c.disconnect();
-      throw e;
-    }
+    await connectWatched(c, this.conf, 'Cannot connect to Kafka');
     c.setDefaultConsumeTimeout(100);
     this.consumer = c;
     return c;
@@ -616,14 +624,7 @@ export class AckedProducer {
       this.pending--;
       if (err) this.failures.add(report?.topic ?? '?', err);
     });
-    const auth = new AuthWatch(this.conf);
-    auth.watch(p);
-    try {
-      await auth.race(new Promise<void>((resolve, reject) => p.connect({ timeout: 30_000 }, (err) => (err ? reject(fail('Cannot connect the Kafka producer', err)) : resolve()))));
-    } catch (e) {
-      p.disconnect();
-      throw e;
-    }
+    await connectWatched(p, this.conf, 'Cannot connect the Kafka producer');
     p.setPollInterval(20);
     this.producer = p;
     return p;
