@@ -18,6 +18,7 @@ export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
 export type { StateOperatorProgress } from './exec/operators/statefulOperator.js';
 export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
+export { diagnose, formatFindings, type Finding, type DiagnosisCause, type DiagnosisSnapshot } from './exec/diagnose.js';
 export type { TriggerOptions } from './exec/trigger.js';
 export { DLQ_HEADERS } from './exec/deadLetter.js';
 export { Column } from './expr/column.js';

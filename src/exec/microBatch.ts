@@ -27,6 +27,7 @@ import type { LateRow, StateOperatorProgress } from './operators/statefulOperato
 import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
 import { WatermarkTracker } from './watermarkTracker.js';
 import { fault } from './faults.js';
+import { diagnose, type DiagnosisSnapshot, type Finding } from './diagnose.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -91,6 +92,10 @@ export class StreamingQuery {
   private tracker!: WatermarkTracker;
   /** The watermark the last batch run by this process ran with: the next batch's watermark for late events. */
   private prevBatchWatermarkMs: number | undefined;
+  /** The watermark the next batch runs with (diagnose()). */
+  private nextWatermarkMs = 0;
+  /** Each source's end offset of the last batch committed before this run started, when it resumed a checkpoint. */
+  private resumedAt: Offset[] | undefined;
   private onTerminated: Array<() => void> = [];
 
   constructor(private readonly spec: QuerySpec) {
@@ -146,6 +151,46 @@ export class StreamingQuery {
     this.stopping = true;
     this.wake?.();
     await this.done;
+  }
+
+  /**
+   * "Why is there no output?": findings, most likely first, each with its evidence and what to do — a failed
+   * or stopped query, a missing topic or a pattern matching nothing, a checkpoint already past the data,
+   * no new data, append mode waiting for the watermark (naming the window and the event time that closes
+   * it), every row late, filtered or a dead letter, a long trigger interval (exec/diagnose.ts).
+   */
+  async diagnose(): Promise<Finding[]> {
+    return diagnose(await this.diagnosisSnapshot());
+  }
+
+  /** What diagnose() looks at, gathered now; asks each source that can answer (Kafka) about its topics and offsets. */
+  async diagnosisSnapshot(): Promise<DiagnosisSnapshot> {
+    const cp = this.spec.checkpoint;
+    const last = this.lastProgress;
+    const sources = await Promise.all(
+      this.sources.map(async (src, i) => {
+        const inspection = await src.inspect?.().catch(() => undefined);
+        const position = (last?.sources[i]?.endOffset as Offset | undefined) ?? this.resumedAt?.[i] ?? cp.sourceStart(i);
+        return {
+          description: src.describe(),
+          ...(inspection ? { inspection } : {}),
+          ...(this.resumedAt ? { resumedAt: this.resumedAt[i] } : {}),
+          ...(position !== undefined ? { position } : {}),
+        };
+      }),
+    );
+    const delays = this.tracker?.delaysMs() ?? [];
+    return {
+      name: this.name ?? this.id,
+      active: this.isActive,
+      ...(this.exception ? { exception: this.exception.message } : {}),
+      trigger: this.spec.trigger,
+      outputMode: this.spec.outputMode,
+      progress: [...this.recentProgress],
+      sources,
+      ...(delays.length ? { watermark: { nextMs: this.nextWatermarkMs, delaysMs: delays } } : {}),
+      pending: [...(this.incremental?.operators.values() ?? [])].flatMap((op) => op.pendingOutput?.() ?? []),
+    };
   }
 
   /** The logical plan and how it runs. */
@@ -238,6 +283,8 @@ export class StreamingQuery {
     let rerun = restart.rerun;
     if (rerun) this.spec.log(`INFO Batch ${nextBatch} was planned but not committed: re-running it with the logged offsets.`);
     let watermarkMs = lastCommit?.nextBatchWatermarkMs ?? 0;
+    this.nextWatermarkMs = watermarkMs;
+    if (lastCommitted !== undefined) this.resumedAt = cp.offsets.get(lastCommitted)?.offsets;
     // Settings that shape state are fixed by the checkpoint: a restart keeps them, whatever the session says.
     const conf: Record<string, string> = {
       'sluice.sources': JSON.stringify(this.sources.map((s) => s.describe())),
@@ -337,7 +384,7 @@ export class StreamingQuery {
       this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
       const { progress, eventTime } = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
       this.prevBatchWatermarkMs = seq.metadata.batchWatermarkMs;
-      watermarkMs = this.tracker.next(seq.metadata.batchWatermarkMs, eventTime);
+      watermarkMs = this.nextWatermarkMs = this.tracker.next(seq.metadata.batchWatermarkMs, eventTime);
       const t2 = Date.now();
       const perNode = this.tracker.logged();
       cp.commits.add(nextBatch, { nextBatchWatermarkMs: watermarkMs, ...(perNode ? { operatorWatermarksMs: perNode } : {}) });

@@ -27,6 +27,11 @@ export class WatermarkTracker {
     return this.nodes.length > 0;
   }
 
+  /** Each withWatermark's delay (diagnose(): the event time that moves the watermark past a window). */
+  delaysMs(): number[] {
+    return this.nodes.map((n) => n.delayMs);
+  }
+
   /** Restores the per-node watermarks logged in a commit (`operatorWatermarksMs`). */
   restore(logged: Record<string, number> | undefined): void {
     for (const [id, ms] of Object.entries(logged ?? {})) this.perNode.set(Number(id), ms);

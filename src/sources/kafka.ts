@@ -9,7 +9,7 @@ import {
   IsolationLevel, KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, isolationOf, kafkaConfigFromOptions,
 } from '../kafka/client.js';
 import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
-import { CHUNK_ROWS, type ReadLimit, type Source } from './source.js';
+import { CHUNK_ROWS, type ReadLimit, type Source, type SourceInspection } from './source.js';
 
 export function kafkaSchema(includeHeaders: boolean): StructType {
   let s = new StructType()
@@ -118,6 +118,29 @@ export class KafkaSource implements Source {
     if (!topics.length) return [];
     const described = await this.admin.describeTopics(topics);
     return described.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+  }
+
+  /** For diagnose(): missing topics, what a pattern matches, and the partitions' latest offsets now. */
+  async inspect(): Promise<SourceInspection> {
+    const out: SourceInspection = { startingOffsets: (this.options.startingOffsets ?? 'latest').trim() };
+    const existing = await this.admin.listTopics();
+    let topics: string[];
+    if (this.strategy.kind === 'subscribe') {
+      out.missingTopics = this.strategy.topics.filter((t) => !existing.includes(t));
+      topics = this.strategy.topics.filter((t) => existing.includes(t));
+    } else if (this.strategy.kind === 'pattern') {
+      const re = this.strategy.regex;
+      out.pattern = this.options.subscribePattern!;
+      topics = out.matchedTopics = existing.filter((t) => re.test(t));
+    } else {
+      topics = [...new Set(this.strategy.parts.map((p) => p.topic))].filter((t) => existing.includes(t));
+      out.missingTopics = [...new Set(this.strategy.parts.map((p) => p.topic))].filter((t) => !existing.includes(t));
+    }
+    if (topics.length) {
+      const parts = (await this.admin.describeTopics(topics)).flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+      out.latest = await this.admin.listOffsets(parts, 'latest', this.isolation);
+    }
+    return out;
   }
 
   async initialOffset(): Promise<Offset> {

@@ -34,6 +34,8 @@ export interface Source {
    * backlog: the loop processes each before the next is read.
    */
   getBatch(start: Offset, end: Offset): AsyncIterable<Row[]>;
+  /** What diagnose() asks a source: whether what it reads exists, and how far its data goes now. */
+  inspect?(): Promise<SourceInspection>;
   /** Called after batch end is committed; sources may release data before it. */
   commit?(end: Offset): Promise<void>;
   stop(): Promise<void>;
@@ -42,4 +44,17 @@ export interface Source {
 /** A source whose data is fed by the program (tests, lessons): `MemoryStream`. */
 export interface SourceProvider {
   createSource(options: Record<string, string>, userSchema: StructType | undefined): Source | Promise<Source>;
+}
+
+/** A source's answer to diagnose() (Source.inspect). */
+export interface SourceInspection {
+  /** The startingOffsets option as given (it applies only to a query's first start). */
+  startingOffsets?: string;
+  /** Topics named by `subscribe` that do not exist. */
+  missingTopics?: string[];
+  /** `subscribePattern`, and the topics it matches now. */
+  pattern?: string;
+  matchedTopics?: string[];
+  /** The offset a batch planned now would end at (without maxOffsetsPerTrigger). */
+  latest?: Offset;
 }

@@ -308,6 +308,8 @@ export interface LmdbTimeIndex {
   markTimesComplete(): void;
   /** Committed keys whose time is at or before `ms` (integer milliseconds), with their times. */
   keysThrough(ms: number): Array<[string, number]>;
+  /** The earliest committed time, or undefined when the index is empty. */
+  firstTime(): number | undefined;
 }
 
 /**
@@ -343,6 +345,10 @@ class LmdbView implements StateMap, LmdbTimeIndex {
     // Array keys sort element by element, and a shorter prefix first: [ms + 1] ends after every [ms, …].
     for (const { key } of this.times.getRange({ end: [Math.floor(ms) + 1] as unknown as [number, string] })) out.push([key[1], key[0]]);
     return out;
+  }
+  firstTime(): number | undefined {
+    for (const { key } of this.times.getRange({ limit: 1 })) return key[0];
+    return undefined;
   }
   get(key: string): unknown {
     if (this.dels.has(key)) return undefined;

@@ -20,7 +20,7 @@ import type { StructType, Row } from '../../types/index.js';
 import { emitAndEvict, keyTime, timeOfKeyFn, updateState, type KeyedRows, type StateOutput } from './aggregationState.js';
 import { OperatorState, type OperatorStateMetrics, type StateLayout } from './operatorState.js';
 import { sortByKeyValues } from './order.js';
-import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
+import { watermarkMoved, type OperatorBatch, type PendingOutput, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
 
 /** Where an aggregation's state lives: here (OperatorState), or in worker threads (parallelState.ts). */
 export interface AggregationStateBackend {
@@ -32,6 +32,8 @@ export interface AggregationStateBackend {
   finish(opts: { evictionMs: number; outputMode: AggregationMode; changed: string[] }): Promise<StateOutput>;
   commit(): Promise<void>;
   metrics(): OperatorStateMetrics;
+  /** The earliest event time of a group in state, where it is known without a scan (OperatorState.oldestKeyTime). */
+  oldestKeyTime?(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,9 @@ export class LocalAggregationState implements AggregationStateBackend {
   }
   metrics(): OperatorStateMetrics {
     return this.state.metrics();
+  }
+  oldestKeyTime(): number | undefined {
+    return this.state.oldestKeyTime();
   }
   async close(): Promise<void> {
     this.state.close();
@@ -151,6 +156,13 @@ export class AggregationOperator implements StatefulOperator {
 
   produceOutputWatermark(inputWatermarkMs: number): number {
     return inputWatermarkMs;
+  }
+
+  /** An event-time aggregation holds its groups until the watermark passes their window end (append mode). */
+  pendingOutput(): PendingOutput | undefined {
+    if (!this.stage.eventTimeKey) return undefined;
+    const oldest = this.backend.oldestKeyTime?.();
+    return { rows: this.backend.metrics().numRowsTotal, ...(oldest !== undefined ? { oldestEventTimeMs: oldest } : {}) };
   }
 
   shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number): boolean {

@@ -38,6 +38,8 @@ export interface KeyTimes {
   delete(key: string, t: number | null): void;
   /** The indexed keys whose time is at or before `ms`, with their times. */
   through(ms: number): Array<[string, number]>;
+  /** The earliest indexed time (of the committed state, for LMDB), or undefined when nothing is indexed. */
+  earliest(): number | undefined;
 }
 
 /** Memory provider: the index in the heap, next to the state it indexes. */
@@ -71,6 +73,11 @@ export class KeyTimeIndex implements KeyTimes {
     for (const [t, keys] of this.byTime) if (t <= ms) for (const k of keys) out.push([k, t]);
     return out;
   }
+  earliest(): number | undefined {
+    let min: number | undefined;
+    for (const t of this.byTime.keys()) if (min === undefined || t < min) min = t;
+    return min;
+  }
   reset(complete: boolean): void {
     this.timeOf.clear();
     this.byTime.clear();
@@ -101,6 +108,10 @@ class LmdbKeyTimes implements KeyTimes {
   }
   through(ms: number): Array<[string, number]> {
     return this.state.loadedStores().flatMap((s) => s.timeIndex()?.keysThrough(ms) ?? []);
+  }
+  earliest(): number | undefined {
+    const firsts = this.state.loadedStores().flatMap((s) => s.timeIndex()?.firstTime() ?? []);
+    return firsts.length ? Math.min(...firsts) : undefined;
   }
 }
 
@@ -148,6 +159,13 @@ export class OperatorState {
   }
   commit(): void {
     for (const s of this.stores) s?.commit();
+  }
+  /**
+   * The earliest event time (window end, or timestamp) of a key in this state, when the index knows every
+   * key (after a restart it knows them from the first eviction on); else undefined.
+   */
+  oldestKeyTime(): number | undefined {
+    return this.keyTimes.complete ? this.keyTimes.earliest() : undefined;
   }
   metrics(): OperatorStateMetrics {
     const ms = this.stores.flatMap((s) => (s ? [s.metrics()] : []));

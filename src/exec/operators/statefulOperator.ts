@@ -93,6 +93,8 @@ export interface StatefulOperator {
    * time that batch would run with (`nextBatchTimestampMs`: user state's processing-time timeouts).
    */
   shouldRunAnotherBatch(last: OperatorBatch, newInputWatermarkMs: number, nextBatchTimestampMs: number): boolean;
+  /** What it holds until the watermark passes it (an event-time aggregation's groups), for diagnose(). */
+  pendingOutput?(): PendingOutput | undefined;
   close(): Promise<void>;
 }
 
@@ -103,6 +105,14 @@ export interface StatefulOperator {
  * complete mode, which never evicts. (Spark asks this even when no key is an event time; so does Sluice,
  * so that batch ids line up with Spark's.)
  */
+/** Rows an operator holds in state until the watermark passes their event time (exec/diagnose.ts). */
+export interface PendingOutput {
+  /** Groups in state. */
+  rows: number;
+  /** The earliest event time in state (a window's end): the watermark must pass it first. Undefined when not known. */
+  oldestEventTimeMs?: number;
+}
+
 export function watermarkMoved(last: OperatorBatch, newInputWatermarkMs: number): boolean {
   return last.outputMode !== 'complete' && newInputWatermarkMs > last.evictionMs;
 }
