@@ -167,9 +167,11 @@ export class StreamingQuery {
   async diagnosisSnapshot(): Promise<DiagnosisSnapshot> {
     const cp = this.spec.checkpoint;
     const last = this.lastProgress;
+    // A stopped query's sources are closed: ask fresh ones (closed again after).
+    const asked = this.isActive ? this.sources : sourceLeaves(this.spec.analyzed).map(createSource);
     const sources = await Promise.all(
       this.sources.map(async (src, i) => {
-        const inspection = await src.inspect?.().catch(() => undefined);
+        const inspection = await asked[i]!.inspect?.().catch(() => undefined);
         const position = (last?.sources[i]?.endOffset as Offset | undefined) ?? this.resumedAt?.[i] ?? cp.sourceStart(i);
         return {
           description: src.describe(),
@@ -179,6 +181,7 @@ export class StreamingQuery {
         };
       }),
     );
+    if (asked !== this.sources) await Promise.allSettled(asked.map((src) => src.stop()));
     const delays = this.tracker?.delaysMs() ?? [];
     return {
       name: this.name ?? this.id,

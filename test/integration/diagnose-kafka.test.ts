@@ -1,0 +1,66 @@
+/**
+ * Issue 13 item 1 — "why is there no output?" on a real broker: the causes that live in Kafka and the
+ * checkpoint, each reproduced, and diagnose()'s finding for it asserted. (Memory-stream causes: test/unit/diagnose.test.ts.)
+ */
+import { describe, expect, it } from 'vitest';
+import { col } from '../../src/index.js';
+import { freshTopics, newCheckpoint, produceRecords, quietSession, readKafka } from './helpers.js';
+
+const values = (topic: string, n: number) => produceRecords(Array.from({ length: n }, (_, i) => ({ topic, value: Buffer.from(`v${i}`) })));
+
+describe('diagnose() on Kafka', () => {
+  it('a subscribed topic that does not exist: the query failed, and the topic is named', async () => {
+    const s = quietSession('diag-missing');
+    const topic = `missing-${Date.now()}`;
+    const q = await readKafka(s, topic).select(col('value')).writeStream.format('memory').queryName('diag_missing').start();
+    await q.awaitTermination().catch(() => {});
+    const findings = await q.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['query-failed', 'topic-missing']);
+    expect(findings[1]!.summary).toBe(`KafkaV2[Subscribe[${topic}]] reads "${topic}", which does not exist.`);
+    expect(findings[1]!.action).toBe(`Create it (sluice topics create ${topic}), or correct the name in subscribe.`);
+  });
+
+  it('a pattern that matches no topic', async () => {
+    const s = quietSession('diag-pattern');
+    const q = await s.readStream.format('kafka').option('kafka.bootstrap.servers', (await import('./helpers.js')).bootstrapServers())
+      .option('subscribePattern', `nothing-matches-${Date.now()}-.*`).load()
+      .writeStream.format('memory').queryName('diag_pattern').start();
+    await q.processAllAvailable();
+    const findings = await q.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['pattern-matches-nothing']);
+    await q.stop();
+  });
+
+  it('no new data since the query started at latest (the default): says so, and how to read what was there', async () => {
+    const t = await freshTopics('diag-latest', 1);
+    await values(t.input, 5);
+    const s = quietSession('diag-latest');
+    const q = await s.readStream.format('kafka').option('kafka.bootstrap.servers', (await import('./helpers.js')).bootstrapServers()).option('subscribe', t.input).load()
+      .writeStream.format('memory').queryName('diag_latest').option('checkpointLocation', newCheckpoint()).start();
+    await q.processAllAvailable();
+    const findings = await q.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['no-new-data']);
+    expect(findings[0]!.summary).toBe(`No new data in KafkaV2[Subscribe[${t.input}]] since the query started at the latest offsets (startingOffsets=latest, the default).`);
+    expect(findings[0]!.evidence).toEqual([`position {"${t.input}":{"0":5}}`, `latest offsets now {"${t.input}":{"0":5}}`]);
+    expect(findings[0]!.action).toMatch(/startingOffsets', 'earliest'\) with a new checkpointLocation/);
+    await q.stop();
+  });
+
+  it('startingOffsets=earliest on a checkpoint that already read the topic: ignored, and why', async () => {
+    const t = await freshTopics('diag-resume', 1);
+    await values(t.input, 5);
+    const checkpoint = newCheckpoint();
+    const run = (name: string) =>
+      readKafka(quietSession(name), t.input).select(col('value')).writeStream.format('memory').queryName(name).option('checkpointLocation', checkpoint);
+    const first = await run('diag_first').trigger({ availableNow: true }).start();
+    await first.awaitTermination();
+    expect(first.recentProgress.reduce((n, p) => n + p.numInputRows, 0)).toBe(5);
+    const second = await run('diag_second').start(); // readKafka sets startingOffsets=earliest
+    await second.processAllAvailable();
+    const findings = await second.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['starting-offsets-ignored']);
+    expect(findings[0]!.summary).toMatch(/^startingOffsets=earliest is ignored: the query resumed from its checkpoint, which already read/);
+    expect(findings[0]!.evidence).toEqual([`resumed at {"${t.input}":{"0":5}}`, `latest offsets now {"${t.input}":{"0":5}}`]);
+    await second.stop();
+  });
+});
