@@ -11,6 +11,8 @@ import { demoPipeline } from '../demo/pipeline.js';
 import { KafkaAdmin, KafkaRecord, RangeReader, AckedProducer, readTopic, PartitionOffsets } from '../kafka/client.js';
 import { registryClient } from '../serde/registry.js';
 import { explainCheckpoint, formatCheckpointReport } from '../checkpoint/explain.js';
+import { doctor } from '../checkpoint/doctor.js';
+import { formatFindings } from '../exec/diagnose.js';
 import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
 import { StringType, StructType, IntegerType, LongType } from '../types/index.js';
@@ -288,6 +290,26 @@ export function program(): Command {
       await import(pathToFileURL(path).href);
       const session = SluiceSession.builder().getOrCreate();
       while (session.streams.active.length) await session.streams.awaitAnyTermination().finally(() => session.streams.resetTerminated());
+    });
+
+  cli
+    .command('doctor <dir>')
+    .description("why does the query of this checkpoint write nothing? Findings, most likely first, with the evidence and what to do")
+    .option('--bootstrap-servers <list>', "Kafka to ask about the sources' topics (default: the one the query used)")
+    .option('--kafka-option <key=value>', 'a kafka.* option for that (security settings), repeatable', (v: string, all: string[] = []) => [...all, v])
+    .option('--json', 'print JSON')
+    .action(async (dir, o) => {
+      const kafkaOptions = Object.fromEntries(
+        (o.kafkaOption ?? []).map((kv: string) => {
+          const i = kv.indexOf('=');
+          if (i < 1) throw new InvalidArgumentError(`--kafka-option wants key=value, got "${kv}".`);
+          const k = kv.slice(0, i);
+          return [k.startsWith('kafka.') ? k : `kafka.${k}`, kv.slice(i + 1)];
+        }),
+      );
+      const r = await doctor(resolve(dir), { ...(o.bootstrapServers ? { bootstrapServers: o.bootstrapServers } : {}), kafkaOptions });
+      process.stdout.write(o.json ? JSON.stringify(r.findings) + '\n' : formatFindings(r.findings));
+      if (r.findings.some((f) => f.cause === 'checkpoint-damaged')) process.exitCode = 2;
     });
 
   cli

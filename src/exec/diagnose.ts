@@ -17,6 +17,7 @@ import type { StreamingQueryProgress } from './progress.js';
 import type { Trigger } from './trigger.js';
 
 export type DiagnosisCause =
+  | 'checkpoint-damaged'
   | 'query-failed'
   | 'query-stopped'
   | 'topic-missing'

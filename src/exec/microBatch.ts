@@ -12,7 +12,7 @@ import type { EvalContext } from '../expr/compile.js';
 import { RecordError } from '../expr/values.js';
 import { LOCK_STALE_TIMEOUT_CONF, lockStaleTimeoutMs } from '../checkpoint/lock.js';
 import { planRestart } from '../checkpoint/recovery.js';
-import { sourceLeaves, statefulStages, type Analyzed } from '../plan/analyzer.js';
+import { allStages, sourceLeaves, statefulStages, type Analyzed } from '../plan/analyzer.js';
 import { planString, type LogicalPlan } from '../plan/logical.js';
 import { createSource } from '../sources/index.js';
 import type { ReadLimit, Source } from '../sources/source.js';
@@ -28,6 +28,7 @@ import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe }
 import { WatermarkTracker } from './watermarkTracker.js';
 import { fault } from './faults.js';
 import { diagnose, type DiagnosisSnapshot, type Finding } from './diagnose.js';
+import { QueryHistory, keptSourceOptions } from '../checkpoint/history.js';
 
 export class StreamingQueryException extends Error {
   override name = 'StreamingQueryException';
@@ -62,6 +63,8 @@ const PROVIDER_CONF = 'sluice.sql.streaming.stateStore.provider';
 const WORKERS_CONF = 'sluice.sql.streaming.aggregation.workers';
 
 const PROGRESS_HISTORY = 100;
+/** Spark's spark.sql.streaming.noDataProgressEventInterval (10 s): how often an idle query says so. */
+const IDLE_EVENT_INTERVAL_MS = 10_000;
 
 /** A running streaming query: its handle for the user (Spark's StreamingQuery). */
 export class StreamingQuery {
@@ -97,6 +100,10 @@ export class StreamingQuery {
   /** Each source's end offset of the last batch committed before this run started, when it resumed a checkpoint. */
   private resumedAt: Offset[] | undefined;
   private onTerminated: Array<() => void> = [];
+  /** Runs and progress kept in the checkpoint (checkpoint/history.ts). */
+  private readonly history: QueryHistory;
+  /** When a listener last heard of this query (progress or idle): onQueryIdle comes at most every IDLE_EVENT_INTERVAL_MS. */
+  private lastEventAt = Date.now();
 
   constructor(private readonly spec: QuerySpec) {
     this.id = spec.checkpoint.queryId();
@@ -113,7 +120,21 @@ export class StreamingQuery {
       void Promise.allSettled([...this.sources.map((s) => s.stop()), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       throw e;
     }
-    for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: new Date().toISOString() });
+    const startedAt = new Date().toISOString();
+    this.history = new QueryHistory(spec.checkpoint.root);
+    this.recordHistory(() =>
+      this.history.runEvent({
+        event: 'started',
+        runId: this.runId,
+        name: this.name,
+        timestamp: startedAt,
+        outputMode: spec.outputMode,
+        trigger: spec.trigger,
+        sources: specs.map((sp, i) => ({ description: this.sources[i]!.describe(), ...(sp.format === 'kafka' ? { options: keptSourceOptions(sp.options) } : {}) })),
+        watermarkDelaysMs: allStages(spec.analyzed).flatMap((st) => (st.kind === 'watermark' ? [st.delayMs] : [])),
+      }),
+    );
+    for (const l of spec.listeners()) l.onQueryStarted?.({ id: this.id, runId: this.runId, name: this.name, timestamp: startedAt });
     this.done = this.run();
   }
 
@@ -249,6 +270,9 @@ export class StreamingQuery {
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       this.spec.checkpoint.unlock(); // before anyone awaiting this query can start the next one on the checkpoint
       for (const w of this.drainWaiters.splice(0)) (this.exception ? w.reject(this.exception) : w.resolve());
+      this.recordHistory(() =>
+        this.history.runEvent({ event: 'terminated', runId: this.runId, timestamp: new Date().toISOString(), exception: this.exception?.message ?? null }),
+      );
       for (const l of this.spec.listeners()) {
         l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
       }
@@ -360,6 +384,7 @@ export class StreamingQuery {
         const noDataBatch = !hasData && trigger.kind !== 'once' && incremental.shouldRunAnotherBatch(watermarkMs, triggerStart);
         if (!hasData && !noDataBatch) {
           this.status = { message: 'Waiting for data to arrive', isDataAvailable: false, isTriggerActive: false };
+          this.reportIdle();
           this.resolveDrainWaiters(triggerNo);
           if (trigger.kind === 'once' || trigger.kind === 'availableNow') break;
           await this.sleep(trigger.kind === 'processingTime' ? Math.max(trigger.intervalMs, 100) : 100);
@@ -567,7 +592,27 @@ export class StreamingQuery {
   private report(p: StreamingQueryProgress): void {
     this.recentProgress.push(p);
     if (this.recentProgress.length > PROGRESS_HISTORY) this.recentProgress.shift();
+    this.recordHistory(() => this.history.progress(p));
+    this.lastEventAt = Date.now();
     for (const l of this.spec.listeners()) l.onQueryProgress?.({ progress: p });
+  }
+
+  /** Spark 3.5's onQueryIdle: a trigger found no new data, at most once per IDLE_EVENT_INTERVAL_MS. */
+  private reportIdle(): void {
+    if (Date.now() - this.lastEventAt < IDLE_EVENT_INTERVAL_MS) return;
+    this.lastEventAt = Date.now();
+    for (const l of this.spec.listeners()) l.onQueryIdle?.({ id: this.id, runId: this.runId, timestamp: new Date().toISOString() });
+  }
+
+  /** The history is a record for people: a failure to write it (a full disk) is logged once, never fatal. */
+  private historyFailed = false;
+  private recordHistory(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      if (!this.historyFailed) this.spec.log(`WARN Cannot write the query's history in ${this.spec.checkpoint.root}/history: ${(e as Error).message}`);
+      this.historyFailed = true;
+    }
   }
 }
 

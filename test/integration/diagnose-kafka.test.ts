@@ -2,9 +2,10 @@
  * Issue 13 item 1 — "why is there no output?" on a real broker: the causes that live in Kafka and the
  * checkpoint, each reproduced, and diagnose()'s finding for it asserted. (Memory-stream causes: test/unit/diagnose.test.ts.)
  */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { col } from '../../src/index.js';
-import { freshTopics, newCheckpoint, produceRecords, quietSession, readKafka } from './helpers.js';
+import { col, doctor } from '../../src/index.js';
+import { bootstrapServers, freshTopics, newCheckpoint, produceRecords, quietSession, readKafka, startPipeline } from './helpers.js';
 
 const values = (topic: string, n: number) => produceRecords(Array.from({ length: n }, (_, i) => ({ topic, value: Buffer.from(`v${i}`) })));
 
@@ -62,5 +63,26 @@ describe('diagnose() on Kafka', () => {
     expect(findings[0]!.summary).toMatch(/^startingOffsets=earliest is ignored: the query resumed from its checkpoint, which already read/);
     expect(findings[0]!.evidence).toEqual([`resumed at {"${t.input}":{"0":5}}`, `latest offsets now {"${t.input}":{"0":5}}`]);
     await second.stop();
+
+    // The same answer from the checkpoint alone, after the process is gone: `sluice doctor`.
+    const offline = await doctor(checkpoint);
+    expect(offline.findings.map((f) => f.cause)).toEqual(['query-stopped', 'starting-offsets-ignored']);
+    expect(offline.findings[1]!.evidence).toEqual(findings[0]!.evidence);
+    const cli = spawnSync(process.execPath, [new URL('../../bin/sluice.js', import.meta.url).pathname, 'doctor', checkpoint, '--bootstrap-servers', bootstrapServers()], { encoding: 'utf8' });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/^1\. \[query-stopped\] The query diag_second was stopped[\s\S]*\n2\. \[starting-offsets-ignored\] startingOffsets=earliest is ignored/);
+  });
+
+  it('doctor on the checkpoint of a process killed mid-run: it died, and where it resumes', async () => {
+    const t = await freshTopics('diag-killed', 1);
+    await values(t.input, 300);
+    const checkpoint = newCheckpoint();
+    const run = startPipeline('eos-pipeline.ts', { BOOTSTRAP: bootstrapServers(), IN: t.input, OUT: t.output, CHECKPOINT: checkpoint, SLUICE_FAULT: 'after-sink@1', TRIGGER: 'availableNow' });
+    await run.exited;
+    expect(run.child.signalCode).toBe('SIGKILL');
+    const r = await doctor(checkpoint);
+    expect(r.findings[0]!.cause).toBe('query-stopped');
+    expect(r.findings[0]!.summary).toMatch(/^The query's last run \(.*\) ended without stopping: its process died\.$/);
+    expect(r.findings[0]!.evidence[1]).toBe('last batch: 0'); // batch 1 was in flight: written, not committed
   });
 });
