@@ -14,6 +14,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 debs=(libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libcurl4-openssl-dev)
 # Redis for foreachBatch's key-value store (`sluice up --with redis`, the Redis tests and lesson 08).
 debs+=(redis-server)
+# The browser test of the live monitor drives Debian's chromium with puppeteer-core (no bundled download).
+debs+=(chromium)
 command -v java >/dev/null || debs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || debs+=(maven)
 missing=()

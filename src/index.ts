@@ -18,6 +18,7 @@ export { StreamingQueryManager } from './api/manager.js';
 export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
 export type { StateOperatorProgress } from './exec/operators/statefulOperator.js';
 export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
+export { startMonitor, type Monitor, type MonitorOptions } from './ui/server.js';
 export { doctor, type DoctorOptions, type DoctorReport } from './checkpoint/doctor.js';
 export { readHistory, type RunEvent } from './checkpoint/history.js';
 export { diagnose, formatFindings, type Finding, type DiagnosisCause, type DiagnosisSnapshot } from './exec/diagnose.js';

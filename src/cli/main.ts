@@ -13,6 +13,8 @@ import { registryClient } from '../serde/registry.js';
 import { explainCheckpoint, formatCheckpointReport } from '../checkpoint/explain.js';
 import { doctor } from '../checkpoint/doctor.js';
 import { formatFindings } from '../exec/diagnose.js';
+import { startMonitor } from '../ui/server.js';
+import { startStatusLine } from './statusLine.js';
 import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
 import { StringType, StructType, IntegerType, LongType } from '../types/index.js';
@@ -280,16 +282,27 @@ export function program(): Command {
   cli
     .command('run <file>')
     .description('run a pipeline file (TypeScript or JavaScript) that starts queries; ends when they end')
-    .action(async (file) => {
+    .option('--ui [port]', 'serve the live monitor (charts, findings, /metrics) on 127.0.0.1 while it runs (default: a free port)')
+    .option('--no-status', 'no live status line (there is none anyway when stdout is not a terminal)')
+    .action(async (file, o) => {
       const path = resolve(file);
       if (!existsSync(path)) throw new InvalidArgumentError(`${path} does not exist.`);
       if (/\.[cm]?ts$/.test(path)) {
         const { register } = await import('tsx/esm/api');
         register();
       }
-      await import(pathToFileURL(path).href);
+      // The file builds its session with SluiceSession.builder(): the same one, so the monitor sees its queries.
       const session = SluiceSession.builder().getOrCreate();
-      while (session.streams.active.length) await session.streams.awaitAnyTermination().finally(() => session.streams.resetTerminated());
+      const monitor = o.ui ? await startMonitor(session, { port: o.ui === true ? 0 : num(String(o.ui)) }) : undefined;
+      if (monitor) err(`[sluice] Monitor: ${monitor.url} (Prometheus metrics: ${monitor.url}metrics)`);
+      const line = o.status ? startStatusLine(session) : undefined;
+      try {
+        await import(pathToFileURL(path).href);
+        while (session.streams.active.length) await session.streams.awaitAnyTermination().finally(() => session.streams.resetTerminated());
+      } finally {
+        line?.stop();
+        await monitor?.close();
+      }
     });
 
   cli
@@ -331,6 +344,7 @@ export function program(): Command {
     .option('-n, --events <n>', 'events to produce', num, 10_000)
     .option('--malformed <fraction>', 'fraction of malformed records (they go to the dead-letter topic)', fraction, 0.01)
     .option('--rate <n>', 'events per second produced (0 = as fast as possible)', num, 0)
+    .option('--ui [port]', 'serve the live monitor on 127.0.0.1 while the demo runs')
     .option('--json', 'print only one JSON summary line')
     .action(async (o) => runDemo(o));
 
@@ -342,6 +356,7 @@ interface DemoOptions {
   malformed: number;
   rate: number;
   json?: boolean;
+  ui?: boolean | string;
 }
 
 async function runDemo(o: DemoOptions): Promise<void> {
@@ -375,6 +390,8 @@ async function runDemo(o: DemoOptions): Promise<void> {
 
   const session = SluiceSession.builder().appName('sluice-demo').getOrCreate();
   session.log = o.json ? () => {} : (l) => (/^WARN Batch \d+: \d+ record/.test(l) ? undefined : err(`[sluice] ${l}`));
+  const monitor = o.ui ? await startMonitor(session, { port: o.ui === true ? 0 : num(String(o.ui)) }) : undefined;
+  if (monitor) err(`[sluice] Monitor: ${monitor.url} (Prometheus metrics: ${monitor.url}metrics)`);
   const started = Date.now();
   const query = await demoPipeline(session, {
     bootstrapServers: conn.bootstrapServers,
@@ -414,6 +431,7 @@ async function runDemo(o: DemoOptions): Promise<void> {
   } finally {
     clearInterval(timer);
     await query.stop();
+    await monitor?.close();
   }
   if (live) process.stdout.write('\n');
   const seconds = (lastBatchAt - started) / 1000;

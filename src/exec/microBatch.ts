@@ -217,6 +217,21 @@ export class StreamingQuery {
     };
   }
 
+  /**
+   * Records available in the sources beyond the last batch's end (Kafka: latest offset − position, summed over
+   * partitions); undefined when no source can say. For status lines and monitors.
+   */
+  async lag(): Promise<number | undefined> {
+    let total: number | undefined;
+    for (const [i, src] of this.sources.entries()) {
+      const latest = (await src.inspect?.().catch(() => undefined))?.latest as Record<string, Record<string, number>> | undefined;
+      const pos = ((this.lastProgress?.sources[i]?.endOffset ?? this.resumedAt?.[i] ?? this.spec.checkpoint.sourceStart(i)) ?? {}) as Record<string, Record<string, number>>;
+      if (!latest) continue;
+      for (const [t, parts] of Object.entries(latest)) for (const [p, end] of Object.entries(parts)) total = (total ?? 0) + Math.max(0, end - (pos[t]?.[p] ?? 0));
+    }
+    return total;
+  }
+
   /** The logical plan and how it runs. */
   explain(): string {
     return [
