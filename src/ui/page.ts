@@ -75,7 +75,8 @@ function card(q) {
       width: 460, height: 170,
       scales: c.time ? { x: { time: true }, y: { time: true } } : { x: { time: true } },
       series: [{}, ...c.series.map(([label, stroke]) => ({ label, stroke, width: 1.5, spanGaps: true }))],
-      axes: [{}, c.time ? {} : { size: 60 }],
+      // Event time on the y axis: HH:MM:SS (UTC), as progress reports it.
+      axes: [{}, c.time ? { size: 70, values: (u, vals) => vals.map((v) => new Date(v * 1000).toISOString().slice(11, 19)) } : { size: 60 }],
       legend: { live: false },
     };
     entry.plots[c.key] = new uPlot(opts, entry.data[c.key], div);
