@@ -29,7 +29,7 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
   const damage: Finding[] = checkpoint.problems
     .filter((p) => p.blocksRestart)
     .map((p) => ({ cause: 'checkpoint-damaged', summary: `${p.damage} A restart refuses this checkpoint.`, evidence: [p.meaning], action: p.fix }));
-  const history = readHistory(dir, 100);
+  const history = readHistory(dir, Infinity); // bounded on disk (2,000 lines); the run's first batch is needed
   const started = history.runs.filter((r): r is RunStarted => r.event === 'started').pop();
   if (!started) {
     return {
@@ -45,13 +45,15 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
       ],
     };
   }
+  const unreachable: Finding[] = [];
   const ended = history.runs.find((r): r is RunEnded => r.event === 'terminated' && r.runId === started.runId);
   const running = checkpoint.lock?.state === 'live';
-  const progress = history.progress.filter((p) => p.runId === started.runId);
+  const runProgress = history.progress.filter((p) => p.runId === started.runId);
+  const progress = runProgress.slice(-100);
   const committed = checkpoint.batches.filter((b) => b.committed);
   const lastCommitted = committed[committed.length - 1];
   // Resumed: the run started with batches already committed (before its own first batch).
-  const firstOwn = progress[0]?.batchId;
+  const firstOwn = runProgress[0]?.batchId;
   const resumed = committed.some((b) => firstOwn === undefined || b.batchId < firstOwn);
   const position = (i: number): Offset | undefined => (lastCommitted?.offsets[i] as Offset | undefined) ?? (checkpoint.startingOffsets[i] as Offset | undefined);
   const sources = await Promise.all(
@@ -63,12 +65,15 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
         try {
           inspection = await source.inspect();
         } catch (e) {
+          // doctor's own question failed, not the query: said last, after what the checkpoint shows.
           inspection = undefined;
-          damage.push({
-            cause: 'query-failed',
-            summary: `Kafka at ${bootstrap} could not be asked about ${src.description}: ${(e as Error).message}`,
-            evidence: [],
-            action: 'Check that the broker is reachable from here (--bootstrap-servers) and the security options (--kafka-option).',
+          unreachable.push({
+            cause: 'source-unreachable',
+            summary: `sluice doctor could not ask Kafka at ${bootstrap} about ${src.description}, so what the topics hold now is not known.`,
+            evidence: [(e as Error).message],
+            action:
+              'Give a broker reachable from here (--bootstrap-servers) and, for a secured cluster, its settings: the history keeps no ' +
+              'credentials (--kafka-option security.protocol=SASL_SSL --kafka-option sasl.username=… …).',
           });
         } finally {
           await source.stop();
@@ -110,5 +115,5 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
     if (i >= 0) findings[i] = died;
     else findings.unshift(died);
   }
-  return { checkpoint, findings: [...damage, ...findings] };
+  return { checkpoint, findings: [...damage, ...findings, ...unreachable] };
 }

@@ -51,9 +51,15 @@ export class QueryHistory {
   constructor(checkpointRoot: string) {
     this.dir = join(checkpointRoot, 'history');
   }
+  /** Files whose last line was checked this run: a line a crash cut short is ended before anything follows it. */
+  private readonly checked = new Set<string>();
   private append(file: string, value: unknown, count: () => number): void {
     mkdirSync(this.dir, { recursive: true });
     const path = join(this.dir, file);
+    if (!this.checked.has(file)) {
+      this.checked.add(file);
+      if (existsSync(path) && !readFileSync(path, 'utf8').endsWith('\n')) appendFileSync(path, '\n');
+    }
     appendFileSync(path, JSON.stringify(value) + '\n');
     if (count() > MAX_LINES) {
       const keep = readLines(path).slice(-MAX_LINES / 2);

@@ -22,7 +22,7 @@ export function startStatusLine(session: SluiceSession, out: NodeJS.WriteStream 
     const queries = session.streams.active;
     if (Date.now() - lagAt > LAG_MS) {
       lagAt = Date.now();
-      for (const q of queries) void q.lag().then((n) => lag.set(q.id, n));
+      for (const q of queries) q.lag().then((n) => lag.set(q.id, n), () => lag.delete(q.id)); // lag() asks one at a time
     }
     const parts = queries.map((q) => {
       const p = last.get(q.id);

@@ -28,7 +28,9 @@ export type DiagnosisCause =
   | 'rows-late'
   | 'rows-filtered'
   | 'dead-letters'
-  | 'slow-trigger';
+  | 'no-output'
+  | 'slow-trigger'
+  | 'source-unreachable';
 
 /** One answer to "why is there no output?": what, the evidence, and what to do. */
 export interface Finding {
@@ -55,8 +57,11 @@ export interface DiagnosisSnapshot {
     /** Where the next batch starts: the last batch's end, or where the query started. */
     position?: Offset;
   }>;
-  /** The watermark the next batch runs with, and each withWatermark's delay; undefined without one. */
-  watermark?: { nextMs: number; delaysMs: number[] };
+  /**
+   * The watermark the next batch runs with, each withWatermark's delay, and with several inputs the policy
+   * that combines them (min: the slowest input holds it); undefined without a watermark.
+   */
+  watermark?: { nextMs: number; delaysMs: number[]; policy?: 'min' | 'max' };
   /** Groups the stateful operators hold until the watermark passes them. */
   pending: PendingOutput[];
 }
@@ -66,12 +71,15 @@ const json = (o: unknown): string => JSON.stringify(o);
 const sum = (ps: StreamingQueryProgress[], f: (p: StreamingQueryProgress) => number): number => ps.reduce((n, p) => n + f(p), 0);
 const duration = (ms: number): string => (ms % 60_000 === 0 ? `${ms / 60_000} min` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`);
 
-/** Offsets by partition where `latest` is ahead of `position` (the records a batch could read now). */
-function ahead(position: Offset | undefined, latest: Offset | undefined): number {
-  if (!position || !latest) return 0;
+/**
+ * Records a batch could read now: `latest` beyond `position`, partition by partition; a partition the position
+ * does not know (new since) counts from its earliest offset still kept.
+ */
+export function ahead(position: Offset, latest: Offset, earliest?: Offset): number {
+  type P = Record<string, Record<string, number>>;
   let n = 0;
-  for (const [topic, parts] of Object.entries(latest as Record<string, Record<string, number>>)) {
-    for (const [p, end] of Object.entries(parts)) n += Math.max(0, end - ((position as Record<string, Record<string, number>>)[topic]?.[p] ?? 0));
+  for (const [topic, parts] of Object.entries(latest as P)) {
+    for (const [p, end] of Object.entries(parts)) n += Math.max(0, end - ((position as P)[topic]?.[p] ?? (earliest as P | undefined)?.[topic]?.[p] ?? 0));
   }
   return n;
 }
@@ -118,9 +126,10 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
         action: 'Correct the pattern, or create a topic it matches: the query picks up new matching topics as they appear.',
       });
     }
-    const waiting = ahead(src.position, i.latest);
-    if (i.latest && waiting === 0 && withData.length === 0) {
-      if (src.resumedAt !== undefined && i.startingOffsets) {
+    // Before its first batch is planned a query has no position: nothing to compare yet.
+    if (i.latest && src.position !== undefined && ahead(src.position, i.latest, i.earliest) === 0 && withData.length === 0) {
+      // Only an option the user gave, and one that asked for more than new records, can have been "ignored".
+      if (src.resumedAt !== undefined && i.startingOffsets !== undefined && i.startingOffsets !== 'latest') {
         out.push({
           cause: 'starting-offsets-ignored',
           summary:
@@ -132,15 +141,20 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
             'Otherwise it is waiting for new records: produce some.',
         });
       } else {
+        const fromLatest = src.resumedAt === undefined && (i.startingOffsets ?? 'latest') === 'latest';
         out.push({
           cause: 'no-new-data',
           summary:
-            `No new data in ${src.description} since ${i.startingOffsets === 'latest' && src.resumedAt === undefined ? 'the query started at the latest offsets (startingOffsets=latest, the default)' : 'the last batch'}.`,
+            `No new data in ${src.description} since ` +
+            (fromLatest
+              ? `the query started at the latest offsets (startingOffsets=latest${i.startingOffsets === undefined ? ', the default' : ''}).`
+              : src.resumedAt !== undefined && !withData.length && !s.progress.length
+                ? 'the query resumed from its checkpoint.'
+                : 'the last batch.'),
           evidence: [`position ${json(src.position)}`, `latest offsets now ${json(i.latest)}`],
-          action:
-            i.startingOffsets === 'latest' && src.resumedAt === undefined
-              ? "Produce new records, or read what was there before: .option('startingOffsets', 'earliest') with a new checkpointLocation."
-              : 'Produce new records: the query reads them at its next trigger.',
+          action: fromLatest
+            ? "Produce new records, or read what was there before: .option('startingOffsets', 'earliest') with a new checkpointLocation."
+            : 'Produce new records: the query reads them at its next trigger.',
         });
       }
     }
@@ -154,18 +168,33 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
   const pending = s.pending.filter((p) => p.rows > 0);
   if (input > 0 && output === 0 && s.outputMode === 'append' && pending.length && s.watermark) {
     const oldest = Math.min(...pending.map((p) => p.oldestEventTimeMs ?? Infinity));
-    const delay = Math.max(...s.watermark.delaysMs);
+    const delays = s.watermark.delaysMs;
+    const delay = delays[0]!;
     const rows = pending.reduce((n, p) => n + p.rows, 0);
     const maxEvent = s.progress.map((p) => p.eventTime.max).filter((m): m is string => !!m).sort().pop();
+    let summary: string;
+    if (!Number.isFinite(oldest)) {
+      summary = `Append mode writes a window only once the watermark passes its end; ${rows} group(s) are waiting for it.`;
+    } else if (s.watermark.nextMs >= oldest) {
+      // The data has moved the watermark past it: the batch that evicts and writes it runs at the next trigger.
+      summary = `The watermark (${iso(s.watermark.nextMs)}) has passed the end of the first window (${iso(oldest)}): the next trigger writes it.`;
+    } else if (delays.length === 1) {
+      summary =
+        `Append mode writes a window only once the watermark passes its end: the first, ending ${iso(oldest)}, is written once an event ` +
+        `with time ≥ ${iso(oldest + delay)} (its end + the ${duration(delay)} delay) has arrived.`;
+    } else {
+      // Several watermarked inputs: the global watermark is their minimum (or maximum): one input's events are not enough.
+      summary =
+        `Append mode writes a window only once the watermark passes its end (the first ends ${iso(oldest)}). The query has ${delays.length} ` +
+        `watermarked inputs and its watermark is their ${s.watermark.policy === 'max' ? 'maximum' : 'minimum: every input must move past the end + its own delay; an input that has sent nothing holds it back'} ` +
+        `(delays ${delays.map(duration).join(', ')}).`;
+    }
     out.push({
       cause: 'waiting-for-watermark',
-      summary: Number.isFinite(oldest)
-        ? `Append mode writes a window only once the watermark passes its end: the first, ending ${iso(oldest)}, is written once an event ` +
-          `with time ≥ ${iso(oldest + delay)} (its end + the ${duration(delay)} delay) has arrived.`
-        : `Append mode writes a window only once the watermark passes its end; ${rows} group(s) are waiting for it.`,
+      summary,
       evidence: [
         `${rows} group(s) held in state, ${input} input rows in ${batches}, no output yet`,
-        `watermark for the next batch: ${iso(s.watermark.nextMs)} (max event time − ${duration(delay)})`,
+        `watermark for the next batch: ${iso(s.watermark.nextMs)}${delays.length === 1 ? ` (max event time − ${duration(delay)})` : ''}`,
         ...(maxEvent ? [`max event time seen: ${maxEvent}`] : []),
       ],
       action:
@@ -188,7 +217,7 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
   if (filtered > 0 && output === 0) {
     removed.push([filtered, {
       cause: 'rows-filtered',
-      summary: `${filtered === input ? 'Every row was' : `${filtered} of ${input} rows were`} removed by a filter (where/filter) before the sink.`,
+      summary: `${filtered === input ? 'Every row was' : `${filtered} of ${input} rows were`} removed before the sink (a filter, an inner join with no match, a flatMap returning nothing).`,
       evidence: [`${filtered} of ${input} input rows filtered out (numFilteredRows) in ${batches}`],
       action: 'Check the filter against a few input rows: the same filter on a static copy (session.read) shows which rows it keeps.',
     }]);
@@ -202,6 +231,20 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
     }]);
   }
   out.push(...removed.sort((a, b) => b[0] - a[0]).map(([, f]) => f));
+  if (input > 0 && output === 0 && !out.some((f) => ['waiting-for-watermark', 'rows-late', 'rows-filtered', 'dead-letters', 'query-failed'].includes(f.cause))) {
+    const held = (s.progress[s.progress.length - 1]?.stateOperators ?? []).reduce((n, o) => n + o.numRowsTotal, 0);
+    out.push({
+      cause: 'no-output',
+      summary: `${input} rows came in and none went out, for no reason the counters name.`,
+      evidence: [
+        `${input} input rows in ${batches}, 0 output rows`,
+        held ? `${held} row(s) held in state: a session window, a join or a timeout may be waiting for the watermark or for time` : 'nothing held in state',
+      ],
+      action:
+        'Rows removed between source and sink by a stateful plan are not counted (a filter before an aggregation, an inner join with no ' +
+        'match): run the same transformations on a static copy (session.read) and look at each step. explain() shows the plan.',
+    });
+  }
 
   if (s.active && s.trigger.kind === 'processingTime' && s.trigger.intervalMs >= 60_000) {
     const last = s.progress[s.progress.length - 1];
@@ -217,7 +260,7 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
 
 /** The findings as text: one block per finding, most likely first. */
 export function formatFindings(findings: Finding[]): string {
-  if (!findings.length) return 'No problem found: the query is running and writing output.\n';
+  if (!findings.length) return 'No problem found.\n';
   return findings
     .map((f, i) => `${i + 1}. [${f.cause}] ${f.summary}\n${f.evidence.map((e) => `   - ${e}\n`).join('')}   → ${f.action}\n`)
     .join('\n');

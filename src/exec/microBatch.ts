@@ -27,7 +27,7 @@ import type { LateRow, StateOperatorProgress } from './operators/statefulOperato
 import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
 import { WatermarkTracker } from './watermarkTracker.js';
 import { fault } from './faults.js';
-import { diagnose, type DiagnosisSnapshot, type Finding } from './diagnose.js';
+import { ahead, diagnose, type DiagnosisSnapshot, type Finding } from './diagnose.js';
 import { QueryHistory, keptSourceOptions } from '../checkpoint/history.js';
 
 export class StreamingQueryException extends Error {
@@ -204,6 +204,7 @@ export class StreamingQuery {
     );
     if (asked !== this.sources) await Promise.allSettled(asked.map((src) => src.stop()));
     const delays = this.tracker?.delaysMs() ?? [];
+    const policy = this.spec.conf[WATERMARK_POLICY_CONF] === 'max' ? 'max' : 'min';
     return {
       name: this.name ?? this.id,
       active: this.isActive,
@@ -212,8 +213,11 @@ export class StreamingQuery {
       outputMode: this.spec.outputMode,
       progress: [...this.recentProgress],
       sources,
-      ...(delays.length ? { watermark: { nextMs: this.nextWatermarkMs, delaysMs: delays } } : {}),
-      pending: [...(this.incremental?.operators.values() ?? [])].flatMap((op) => op.pendingOutput?.() ?? []),
+      ...(delays.length ? { watermark: { nextMs: this.nextWatermarkMs, delaysMs: delays, policy } } : {}),
+      // A stopped query's operators are closed (LMDB's environment with them): what they held is not asked.
+      pending: this.isActive
+        ? [...(this.incremental?.operators.values() ?? [])].flatMap((op) => op.pendingOutput?.() ?? [])
+        : (this.lastProgress?.stateOperators ?? []).filter((o) => o.operatorName === 'stateStoreSave' && delays.length).map((o) => ({ rows: o.numRowsTotal })),
     };
   }
 
@@ -222,12 +226,17 @@ export class StreamingQuery {
    * partitions); undefined when no source can say. For status lines and monitors.
    */
   async lag(): Promise<number | undefined> {
+    // One question at a time, whoever asks (a status line every few seconds, a monitor per page).
+    return (this.lagInFlight ??= this.measureLag().finally(() => (this.lagInFlight = undefined)));
+  }
+  private lagInFlight: Promise<number | undefined> | undefined;
+  private async measureLag(): Promise<number | undefined> {
     let total: number | undefined;
     for (const [i, src] of this.sources.entries()) {
-      const latest = (await src.inspect?.().catch(() => undefined))?.latest as Record<string, Record<string, number>> | undefined;
-      const pos = ((this.lastProgress?.sources[i]?.endOffset ?? this.resumedAt?.[i] ?? this.spec.checkpoint.sourceStart(i)) ?? {}) as Record<string, Record<string, number>>;
-      if (!latest) continue;
-      for (const [t, parts] of Object.entries(latest)) for (const [p, end] of Object.entries(parts)) total = (total ?? 0) + Math.max(0, end - (pos[t]?.[p] ?? 0));
+      const inspection = await src.inspect?.().catch(() => undefined);
+      const pos = this.lastProgress?.sources[i]?.endOffset ?? this.resumedAt?.[i];
+      if (!inspection?.latest || pos === undefined) continue;
+      total = (total ?? 0) + ahead(pos as Offset, inspection.latest, inspection.earliest);
     }
     return total;
   }

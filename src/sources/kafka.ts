@@ -120,10 +120,15 @@ export class KafkaSource implements Source {
     return described.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
   }
 
-  /** For diagnose(): missing topics, what a pattern matches, and the partitions' latest offsets now. */
+  /**
+   * For diagnose(): missing topics, what a pattern matches, and the partitions' earliest and latest offsets
+   * now. Asked with an admin client of its own that does not retry (5 s): a broker away must not hold a
+   * diagnosis for the query's 2-minute retry, nor queue behind the query's own planning calls.
+   */
   async inspect(): Promise<SourceInspection> {
-    const out: SourceInspection = { startingOffsets: (this.options.startingOffsets ?? 'latest').trim() };
-    const existing = await this.admin.listTopics();
+    const admin = (this.inspectAdmin ??= new KafkaAdmin(this.conf, 5_000, 0));
+    const out: SourceInspection = this.options.startingOffsets !== undefined ? { startingOffsets: this.options.startingOffsets.trim() } : {};
+    const existing = await admin.listTopics();
     let topics: string[];
     if (this.strategy.kind === 'subscribe') {
       out.missingTopics = this.strategy.topics.filter((t) => !existing.includes(t));
@@ -137,11 +142,12 @@ export class KafkaSource implements Source {
       out.missingTopics = [...new Set(this.strategy.parts.map((p) => p.topic))].filter((t) => !existing.includes(t));
     }
     if (topics.length) {
-      const parts = (await this.admin.describeTopics(topics)).flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
-      out.latest = await this.admin.listOffsets(parts, 'latest', this.isolation);
+      const parts = (await admin.describeTopics(topics)).flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+      [out.earliest, out.latest] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest', this.isolation)]);
     }
     return out;
   }
+  private inspectAdmin: KafkaAdmin | undefined;
 
   async initialOffset(): Promise<Offset> {
     const parts = await this.partitions();
@@ -315,6 +321,7 @@ export class KafkaSource implements Source {
   async stop(): Promise<void> {
     await this.reader.close();
     this.admin.disconnect();
+    this.inspectAdmin?.disconnect();
   }
 }
 

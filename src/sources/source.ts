@@ -48,13 +48,14 @@ export interface SourceProvider {
 
 /** A source's answer to diagnose() (Source.inspect). */
 export interface SourceInspection {
-  /** The startingOffsets option as given (it applies only to a query's first start). */
+  /** The startingOffsets option, when the user set it (it applies only to a query's first start). */
   startingOffsets?: string;
   /** Topics named by `subscribe` that do not exist. */
   missingTopics?: string[];
   /** `subscribePattern`, and the topics it matches now. */
   pattern?: string;
   matchedTopics?: string[];
-  /** The offset a batch planned now would end at (without maxOffsetsPerTrigger). */
+  /** The offset a batch planned now would end at (without maxOffsetsPerTrigger), and the first offset still kept. */
   latest?: Offset;
+  earliest?: Offset;
 }

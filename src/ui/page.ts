@@ -119,7 +119,7 @@ async function findings(entry) {
     ? list.map((f) => '<li><span class="cause">' + esc(f.cause) + '</span> ' + esc(f.summary) +
         (f.evidence.length ? '<br><small>' + f.evidence.map(esc).join(' · ') + '</small>' : '') +
         '<br><span class="action">→ ' + esc(f.action) + '</span></li>').join('')
-    : '<li class="ok">No problem found: the query is running and writing output.</li>';
+    : '<li class="ok">No problem found.</li>';
   entry.el.dataset.findings = list.map((f) => f.cause).join(' ');
 }
 

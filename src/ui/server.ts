@@ -40,7 +40,16 @@ interface Tracked {
   name: string | null;
   query: StreamingQuery | undefined;
   progress: StreamingQueryProgress[];
+  /** Set by onQueryTerminated for the run that ended (a restart with the same id clears it). */
+  ended?: { exception: string | null };
+  /** The last findings and when they were asked: shared by every page's request until the next batch, or FINDINGS_MS. */
+  findings?: { at: number; value: Promise<unknown> };
 }
+
+/** How long findings are reused while no batch runs (diagnose() asks the broker; every page asks after every batch). */
+const FINDINGS_MS = 3_000;
+/** Queries kept for the page; the oldest ended one goes first. */
+const MAX_QUERIES = 50;
 
 /** Progress kept per query for a page that opens later. */
 const KEPT = 300;
@@ -65,41 +74,71 @@ export async function startMonitor(session: SluiceSession, o: MonitorOptions = {
     return t;
   };
   const summary = (t: Tracked) => {
-    const q = t.query;
-    const status = !q || q.isActive ? 'active' : q.exception ? 'failed' : 'stopped';
-    return { id: t.id, name: t.name, status, ...(q?.exception ? { exception: q.exception.message } : {}) };
+    const exception = t.ended?.exception ?? t.query?.exception?.message ?? null;
+    const status = t.ended || (t.query && !t.query.isActive) ? (exception ? 'failed' : 'stopped') : 'active';
+    return { id: t.id, name: t.name, status, ...(exception ? { exception } : {}) };
   };
   const send = (event: string, data: unknown): void => {
     const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const c of clients) c.write(text);
+    for (const c of clients) {
+      // A page that stopped reading (a frozen tab) would grow this process's memory: it is dropped, and reconnects.
+      if (!c.write(text)) {
+        clients.delete(c);
+        c.destroy();
+      }
+    }
+  };
+  const forget = (): void => {
+    if (tracked.size <= MAX_QUERIES) return;
+    const ended = [...tracked.values()].find((t) => t.ended);
+    if (ended) tracked.delete(ended.id);
   };
   for (const q of session.streams.active) track(q);
 
   const listener: StreamingQueryListener = {
     onQueryStarted: (e) => {
-      const q = session.streams.get(e.id);
-      const t = q ? track(q) : (tracked.get(e.id) ?? { id: e.id, name: e.name, query: undefined, progress: [] });
+      // A new run (a restart has the same id): its query object is registered just after this event.
+      const t: Tracked = { ...(tracked.get(e.id) ?? { id: e.id, progress: [] }), name: e.name, query: undefined };
+      delete t.ended;
+      delete t.findings;
       tracked.set(e.id, t);
-      send('query', summary(t));
+      forget();
+      setImmediate(() => {
+        t.query ??= session.streams.get(e.id);
+        send('query', summary(t));
+      });
     },
     onQueryProgress: ({ progress }) => {
       metrics.record(progress);
       const t = tracked.get(progress.id) ?? { id: progress.id, name: progress.name, query: session.streams.get(progress.id), progress: [] };
       tracked.set(progress.id, t);
       t.query ??= session.streams.get(progress.id); // registered after its onQueryStarted
+      delete t.findings; // a new batch: the next page asking gets fresh findings (shared until the next one)
       t.progress.push(progress);
       if (t.progress.length > KEPT) t.progress.shift();
       send('progress', { query: summary(t), progress });
     },
     onQueryTerminated: (e) => {
       const t = tracked.get(e.id);
-      if (t) setImmediate(() => send('query', summary(t))); // after the query has marked itself stopped
+      if (!t) return;
+      t.ended = { exception: e.exception };
+      delete t.findings;
+      send('query', summary(t));
     },
   };
   session.streams.addListener(listener);
 
+  const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    // DNS rebinding: a web page whose name resolves to 127.0.0.1 could read this API from the browser.
+    // On a loopback address only requests that name a loopback host are answered.
+    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+    if (loopback && !['127.0.0.1', 'localhost', '::1'].includes(hostName)) {
+      res.writeHead(403, { 'Content-Type': 'text/plain' });
+      res.end(`The monitor answers on ${host} only (Host: ${req.headers.host ?? 'none'}).`);
+      return;
+    }
     const reply = (status: number, type: string, body: string): void => {
       res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store' });
       res.end(body);
@@ -117,7 +156,8 @@ export async function startMonitor(session: SluiceSession, o: MonitorOptions = {
         const t = tracked.get(url.searchParams.get('id') ?? '');
         if (t) t.query ??= session.streams.get(t.id);
         if (!t?.query) return reply(404, 'application/json', JSON.stringify({ error: 'no such query in this session' }));
-        return reply(200, 'application/json', JSON.stringify(await t.query.diagnose()));
+        if (!t.findings || Date.now() - t.findings.at > FINDINGS_MS) t.findings = { at: Date.now(), value: t.query.diagnose() };
+        return reply(200, 'application/json', JSON.stringify(await t.findings.value));
       }
       case '/metrics':
         return reply(200, metrics.registry.contentType, await metrics.text());
@@ -146,7 +186,6 @@ export async function startMonitor(session: SluiceSession, o: MonitorOptions = {
     server.once('error', reject);
     server.listen(o.port ?? 0, host, () => resolve());
   });
-  server.unref();
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
@@ -156,6 +195,7 @@ export async function startMonitor(session: SluiceSession, o: MonitorOptions = {
       session.streams.removeListener(listener);
       for (const c of clients) c.end();
       clients.clear();
+      server.closeAllConnections(); // a request still waiting for the broker must not hold the close
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -47,6 +47,28 @@ describe('diagnose() on Kafka', () => {
     await q.stop();
   });
 
+  // Review: every restarted idle query was told startingOffsets was ignored (and to start over on a new
+  // checkpoint, losing its state), because the default counted as an option given.
+  it('a restarted query with default options and no new data: no new data since it resumed — not "startingOffsets ignored"', async () => {
+    const t = await freshTopics('diag-restart', 1);
+    const checkpoint = newCheckpoint();
+    const start = (name: string) =>
+      quietSession(name).readStream.format('kafka').option('kafka.bootstrap.servers', bootstrapServers()).option('subscribe', t.input).load()
+        .writeStream.format('memory').queryName(name).option('checkpointLocation', checkpoint).start();
+    const first = await start('diag_restart_1');
+    await first.processAllAvailable();
+    await values(t.input, 3);
+    await first.processAllAvailable();
+    expect(first.recentProgress.reduce((n, p) => n + p.numInputRows, 0)).toBe(3);
+    await first.stop();
+    const second = await start('diag_restart_2');
+    await second.processAllAvailable();
+    const findings = await second.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['no-new-data']);
+    expect(findings[0]!.summary).toBe(`No new data in KafkaV2[Subscribe[${t.input}]] since the query resumed from its checkpoint.`);
+    await second.stop();
+  });
+
   it('startingOffsets=earliest on a checkpoint that already read the topic: ignored, and why', async () => {
     const t = await freshTopics('diag-resume', 1);
     await values(t.input, 5);

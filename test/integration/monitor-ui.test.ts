@@ -64,6 +64,12 @@ describe('live monitor (sluice monitor page)', () => {
       await page.waitForFunction((sel) => (document.querySelector(sel) as HTMLElement).dataset.findings === '', { timeout: 10_000 }, card);
       await page.screenshot({ path: process.env.SLUICE_SCREENSHOT ?? join(tmpdir(), 'sluice-monitor.png'), fullPage: true });
 
+      // DNS rebinding: a request naming another host is refused, though it reached 127.0.0.1.
+      const { request } = await import('node:http');
+      const rebound = await new Promise<number>((resolve, reject) =>
+        request(`${monitor!.url}api/queries`, { headers: { Host: 'attacker.example:80' } }, (res) => resolve(res.statusCode ?? 0)).on('error', reject).end(),
+      );
+      expect(rebound).toBe(403);
       const metrics = await (await fetch(`${monitor.url}metrics`)).text();
       expect(metrics).toMatch(/sluice_streaming_numInputRows_total\{query="clicks_per_window"\} 6/);
       expect(metrics).toMatch(/sluice_streaming_eventTime_watermark\{query="clicks_per_window"\} \d+/);

@@ -4,7 +4,11 @@
  * matching nothing, a checkpoint past the data, no data since latest) are in test/integration/diagnose-kafka.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SluiceSession, col, count, from_json, window } from '../../src/index.js';
+import { QueryHistory, readHistory } from '../../src/checkpoint/history.js';
 import { formatFindings } from '../../src/exec/diagnose.js';
 
 function newSession(): SluiceSession {
@@ -72,7 +76,7 @@ describe('diagnose(): why is there no output', () => {
     await q.processAllAvailable();
     const findings = await q.diagnose();
     expect(findings.map((f) => f.cause)).toEqual(['rows-filtered']);
-    expect(findings[0]!.summary).toBe('Every row was removed by a filter (where/filter) before the sink.');
+    expect(findings[0]!.summary).toBe('Every row was removed before the sink (a filter, an inner join with no match, a flatMap returning nothing).');
     expect(findings[0]!.evidence).toEqual(['3 of 3 input rows filtered out (numFilteredRows) in batches 0–0']);
     await q.stop();
   });
@@ -115,5 +119,68 @@ describe('diagnose(): why is there no output', () => {
     await q.stop();
     expect((await q.diagnose()).map((f) => f.cause)).toEqual(['query-stopped']);
     expect(formatFindings(await q.diagnose())).toMatch(/^1\. \[query-stopped\] The query diag_slow was stopped/);
+  });
+
+  // Review: a filter before an aggregation removes rows without a counter (numFilteredRows is for stateless
+  // plans): the list was empty and read "no problem, writing output".
+  it('rows that vanish in a stateful plan, with no counter to name: said, not "no problem"', async () => {
+    const s = newSession();
+    const clicks = s.memoryStream('user STRING');
+    const q = await clicks.toDF().filter(col('user').eq('nobody')).groupBy('user').agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('diag_stateful_filter').outputMode('update').start();
+    clicks.addData({ user: 'a' }, { user: 'b' });
+    await q.processAllAvailable();
+    const findings = await q.diagnose();
+    expect(findings.map((f) => f.cause)).toEqual(['no-output']);
+    expect(findings[0]!.evidence).toEqual(['2 input rows in batches 0–0, 0 output rows', 'nothing held in state']);
+    await q.stop();
+  });
+
+  // Review: with two watermarked inputs and the min policy, an input that has sent nothing holds the watermark;
+  // the message named one input's threshold as if it were enough.
+  it('two watermarked inputs: the finding says the slowest input holds the watermark, not one event time', async () => {
+    const s = newSession();
+    const a = s.memoryStream('ts TIMESTAMP');
+    const b = s.memoryStream('ts TIMESTAMP');
+    const q = await a.toDF().withWatermark('ts', '10 minutes').union(b.toDF().withWatermark('ts', '5 minutes'))
+      .groupBy(window(col('ts'), '5 minutes')).agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('diag_two_inputs').outputMode('append').start();
+    a.addData({ ts: at('12:01:00') }, { ts: at('12:40:00') }); // b sends nothing: the global watermark stays at 1970
+    await q.processAllAvailable();
+    const [first] = await q.diagnose();
+    expect(first?.cause).toBe('waiting-for-watermark');
+    expect(first?.summary).toBe(
+      'Append mode writes a window only once the watermark passes its end (the first ends 2026-01-01T12:05:00.000Z). The query has 2 ' +
+        'watermarked inputs and its watermark is their minimum: every input must move past the end + its own delay; an input that has ' +
+        'sent nothing holds it back (delays 10 min, 5 min).',
+    );
+    await q.stop();
+  });
+
+  // Review: pendingOutput read a closed LMDB environment once the query had stopped.
+  it('a stopped query on LMDB state is diagnosed without reading its closed state', async () => {
+    const s = newSession();
+    s.conf.set('sluice.sql.streaming.stateStore.provider', 'lmdb');
+    const clicks = s.memoryStream('ts TIMESTAMP');
+    const q = await clicks.toDF().withWatermark('ts', '10 minutes').groupBy(window(col('ts'), '5 minutes')).agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('diag_lmdb').outputMode('append')
+      .option('checkpointLocation', join(mkdtempSync(join(tmpdir(), 'sluice-diag-')), 'cp')).start();
+    clicks.addData({ ts: at('12:01:00') });
+    await q.processAllAvailable();
+    expect((await q.diagnose())[0]?.summary).toMatch(/ending 2026-01-01T12:05:00\.000Z/); // from LMDB's time index
+    await q.stop();
+    const stopped = await q.diagnose();
+    expect(stopped.map((f) => f.cause)).toEqual(['query-stopped', 'waiting-for-watermark']);
+    expect(stopped[1]!.summary).toBe('Append mode writes a window only once the watermark passes its end; 1 group(s) are waiting for it.');
+  });
+
+  // Review: a line cut by a crash swallowed the next run's first line when appended to.
+  it('history: a line cut short by a crash does not swallow the next one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-history-'));
+    new QueryHistory(dir).runEvent({ event: 'terminated', runId: 'r1', timestamp: 't', exception: null });
+    appendFileSync(join(dir, 'history', 'runs.jsonl'), '{"event":"started","runId":"r2","na'); // the process died mid-write
+    new QueryHistory(dir).runEvent({ event: 'terminated', runId: 'r3', timestamp: 't', exception: null });
+    expect(readHistory(dir).runs.map((r) => r.runId)).toEqual(['r1', 'r3']);
+    expect(readFileSync(join(dir, 'history', 'runs.jsonl'), 'utf8').split('\n')).toHaveLength(4); // r1, the cut line, r3, ''
   });
 });
