@@ -20,6 +20,7 @@ export type DiagnosisCause =
   | 'checkpoint-damaged'
   | 'query-failed'
   | 'query-stopped'
+  | 'batch-stalled'
   | 'topic-missing'
   | 'pattern-matches-nothing'
   | 'starting-offsets-ignored'
@@ -64,7 +65,13 @@ export interface DiagnosisSnapshot {
   watermark?: { nextMs: number; delaysMs: number[]; policy?: 'min' | 'max' };
   /** Groups the stateful operators hold until the watermark passes them. */
   pending: PendingOutput[];
+  /** The batch running now, if one is: its id, how long it has run, and the query's status message. */
+  running?: { batchId: number; sinceMs: number; status: string };
 }
+
+/** A batch running this long, and this many times its usual duration, is reported as stalled. */
+const STALLED_MIN_MS = 30_000;
+const STALLED_FACTOR = 5;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const json = (o: unknown): string => JSON.stringify(o);
@@ -105,6 +112,23 @@ export function diagnose(s: DiagnosisSnapshot): Finding[] {
       evidence: [`last batch: ${s.progress.length ? s.progress[s.progress.length - 1]!.batchId : 'none'}`],
       action: 'Start it again on the same checkpoint to go on from where it stopped.',
     });
+  }
+
+  if (s.running) {
+    const durations = s.progress.map((p) => p.batchDuration).sort((a, b) => a - b);
+    const usual = durations.length ? durations[Math.floor(durations.length / 2)]! : 0;
+    if (s.running.sinceMs >= Math.max(STALLED_MIN_MS, STALLED_FACTOR * usual)) {
+      out.push({
+        cause: 'batch-stalled',
+        summary: `Batch ${s.running.batchId} has been running for ${duration(Math.round(s.running.sinceMs / 1000) * 1000)}${usual ? `; batches usually take ${duration(usual)}` : ''}.`,
+        evidence: [`status: ${s.running.status}`],
+        action:
+          'A sink that cannot deliver waits: the Kafka producer keeps a record for message.timeout.ms (5 min) while the broker or the ' +
+          'output topic is unreachable, then fails the batch ("Message timed out"); a foreachBatch function may be waiting on a ' +
+          'service; a source may wait for records its offsets promise (kafkaConsumer.pollTimeoutMs, 2 min). Check the broker, the ' +
+          "output topic and what foreachBatch calls; the query's log says which.",
+      });
+    }
   }
 
   for (const src of s.sources) {

@@ -90,6 +90,8 @@ export class StreamingQuery {
   private readonly drainWaiters: Array<{ after: number; resolve: () => void; reject: (e: Error) => void }> = [];
   private triggers = 0;
   private lastTriggerStart = 0;
+  /** The batch running now (diagnose(): a batch that has run too long). */
+  private running: { batchId: number; startedAt: number } | undefined;
   /** The stateful operators and their per-batch watermarks; set when the loop starts. */
   private incremental: IncrementalExecution | undefined;
   private tracker!: WatermarkTracker;
@@ -214,6 +216,7 @@ export class StreamingQuery {
       progress: [...this.recentProgress],
       sources,
       ...(delays.length ? { watermark: { nextMs: this.nextWatermarkMs, delaysMs: delays, policy } } : {}),
+      ...(this.running && this.isActive ? { running: { batchId: this.running.batchId, sinceMs: Date.now() - this.running.startedAt, status: this.status.message } } : {}),
       // A stopped query's operators are closed (LMDB's environment with them): what they held is not asked.
       pending: this.isActive
         ? [...(this.incremental?.operators.values() ?? [])].flatMap((op) => op.pendingOutput?.() ?? [])
@@ -434,7 +437,9 @@ export class StreamingQuery {
         timing.walCommit = Date.now() - t1;
       }
       this.status = { message: `Processing new data`, isDataAvailable: true, isTriggerActive: true };
+      this.running = { batchId: nextBatch, startedAt: triggerStart };
       const { progress, eventTime } = await this.runBatch(nextBatch, start, seq, triggerStart, timing);
+      this.running = undefined;
       this.prevBatchWatermarkMs = seq.metadata.batchWatermarkMs;
       watermarkMs = this.nextWatermarkMs = this.tracker.next(seq.metadata.batchWatermarkMs, eventTime);
       const t2 = Date.now();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SluiceSession, col, count, from_json, window } from '../../src/index.js';
 import { QueryHistory, readHistory } from '../../src/checkpoint/history.js';
-import { formatFindings } from '../../src/exec/diagnose.js';
+import { diagnose, formatFindings } from '../../src/exec/diagnose.js';
 
 function newSession(): SluiceSession {
   const s = new SluiceSession('diagnose');
@@ -182,5 +182,24 @@ describe('diagnose(): why is there no output', () => {
     new QueryHistory(dir).runEvent({ event: 'terminated', runId: 'r3', timestamp: 't', exception: null });
     expect(readHistory(dir).runs.map((r) => r.runId)).toEqual(['r1', 'r3']);
     expect(readFileSync(join(dir, 'history', 'runs.jsonl'), 'utf8').split('\n')).toHaveLength(4); // r1, the cut line, r3, ''
+  });
+
+  // A sink that cannot deliver (broker unreachable) holds its batch for message.timeout.ms: a running batch
+  // far past its usual duration is reported. Worked on a snapshot: the rule is the pure function's.
+  it('a batch running far longer than usual: stalled, with what can hold a batch', async () => {
+    const s = newSession();
+    const words = s.memoryStream('w STRING');
+    const q = await words.toDF().writeStream.format('memory').queryName('diag_stall').start();
+    words.addData({ w: 'a' });
+    await q.processAllAvailable();
+    const snapshot = await q.diagnosisSnapshot();
+    await q.stop();
+    const usual = snapshot.progress[0]!.batchDuration;
+    const stalled = diagnose({ ...snapshot, active: true, running: { batchId: 1, sinceMs: 95_000, status: 'Processing new data' } });
+    expect(stalled.map((f) => f.cause)).toEqual(['batch-stalled']);
+    expect(stalled[0]!.summary).toBe(`Batch 1 has been running for 95 s${usual ? `; batches usually take ${usual} ms` : ''}.`);
+    expect(stalled[0]!.action).toMatch(/message\.timeout\.ms \(5 min\)/);
+    // 20 s is not stalled (below 30 s), whatever the usual duration.
+    expect(diagnose({ ...snapshot, active: true, running: { batchId: 1, sinceMs: 20_000, status: 'Processing new data' } })).toEqual([]);
   });
 });
