@@ -107,4 +107,23 @@ describe('diagnose() on Kafka', () => {
     expect(r.findings[0]!.summary).toMatch(/^The query's last run \(.*\) ended without stopping: its process died\.$/);
     expect(r.findings[0]!.evidence[1]).toBe('last batch: 0'); // batch 1 was in flight: written, not committed
   });
+
+  it('a checkpoint that belongs to another query (other sources): the query fails, and the finding says why', async () => {
+    const a = await freshTopics('diag-owner-a', 1);
+    const b = await freshTopics('diag-owner-b', 1);
+    await values(a.input, 2);
+    const checkpoint = newCheckpoint();
+    const run = async (topic: string, name: string) => {
+      const q = await readKafka(quietSession(name), topic).select(col('value')).writeStream.format('memory').queryName(name)
+        .option('checkpointLocation', checkpoint).trigger({ availableNow: true }).start();
+      await q.awaitTermination().catch(() => {});
+      return q;
+    };
+    await run(a.input, 'diag_owner_a');
+    const other = await run(b.input, 'diag_owner_b'); // copied the wrong checkpointLocation
+    const [first] = await other.diagnose();
+    expect(first?.cause).toBe('query-failed');
+    expect(first?.evidence[0]).toContain(a.input); // the error names the checkpoint's sources and the query's
+    expect(first?.evidence[0]).toContain(b.input);
+  });
 });
