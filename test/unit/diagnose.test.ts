@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SluiceSession, col, count, from_json, window } from '../../src/index.js';
+import { SluiceSession, col, count, from_json, session_window, window } from '../../src/index.js';
 import { QueryHistory, readHistory } from '../../src/checkpoint/history.js';
 import { diagnose, formatFindings } from '../../src/exec/diagnose.js';
 
@@ -201,5 +201,20 @@ describe('diagnose(): why is there no output', () => {
     expect(stalled[0]!.action).toMatch(/message\.timeout\.ms \(5 min\)/);
     // 20 s is not stalled (below 30 s), whatever the usual duration.
     expect(diagnose({ ...snapshot, active: true, running: { batchId: 1, sinceMs: 20_000, status: 'Processing new data' } })).toEqual([]);
+  });
+
+  it('session windows waiting for the watermark: the first session end and the event time that closes it', async () => {
+    // A 5-minute gap: clicks at 12:00 and 12:02 make one session [12:00, 12:07). With a 10-minute delay it is
+    // written once the watermark reaches 12:07, i.e. once an event at 12:17 or later has arrived.
+    const s = newSession();
+    const clicks = s.memoryStream('user STRING, ts TIMESTAMP');
+    const q = await clicks.toDF().withWatermark('ts', '10 minutes').groupBy(session_window(col('ts'), '5 minutes'), col('user')).agg(count('*').alias('n'))
+      .writeStream.format('memory').queryName('diag_sessions').outputMode('append').start();
+    clicks.addData({ user: 'ada', ts: at('12:00:00') }, { user: 'ada', ts: at('12:02:00') });
+    await q.processAllAvailable();
+    const [first] = await q.diagnose();
+    expect(first?.summary).toMatch(/the first, ending 2026-01-01T12:07:00\.000Z, is written once an event with time ≥ 2026-01-01T12:17:00\.000Z/);
+    expect(first?.evidence[0]).toBe('1 group(s) held in state, 2 input rows in batches 0–1, no output yet');
+    await q.stop();
   });
 });

@@ -22,7 +22,7 @@ import { aggregateBufferType } from './aggregation.js';
 import { OperatorState, type StateLayout } from './operatorState.js';
 import { eventTimeMs, fromEpochMicros } from '../../types/timestamp.js';
 import { sortByKeyValues } from './order.js';
-import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
+import { watermarkMoved, type OperatorBatch, type StateOperatorProgress, type StatefulOperator, type PendingOutput } from './statefulOperator.js';
 
 interface Session {
   s: number;
@@ -144,6 +144,20 @@ export class SessionWindowOperator implements StatefulOperator {
     this.state.rowCount = sessionsKept;
     for (const [key, store, open] of changes) (open.length ? store.put(key, open) : store.remove(key));
     return sortByKeyValues(out);
+  }
+
+  /** Sessions held until the watermark passes their end (append/update): how many, and the earliest end. */
+  pendingOutput(): PendingOutput | undefined {
+    if (!this.watermarked) return undefined;
+    let rows = 0;
+    let oldest = Infinity;
+    for (const [, value] of this.state.entries()) {
+      for (const x of value as Session[]) {
+        rows++;
+        oldest = Math.min(oldest, x.e);
+      }
+    }
+    return { rows, ...(Number.isFinite(oldest) ? { oldestEventTimeMs: oldest } : {}) };
   }
 
   async commit(): Promise<void> {
