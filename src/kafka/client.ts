@@ -392,7 +392,7 @@ export class RangeReader {
         'group.id': `sluice-reader-${process.pid}`,
         'enable.auto.commit': false,
         'enable.partition.eof': true,
-        'fetch.wait.max.ms': 50,
+        'fetch.wait.max.ms': 5,
         // librdkafka pauses a partition's fetching for this long once its local queue is over the thresholds
         // (default 1000 ms). A range read moves to a new position every batch, and the pause then cost every
         // batch about a second (median 1,038 ms → 76 ms for 5,000-record batches: docs/benchmarks.md).
@@ -403,6 +403,9 @@ export class RangeReader {
     );
     await connectWatched(c, this.conf, 'Cannot connect to Kafka');
     c.setDefaultConsumeTimeout(100);
+    // consume(n) returns as soon as nothing more is ready (1 ms) once a first record came, instead of waiting the
+    // whole timeout for n: a range read cost ~100 ms per partition in that wait (docs/benchmarks.md).
+    (c as unknown as { setDefaultIsTimeoutOnlyForFirstMessage(v: boolean): void }).setDefaultIsTimeoutOnlyForFirstMessage(true);
     this.consumer = c;
     return c;
   }
@@ -444,10 +447,14 @@ export class RangeReader {
       let done = false;
       let chunk: KafkaRecord[] = [];
       let lastProgress = Date.now();
+      let next = w.from; // the offset after the last record read: what is left of the range is w.to - next at most
       try {
         while (!done) {
+          // Ask for no more than the range still holds: consume(n) would otherwise go on reading records past
+          // the range's end (thrown away) until n.
+          const want = Math.max(1, Math.min(chunkSize, 10_000, w.to - next));
           const msgs = await new Promise<Message[]>((resolve, reject) =>
-            c.consume(Math.min(chunkSize, 10_000), (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
+            c.consume(want, (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
           );
           if (msgs.length) lastProgress = Date.now();
           else if (eofSeen) done = true;
@@ -457,6 +464,7 @@ export class RangeReader {
               done = true; // past the range: what lay before its end was markers or aborted records
               continue;
             }
+            next = m.offset + 1;
             chunk.push({
               key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
               value: m.value,
