@@ -52,8 +52,8 @@ export class TransactionalProducer extends AckedProducer {
       'transaction.timeout.ms': timeoutMs,
       // librdkafka derives both from transaction.timeout.ms when they are unset: a socket timeout of ~10
       // minutes would notice a broker that stopped answering that late, and flush() waits as long as a
-      // record is kept. Their usual defaults (60 s; 5 minutes, below the transaction timeout) instead.
-      'socket.timeout.ms': 60_000,
+      // record is kept. Their usual defaults (60 s; 5 minutes), never above the transaction timeout (librdkafka refuses that).
+      'socket.timeout.ms': Math.min(60_000, timeoutMs),
       'message.timeout.ms': Math.min(300_000, timeoutMs),
       ...conf,
       'transactional.id': transactionalId,
