@@ -94,8 +94,13 @@ function fail(what: string, err: LibrdKafkaError | Error): KafkaError {
 
 /** Sluice's code for a listed offset that came back as no offset (-1001) without an error. */
 const NO_OFFSET = -1001;
-/** librdkafka's codes for failures that pass when the broker is back: timed out, transport, all brokers down, not coordinator/leader yet. */
-const TRANSIENT_CODES = new Set([-185, -195, -187, -192, 5, 6, 7, 13, 14, 15, 16, NO_OFFSET]);
+/**
+ * librdkafka's codes for failures that pass when the broker is back: timed out, transport, all brokers down,
+ * not coordinator/leader yet, and a leader epoch the restarted broker does not know yet or has moved past
+ * (74 FENCED_LEADER_EPOCH, 75 UNKNOWN_LEADER_EPOCH: retriable in Kafka's own clients; seen listing offsets
+ * just after a broker restart).
+ */
+const TRANSIENT_CODES = new Set([-185, -195, -187, -192, 5, 6, 7, 13, 14, 15, 16, 74, 75, NO_OFFSET]);
 
 /** True for an error a retry may cure (the broker down or restarting), false for a final answer. */
 export function isTransientKafkaError(e: unknown): boolean {
