@@ -5,6 +5,7 @@
  *   npm run bench [-- --records 1000000 --batch 100000 --json --suite all|kafka|windowed|backlog|join]
  *   npm run bench -- --suite backlog --records 5000000   a backlog with no maxOffsetsPerTrigger: peak RSS
  *   npm run bench -- --suite rangeread [--records 400000 --batch 5000]   batch latency of mid-partition range reads
+ *   npm run bench -- --suite latency [--rate 10000 --seconds 20]   end-to-end p50/p99 latency and first output (bench/latency.ts)
  *   npm run bench -- --suite eos [--records 300000 --batch 3000]   the demo pipeline with the at-least-once and the
  *     exactly-once Kafka sink: records/s and p50/p99 batch latency, and their ratios (bench/exactlyOnce.ts)
  *   npm run bench -- --suite join [--peer auto|spark|none] [--verify]   stream-stream join of N orders × N payments
@@ -23,6 +24,7 @@ import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src
 import { down, freePort, up } from '../src/stack/stack.js';
 import { rangeReadSuite } from './rangeRead.js';
 import { exactlyOnceSuite } from './exactlyOnce.js';
+import { latencySuite } from './latency.js';
 
 // `--suite userstate [--keys 10000000 --records N --batch 500000 --provider lmdb|memory --peer auto|spark|none
 // --peer-keys K]`: user state per key beyond memory (mapGroupsWithState on LMDB, PySpark's applyInPandasWithState
@@ -41,6 +43,8 @@ const { values: args } = parseArgs({
     suite: { type: 'string', default: 'all' },
     peer: { type: 'string', default: 'auto' },
     verify: { type: 'boolean', default: false },
+    rate: { type: 'string', default: '10000' },
+    seconds: { type: 'string', default: '20' },
   },
 });
 const N = Number(args.records);
@@ -115,6 +119,17 @@ async function main(): Promise<void> {
   }
   if (args.suite === 'backlog') return backlogSuite();
   if (args.suite === 'join') return joinSuite();
+  if (args.suite === 'latency') {
+    const r = await latencySuite(Number(args.rate), Number(args.seconds), note);
+    if (args.json) process.stdout.write(JSON.stringify({ suite: 'latency', ...r }) + '\n');
+    else {
+      process.stdout.write(
+        `${r.events} events at ${r.rate}/s for ${r.seconds} s (${r.measured} measured after the first 2 s): latency p50 ${r.p50Ms} ms, ` +
+          `p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms; first output ${r.firstOutputMs} ms after start()\n`,
+      );
+    }
+    return;
+  }
   if (args.suite === 'eos') {
     const r = await exactlyOnceSuite(process.argv.includes('--records') ? N : 300_000, process.argv.includes('--batch') ? BATCH : 3_000, note);
     if (args.json) process.stdout.write(JSON.stringify({ suite: 'eos', ...r }) + '\n');
