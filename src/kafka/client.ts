@@ -689,7 +689,17 @@ export async function readTopic(conf: KafkaConfig, topic: string, maxMessages = 
   try {
     const [desc] = await admin.describeTopics([topic]);
     const parts = desc!.partitions.map((p) => ({ topic, partition: p.partition }));
-    const [earliest, latest] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest')]);
+    // A transaction committed a moment ago is visible only once the coordinator has written its commit markers
+    // (just after commitTransaction returned): wait briefly for the last stable offsets to reach the high
+    // watermarks, so "as it is now" includes it. A transaction still open is not waited for longer than that.
+    const [earliest, stable] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest')]);
+    let latest = stable;
+    for (const until = Date.now() + 2_000; Date.now() < until; ) {
+      const high = await admin.listOffsets(parts, 'latest', 'read_uncommitted');
+      if (JSON.stringify(high) === JSON.stringify(latest)) break;
+      await new Promise((r) => setTimeout(r, 50));
+      latest = await admin.listOffsets(parts, 'latest');
+    }
     if (Number.isFinite(maxMessages)) {
       // Take the first maxMessages of each partition at most; the caller trims to the total.
       for (const [p, e] of Object.entries(latest[topic] ?? {})) latest[topic]![p] = Math.min(e, earliest[topic]![p]! + maxMessages);

@@ -15,7 +15,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { SluiceSession, col } from '../../src/index.js';
 import { AckedProducer, readTopic } from '../../src/kafka/client.js';
 import { status, up } from '../../src/stack/stack.js';
-import { bootstrapServers, freshTopics, kafka } from '../integration/helpers.js';
+import { bootstrapServers, freshTopics, kafka, readSettled } from '../integration/helpers.js';
 
 const DOWN_SECONDS = Number(process.env.SLUICE_BROKER_DOWN_SECONDS ?? 15);
 
@@ -79,7 +79,7 @@ async function outage(exactlyOnce: boolean): Promise<string[]> {
     await waitFor(() => q.exception !== null || q.recentProgress.some((x) => (x.sources[0]?.endOffset as Record<string, Record<string, number>>)?.[t.input]?.['0'] === N), 240_000, 'the query to reach the end');
     expect(q.exception).toBeNull();
     await q.stop();
-    return (await readTopic(kafka(), t.output)).map((r) => r.key!.toString());
+    return (await readSettled(kafka(), t.output)).map((r) => r.key!.toString());
   }
 }
 

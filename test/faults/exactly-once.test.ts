@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KafkaAdmin, readTopic, type KafkaRecord } from '../../src/kafka/client.js';
 import { col, from_json, to_json } from '../../src/index.js';
-import { bootstrapServers, freshTopics, kafka, newCheckpoint, produceRecords, quietSession, readKafka, startPipeline } from '../integration/helpers.js';
+import { bootstrapServers, freshTopics, kafka, newCheckpoint, produceRecords, quietSession, readKafka, readSettled, startPipeline } from '../integration/helpers.js';
 
 const DISTINCT = 500;
 const N = 600;
@@ -42,7 +42,7 @@ async function crashAndRestart(fault: string, exactlyOnce: boolean) {
   expect(first.output()).toContain(`at ${fault.split('@')[0]} of batch 2`);
   const second = startPipeline('eos-pipeline.ts', env);
   expect(await second.exited, second.output()).toBe(0);
-  const committed = await readTopic(kafka(), t.output);
+  const committed = await readSettled(kafka(), t.output);
   const uncommitted = await readTopic({ ...kafka(), 'isolation.level': 'read_uncommitted' }, t.output);
   return { committed, uncommitted, logs: second.output(), checkpoint };
 }
@@ -102,7 +102,7 @@ describe('transactional producer', () => {
       await newer.begin();
       await newer.send([{ topic: t.output, value: Buffer.from('live') }]);
       await newer.commit();
-      expect((await readTopic(kafka(), t.output)).map((r) => r.value!.toString())).toEqual(['live']);
+      expect((await readSettled(kafka(), t.output)).map((r) => r.value!.toString())).toEqual(['live']);
     } finally {
       await Promise.all([older.close(), newer.close()]);
     }
@@ -171,6 +171,6 @@ describe('exactly-once sink: failures inside a running process', () => {
     rmSync(join(checkpoint, 'commits', '2'));
     rmSync(join(checkpoint, 'offsets', '2'));
     await expect(run()).rejects.toThrow(/Kafka already holds batch 2's output .* but the checkpoint has no offsets\/2: the checkpoint is behind the output/);
-    expect(await readTopic(kafka(), t.output)).toHaveLength(30);
+    expect(await readSettled(kafka(), t.output)).toHaveLength(30);
   });
 });

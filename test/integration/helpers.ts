@@ -101,3 +101,24 @@ export function readKafka(session: SluiceSession, topic: string, options: Record
     .options(options)
     .load();
 }
+
+/**
+ * Reads `topic` with read_committed once no transaction is pending on it (each partition's last stable offset
+ * equals its high watermark), within `ms`. A transaction's records become visible a moment after
+ * commitTransaction returns — the coordinator writes the commit markers to the partitions afterwards — so a
+ * read right after a commit can still stop before them.
+ */
+export async function readSettled(conf: Parameters<typeof readTopic>[0], topic: string, ms = 15_000): Promise<KafkaRecord[]> {
+  const admin = new KafkaAdmin(conf);
+  try {
+    const [d] = await admin.describeTopics([topic]);
+    const parts = d!.partitions.map((p) => ({ topic, partition: p.partition }));
+    for (const until = Date.now() + ms; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      const [stable, high] = await Promise.all([admin.listOffsets(parts, 'latest', 'read_committed'), admin.listOffsets(parts, 'latest', 'read_uncommitted')]);
+      if (JSON.stringify(stable) === JSON.stringify(high)) break;
+    }
+  } finally {
+    admin.disconnect();
+  }
+  return readTopic(conf, topic);
+}

@@ -14,6 +14,7 @@ import { KafkaAdmin, readTopic, type KafkaConfig } from '../../src/kafka/client.
 import { readCredentials, type SecureCredentials } from '../../src/stack/secure.js';
 import { down, freePort, up, type StackInfo } from '../../src/stack/stack.js';
 import { registryClient } from '../../src/serde/registry.js';
+import { readSettled } from './helpers.js';
 
 let dir: string;
 let stack: StackInfo;
@@ -87,7 +88,7 @@ describe('secure stack: SASL/SCRAM over TLS, registry with basic auth', () => {
       .trigger({ availableNow: true })
       .start();
     await q.awaitTermination();
-    const out = await readTopic(conf, 'sec-out');
+    const out = await readSettled(conf, 'sec-out'); // exactly-once: visible once the commit markers are written
     expect(out).toHaveLength(200);
 
     const secrets = [creds.password, creds.registryPassword, creds.brokerPassword];
