@@ -348,6 +348,21 @@ export class KafkaAdmin {
     );
   }
 
+  /**
+   * The partitions' last stable offsets, once they have reached the high watermarks (no transaction pending
+   * on them) or `waitMs` has passed; `settled` says which. A transaction committed a moment ago counts as
+   * pending until the coordinator has written its commit markers, just after commitTransaction returned.
+   */
+  async stableEnd(partitions: TopicPartition[], waitMs: number): Promise<{ stable: PartitionOffsets; settled: boolean }> {
+    const until = Date.now() + waitMs;
+    for (;;) {
+      const [stable, high] = await Promise.all([this.listOffsets(partitions, 'latest', 'read_committed'), this.listOffsets(partitions, 'latest', 'read_uncommitted')]);
+      const settled = partitions.every((p) => (stable[p.topic]?.[String(p.partition)] ?? 0) >= (high[p.topic]?.[String(p.partition)] ?? 0));
+      if (settled || Date.now() >= until) return { stable, settled };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Deletes records below `offset` (what retention does); used to show `failOnDataLoss`. */
   deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
     return this.auth.race(new Promise((resolve, reject) =>
@@ -689,17 +704,9 @@ export async function readTopic(conf: KafkaConfig, topic: string, maxMessages = 
   try {
     const [desc] = await admin.describeTopics([topic]);
     const parts = desc!.partitions.map((p) => ({ topic, partition: p.partition }));
-    // A transaction committed a moment ago is visible only once the coordinator has written its commit markers
-    // (just after commitTransaction returned): wait briefly for the last stable offsets to reach the high
-    // watermarks, so "as it is now" includes it. A transaction still open is not waited for longer than that.
-    const [earliest, stable] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest')]);
-    let latest = stable;
-    for (const until = Date.now() + 2_000; Date.now() < until; ) {
-      const high = await admin.listOffsets(parts, 'latest', 'read_uncommitted');
-      if (JSON.stringify(high) === JSON.stringify(latest)) break;
-      await new Promise((r) => setTimeout(r, 50));
-      latest = await admin.listOffsets(parts, 'latest');
-    }
+    // "As it is now" includes a transaction committed a moment ago (see stableEnd); one still open is not
+    // waited for longer than 2 s.
+    const [earliest, { stable: latest }] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.stableEnd(parts, 2_000)]);
     if (Number.isFinite(maxMessages)) {
       // Take the first maxMessages of each partition at most; the caller trims to the total.
       for (const [p, e] of Object.entries(latest[topic] ?? {})) latest[topic]![p] = Math.min(e, earliest[topic]![p]! + maxMessages);

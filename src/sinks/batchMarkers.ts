@@ -9,7 +9,7 @@
  * held back by another writer's open transaction, and after `initTransactions` (which ends any transaction
  * a crashed run left open) its last record is the last committed marker.
  */
-import type { KafkaAdmin, KafkaConfig, OutgoingRecord } from '../kafka/client.js';
+import type { KafkaAdmin, KafkaConfig, OutgoingRecord, PartitionOffsets } from '../kafka/client.js';
 import { KafkaError, RangeReader } from '../kafka/client.js';
 
 export interface BatchMarker {
@@ -91,31 +91,26 @@ const SETTLE_MS = 60_000;
  */
 async function settledEnd(admin: KafkaAdmin, topic: string, tp: Array<{ topic: string; partition: number }>): Promise<{ from: number; end: number }> {
   const deadline = Date.now() + SETTLE_MS;
+  let answer: [PartitionOffsets, { stable: PartitionOffsets; settled: boolean }];
   for (;;) {
-    let offsets: [number, number, number];
     try {
-      const [earliest, stable, high] = await Promise.all([
-        admin.listOffsets(tp, 'earliest'),
-        admin.listOffsets(tp, 'latest', 'read_committed'),
-        admin.listOffsets(tp, 'latest', 'read_uncommitted'),
-      ]);
-      offsets = [earliest[topic]?.['0'] ?? 0, stable[topic]?.['0'] ?? 0, high[topic]?.['0'] ?? 0];
+      answer = await Promise.all([admin.listOffsets(tp, 'earliest'), admin.stableEnd(tp, Math.max(0, deadline - Date.now()))]);
+      break;
     } catch (e) {
       // Just created: the partition's leader may not be known yet.
       const code = ((e as { cause?: { code?: number } }).cause ?? (e as { code?: number }))?.code;
       if (code !== UNKNOWN_TOPIC_OR_PARTITION || Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 250));
-      continue;
     }
-    const [from, stable, high] = offsets;
-    if (stable >= high) return { from, end: high };
-    if (Date.now() > deadline) {
-      throw new KafkaError(
-        `The marker topic ${topic} has a transaction open from offset ${stable} that this query did not leave (its own were ended by ` +
-          `initTransactions) and that stayed open ${SETTLE_MS / 1000} s: its committed markers after that offset cannot be read. Is ` +
-          'exactlyOnce.markerTopic shared with another query? Give each query its own (the default, __sluice_batches_<query id>).',
-      );
-    }
-    await new Promise((r) => setTimeout(r, 500));
   }
+  const [earliest, { stable, settled }] = answer;
+  const end = stable[topic]?.['0'] ?? 0;
+  if (!settled) {
+    throw new KafkaError(
+      `The marker topic ${topic} has a transaction open from offset ${end} that this query did not leave (its own were ended by ` +
+        `initTransactions) and that stayed open ${SETTLE_MS / 1000} s: its committed markers after that offset cannot be read. Is ` +
+        'exactlyOnce.markerTopic shared with another query? Give each query its own (the default, __sluice_batches_<query id>).',
+    );
+  }
+  return { from: earliest[topic]?.['0'] ?? 0, end };
 }

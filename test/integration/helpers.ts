@@ -112,11 +112,7 @@ export async function readSettled(conf: Parameters<typeof readTopic>[0], topic: 
   const admin = new KafkaAdmin(conf);
   try {
     const [d] = await admin.describeTopics([topic]);
-    const parts = d!.partitions.map((p) => ({ topic, partition: p.partition }));
-    for (const until = Date.now() + ms; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
-      const [stable, high] = await Promise.all([admin.listOffsets(parts, 'latest', 'read_committed'), admin.listOffsets(parts, 'latest', 'read_uncommitted')]);
-      if (JSON.stringify(stable) === JSON.stringify(high)) break;
-    }
+    await admin.stableEnd(d!.partitions.map((p) => ({ topic, partition: p.partition })), ms);
   } finally {
     admin.disconnect();
   }
