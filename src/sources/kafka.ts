@@ -96,28 +96,30 @@ export class KafkaSource implements Source {
     return describeKafka(this.options);
   }
 
+  /** The topics the strategy names now that exist, and those named (subscribe, assign) that do not. */
+  private async topicsNow(admin: KafkaAdmin): Promise<{ topics: string[]; missing: string[] }> {
+    const existing = await admin.listTopics();
+    const st = this.strategy;
+    const named = st.kind === 'subscribe' ? st.topics : st.kind === 'assign' ? [...new Set(st.parts.map((p) => p.topic))] : existing.filter((t) => st.regex.test(t));
+    return { topics: named.filter((t) => existing.includes(t)), missing: named.filter((t) => !existing.includes(t)) };
+  }
+
+  private static async partitionsOf(admin: KafkaAdmin, topics: string[]): Promise<TopicPartition[]> {
+    if (!topics.length) return [];
+    return (await admin.describeTopics(topics)).flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+  }
+
   /** The partitions the strategy names now (topics and partitions can appear while a query runs). */
   private async partitions(): Promise<TopicPartition[]> {
     if (this.strategy.kind === 'assign') return this.strategy.parts;
-    let topics: string[];
-    if (this.strategy.kind === 'subscribe') {
-      topics = this.strategy.topics;
-      const existing = new Set(await this.admin.listTopics());
-      const missing = topics.filter((t) => !existing.has(t));
-      if (missing.length === topics.length) {
-        throw new KafkaError(
-          `Topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `"${t}"`).join(', ')} do${missing.length > 1 ? '' : 'es'} not exist ` +
-            `on ${this.conf['bootstrap.servers']}. Create it first (sluice topics create ${missing[0]}), or check the name.`,
-        );
-      }
-      topics = topics.filter((t) => existing.has(t));
-    } else {
-      const re = this.strategy.regex;
-      topics = (await this.admin.listTopics()).filter((t) => re.test(t));
+    const { topics, missing } = await this.topicsNow(this.admin);
+    if (this.strategy.kind === 'subscribe' && missing.length === this.strategy.topics.length) {
+      throw new KafkaError(
+        `Topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `"${t}"`).join(', ')} do${missing.length > 1 ? '' : 'es'} not exist ` +
+          `on ${this.conf['bootstrap.servers']}. Create it first (sluice topics create ${missing[0]}), or check the name.`,
+      );
     }
-    if (!topics.length) return [];
-    const described = await this.admin.describeTopics(topics);
-    return described.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
+    return KafkaSource.partitionsOf(this.admin, topics);
   }
 
   /**
@@ -128,23 +130,16 @@ export class KafkaSource implements Source {
   async inspect(): Promise<SourceInspection> {
     const admin = (this.inspectAdmin ??= new KafkaAdmin(this.conf, 5_000, 0));
     const out: SourceInspection = this.options.startingOffsets !== undefined ? { startingOffsets: this.options.startingOffsets.trim() } : {};
-    const existing = await admin.listTopics();
-    let topics: string[];
-    if (this.strategy.kind === 'subscribe') {
-      out.missingTopics = this.strategy.topics.filter((t) => !existing.includes(t));
-      topics = this.strategy.topics.filter((t) => existing.includes(t));
-    } else if (this.strategy.kind === 'pattern') {
-      const re = this.strategy.regex;
+    const { topics, missing } = await this.topicsNow(admin);
+    if (this.strategy.kind === 'pattern') {
       out.pattern = this.options.subscribePattern!;
-      topics = out.matchedTopics = existing.filter((t) => re.test(t));
+      out.matchedTopics = topics;
     } else {
-      topics = [...new Set(this.strategy.parts.map((p) => p.topic))].filter((t) => existing.includes(t));
-      out.missingTopics = [...new Set(this.strategy.parts.map((p) => p.topic))].filter((t) => !existing.includes(t));
+      out.missingTopics = missing;
     }
-    if (topics.length) {
-      const parts = (await admin.describeTopics(topics)).flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition })));
-      [out.earliest, out.latest] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest', this.isolation)]);
-    }
+    // assign: only the assigned partitions of the topics that exist (not every partition of them).
+    const parts = this.strategy.kind === 'assign' ? this.strategy.parts.filter((p) => topics.includes(p.topic)) : await KafkaSource.partitionsOf(admin, topics);
+    if (parts.length) [out.earliest, out.latest] = await Promise.all([admin.listOffsets(parts, 'earliest'), admin.listOffsets(parts, 'latest', this.isolation)]);
     return out;
   }
   private inspectAdmin: KafkaAdmin | undefined;
