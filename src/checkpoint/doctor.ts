@@ -6,7 +6,7 @@
  * the running query's state (which window is waiting) is named only as far as progress says it.
  */
 import { KafkaSource } from '../sources/kafka.js';
-import { diagnose, type DiagnosisSnapshot, type Finding } from '../exec/diagnose.js';
+import { diagnose, pendingFromProgress, type DiagnosisSnapshot, type Finding } from '../exec/diagnose.js';
 import type { Trigger } from '../exec/trigger.js';
 import { explainCheckpoint, type CheckpointReport } from './explain.js';
 import { readHistory, type RunEnded, type RunStarted } from './history.js';
@@ -89,7 +89,6 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
     }),
   );
   const last = progress[progress.length - 1];
-  const aggregation = last?.stateOperators.find((op) => op.operatorName === 'stateStoreSave');
   const snapshot: DiagnosisSnapshot = {
     name: started.name ?? checkpoint.queryId,
     active: running,
@@ -99,8 +98,7 @@ export async function doctor(dir: string, o: DoctorOptions = {}): Promise<Doctor
     progress,
     sources,
     ...(started.watermarkDelaysMs.length ? { watermark: { nextMs: lastCommitted?.nextBatchWatermarkMs ?? 0, delaysMs: started.watermarkDelaysMs } } : {}),
-    // Without the running query's state: how many groups the aggregation held, not which window is first.
-    pending: aggregation && started.watermarkDelaysMs.length ? [{ rows: aggregation.numRowsTotal }] : [],
+    pending: pendingFromProgress(last, started.watermarkDelaysMs.length > 0),
   };
   const findings = diagnose(snapshot);
   if (!running && !ended && !snapshot.exception) {

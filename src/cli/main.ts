@@ -13,7 +13,7 @@ import { registryClient } from '../serde/registry.js';
 import { explainCheckpoint, formatCheckpointReport } from '../checkpoint/explain.js';
 import { doctor } from '../checkpoint/doctor.js';
 import { formatFindings } from '../exec/diagnose.js';
-import { startMonitor } from '../ui/server.js';
+import { startMonitor, type Monitor } from '../ui/server.js';
 import { startStatusLine } from './statusLine.js';
 import { frame } from '../serde/wireformat.js';
 import { showString } from '../sinks/show.js';
@@ -73,6 +73,14 @@ async function printRecords(records: KafkaRecord[], format: string): Promise<voi
   const schema = new StructType().add('partition', IntegerType).add('offset', LongType).add('key', StringType).add('value', StringType);
   const table = rows.map((r) => ({ ...r, value: typeof r.value === 'string' ? r.value : JSON.stringify(r.value) }));
   process.stdout.write(showString(table, schema, table.length, 80));
+}
+
+/** The live monitor for `--ui [port]` (none without the option), its address said on stderr. */
+async function monitorFor(session: SluiceSession, ui: boolean | string | undefined): Promise<Monitor | undefined> {
+  if (!ui) return undefined;
+  const monitor = await startMonitor(session, { port: ui === true ? 0 : num(String(ui)) });
+  err(`[sluice] Monitor: ${monitor.url} (Prometheus metrics: ${monitor.url}metrics)`);
+  return monitor;
 }
 
 /** How to connect to a secure local stack: never the passwords, only where they are. */
@@ -293,8 +301,7 @@ export function program(): Command {
       }
       // The file builds its session with SluiceSession.builder(): the same one, so the monitor sees its queries.
       const session = SluiceSession.builder().getOrCreate();
-      const monitor = o.ui ? await startMonitor(session, { port: o.ui === true ? 0 : num(String(o.ui)) }) : undefined;
-      if (monitor) err(`[sluice] Monitor: ${monitor.url} (Prometheus metrics: ${monitor.url}metrics)`);
+      const monitor = await monitorFor(session, o.ui);
       const line = o.status ? startStatusLine(session) : undefined;
       try {
         await import(pathToFileURL(path).href);
@@ -390,8 +397,7 @@ async function runDemo(o: DemoOptions): Promise<void> {
 
   const session = SluiceSession.builder().appName('sluice-demo').getOrCreate();
   session.log = o.json ? () => {} : (l) => (/^WARN Batch \d+: \d+ record/.test(l) ? undefined : err(`[sluice] ${l}`));
-  const monitor = o.ui ? await startMonitor(session, { port: o.ui === true ? 0 : num(String(o.ui)) }) : undefined;
-  if (monitor) err(`[sluice] Monitor: ${monitor.url} (Prometheus metrics: ${monitor.url}metrics)`);
+  const monitor = await monitorFor(session, o.ui);
   const started = Date.now();
   const query = await demoPipeline(session, {
     bootstrapServers: conn.bootstrapServers,

@@ -73,6 +73,15 @@ export interface DiagnosisSnapshot {
 const STALLED_MIN_MS = 30_000;
 const STALLED_FACTOR = 5;
 
+/**
+ * What the aggregations held, as the last progress says, when their state cannot be asked (a stopped query,
+ * `sluice doctor`): how many groups, not which window is first. Nothing without a watermark.
+ */
+export function pendingFromProgress(last: StreamingQueryProgress | undefined, watermarked: boolean): PendingOutput[] {
+  if (!watermarked) return [];
+  return (last?.stateOperators ?? []).filter((o) => o.operatorName === 'stateStoreSave').map((o) => ({ rows: o.numRowsTotal }));
+}
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 const json = (o: unknown): string => JSON.stringify(o);
 const sum = (ps: StreamingQueryProgress[], f: (p: StreamingQueryProgress) => number): number => ps.reduce((n, p) => n + f(p), 0);

@@ -27,7 +27,7 @@ import type { LateRow, StateOperatorProgress } from './operators/statefulOperato
 import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
 import { WatermarkTracker } from './watermarkTracker.js';
 import { fault } from './faults.js';
-import { ahead, diagnose, type DiagnosisSnapshot, type Finding } from './diagnose.js';
+import { ahead, diagnose, pendingFromProgress, type DiagnosisSnapshot, type Finding } from './diagnose.js';
 import { QueryHistory, keptSourceOptions } from '../checkpoint/history.js';
 
 export class StreamingQueryException extends Error {
@@ -220,7 +220,7 @@ export class StreamingQuery {
       // A stopped query's operators are closed (LMDB's environment with them): what they held is not asked.
       pending: this.isActive
         ? [...(this.incremental?.operators.values() ?? [])].flatMap((op) => op.pendingOutput?.() ?? [])
-        : (this.lastProgress?.stateOperators ?? []).filter((o) => o.operatorName === 'stateStoreSave' && delays.length).map((o) => ({ rows: o.numRowsTotal })),
+        : pendingFromProgress(this.lastProgress ?? undefined, delays.length > 0),
     };
   }
 
