@@ -23,6 +23,7 @@ import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStat
 import type { Trigger } from './trigger.js';
 import { KafkaLateEventsWriter } from './lateEvents.js';
 import { IncrementalExecution, createOperators } from './incremental.js';
+import { TASKS_CONF, TASKS_MIN_ROWS_CONF, TaskPool, taskWorkers } from './tasks/pool.js';
 import type { LateRow, StateOperatorProgress } from './operators/statefulOperator.js';
 import { buildPipeline, collector, runPipeline, type EventTimeStats, type Pipe } from './planRunner.js';
 import { WatermarkTracker } from './watermarkTracker.js';
@@ -94,6 +95,10 @@ export class StreamingQuery {
   private running: { batchId: number; startedAt: number } | undefined;
   /** The stateful operators and their per-batch watermarks; set when the loop starts. */
   private incremental: IncrementalExecution | undefined;
+  /** Task workers for the per-row steps (exec/tasks/pool.ts), when the plan has steps they can run. */
+  private tasks: TaskPool | undefined;
+  /** Why the per-row steps run in the query's thread, if they do (explain()). */
+  private tasksNote: string | undefined;
   private tracker!: WatermarkTracker;
   /** The watermark the last batch run by this process ran with: the next batch's watermark for late events. */
   private prevBatchWatermarkMs: number | undefined;
@@ -256,6 +261,7 @@ export class StreamingQuery {
       `checkpoint: ${this.spec.checkpoint.root}`,
       `late events: ${this.lateWriter?.describe() ?? 'dropped (counted as numRowsDroppedByWatermark)'}`,
       `dead letters: ${this.deadLetterWriter.describe()}${this.spec.onBadRecord === 'fail' ? ' (onBadRecord=fail: the query stops instead)' : ''}`,
+      `tasks: ${this.tasks?.describe() ?? `per-row steps in the query's thread${this.tasksNote ? ` (${this.tasksNote})` : ''}`}`,
       ...[...(this.incremental?.operators.values() ?? [])].map((op) => `state operator ${op.id} (${op.name}): ${op.describe()}`),
     ].join('\n');
   }
@@ -293,6 +299,7 @@ export class StreamingQuery {
     } finally {
       this.terminated = true;
       await this.incremental?.close();
+      await this.tasks?.stop();
       this.status = { message: 'Stopped', isDataAvailable: false, isTriggerActive: false };
       await Promise.allSettled([...this.sources.map((s) => s.stop()), this.spec.sink.stop(), this.deadLetterWriter.stop(), this.lateWriter?.stop()]);
       this.spec.checkpoint.unlock(); // before anyone awaiting this query can start the next one on the checkpoint
@@ -366,6 +373,14 @@ export class StreamingQuery {
       minBatchesToRetain: minBatchesToRetain(this.spec.conf[MIN_BATCHES_TO_RETAIN_CONF]),
     });
     const incremental = (this.incremental = new IncrementalExecution(this.spec.analyzed, operators, this.spec.outputMode));
+    // Per-row steps in worker threads: on by default (one per core); said why not only when asked for.
+    const asked = this.spec.conf[TASKS_CONF] !== undefined && this.spec.conf[TASKS_CONF] !== '0';
+    const minRows = Number(this.spec.conf[TASKS_MIN_ROWS_CONF] ?? '1000');
+    if (!(Number.isInteger(minRows) && minRows >= 0)) throw new CheckpointError(`${TASKS_MIN_ROWS_CONF} must be a whole number of rows, got "${this.spec.conf[TASKS_MIN_ROWS_CONF]}".`);
+    this.tasks = await TaskPool.create(this.spec.plan, this.spec.analyzed, this.spec.ctx, { workers: taskWorkers(this.spec.conf), minRows }, this.spec.log, (why) => {
+      this.tasksNote = why;
+      if (asked) this.spec.log(`INFO This query's per-row steps run in its own thread, not in task workers: ${why}.`);
+    });
     // A changed query on old state is refused here, before any batch, with what changed.
     incremental.checkStateSchemas(cp.root);
     // After a restart, the no-data batch decision compares the next watermark with the last batch's.
@@ -548,7 +563,12 @@ export class StreamingQuery {
       },
       async flush() {},
     };
-    const pipeline = buildPipeline(analyzed, sinkPipe, { operators: incremental.operators, eventTime, onBad });
+    const pipeline = buildPipeline(analyzed, sinkPipe, {
+      operators: incremental.operators,
+      eventTime,
+      onBad,
+      ...(this.tasks ? { tasks: { pool: this.tasks, batchTimestampMs: seq.metadata.batchTimestampMs } } : {}),
+    });
     const inputCounts = this.sources.map(() => 0);
     const inputs = new Map(
       this.sources.map((s, i) => [i, counted(s.getBatch(seq.metadata.readFrom?.[String(i)] ?? start[i], seq.offsets[i]), (n) => (inputCounts[i]! += n))] as const),

@@ -17,6 +17,7 @@ import { createOperators } from './incremental.js';
 import type { Row } from '../types/index.js';
 import type { StatefulOperator } from './operators/statefulOperator.js';
 import { applyRows } from './rows.js';
+import type { TaskPool } from './tasks/pool.js';
 
 export interface EventTimeStats {
   min: number;
@@ -37,6 +38,8 @@ export interface BatchPipelineContext {
   onBad: (row: Row, e: RecordError) => void;
   /** Filled in: event-time statistics per watermark stage id (for the next watermark and progress). */
   eventTime: Map<number, EventTimeStats>;
+  /** Worker threads for the source's first per-row stages (exec/tasks/pool.ts), and the batch's timestamp they evaluate with. */
+  tasks?: { pool: TaskPool; batchTimestampMs: number };
 }
 
 /**
@@ -54,13 +57,33 @@ export interface BatchPipeline {
 export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineContext): BatchPipeline {
   const out: BatchPipeline = { sources: new Map(), statics: [], prepare: [] };
   const build = (a: Analyzed, downstream: Pipe): void => {
-    let head = downstream;
-    for (let i = a.stages.length - 1; i >= 0; i--) head = stagePipe(a.stages[i]!, head, ctx);
+    const chain = (from: number, to: number, end: Pipe): Pipe => {
+      let head = end;
+      for (let i = to - 1; i >= from; i--) head = stagePipe(a.stages[i]!, head, ctx);
+      return head;
+    };
+    const head = chain(0, a.stages.length, downstream);
     const leaf = a.leaf;
     switch (leaf.kind) {
-      case 'source':
-        out.sources.set(leaf.index, head);
+      case 'source': {
+        const tasks = ctx.tasks;
+        if (!tasks) {
+          out.sources.set(leaf.index, head);
+          break;
+        }
+        // The first stages run as tasks (in workers, or here for a small chunk); the rest after them, in order.
+        const k = tasks.pool.stageCount;
+        const done = collector();
+        const steps = chain(0, k, done);
+        const inline = {
+          async push(rows: Row[]): Promise<Row[]> {
+            await steps.push(rows);
+            return done.rows.splice(0);
+          },
+        };
+        out.sources.set(leaf.index, tasks.pool.pipe(inline, chain(k, a.stages.length, downstream), ctx, tasks.batchTimestampMs));
         break;
+      }
       case 'local':
         out.statics.push({ read: () => once(leaf.rows), pipe: head });
         break;

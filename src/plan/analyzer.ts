@@ -13,7 +13,7 @@ import { WINDOW_TYPE, WindowSpec, asSessionWindow, asWindow, timeWindowKind } fr
 import { decodeState, encodeState } from '../state/codec.js';
 import type { StateField } from '../state/schema.js';
 import type { UserStateSpec } from './groupState.js';
-import { sourceSchema } from '../sources/index.js';
+import { sourceSchema } from '../sources/schema.js';
 import { BooleanType, DataType, NullType, Row, StructField, StructType, TimestampType } from '../types/index.js';
 import { LogicalPlan, SourceSpec, children, isStreaming } from './logical.js';
 import { resolveJoin, type JoinStage } from './join.js';

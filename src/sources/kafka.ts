@@ -4,6 +4,7 @@
  * query, `maxOffsetsPerTrigger` is shared among partitions in proportion to their backlog, and data
  * loss (offsets deleted by retention, a deleted topic) fails the query unless `failOnDataLoss=false`.
  */
+import { kafkaSchema } from './schema.js';
 import type { Offset } from '../checkpoint/checkpoint.js';
 import {
   IsolationLevel, KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, isolationOf, kafkaConfigFromOptions,
@@ -11,20 +12,6 @@ import {
 import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
 import { CHUNK_ROWS, type ReadLimit, type Source, type SourceInspection } from './source.js';
 
-export function kafkaSchema(includeHeaders: boolean): StructType {
-  let s = new StructType()
-    .add('key', BinaryType)
-    .add('value', BinaryType)
-    .add('topic', StringType)
-    .add('partition', IntegerType)
-    .add('offset', LongType)
-    .add('timestamp', TimestampType)
-    .add('timestampType', IntegerType);
-  if (includeHeaders) {
-    s = s.add('headers', new ArrayType(new StructType().add('key', StringType).add('value', BinaryType)));
-  }
-  return s;
-}
 
 type Strategy = { kind: 'subscribe'; topics: string[] } | { kind: 'pattern'; regex: RegExp } | { kind: 'assign'; parts: TopicPartition[] };
 

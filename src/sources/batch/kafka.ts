@@ -14,7 +14,8 @@ import type { BatchSourceSpec } from '../../plan/logical.js';
 import { KafkaError, kafkaConfigFromOptions, type PartitionOffsets } from '../../kafka/client.js';
 import type { Row, StructType } from '../../types/index.js';
 import { BatchReader, BatchSourceError, registerBatchReader } from '../batch.js';
-import { describeKafka, KafkaSource, kafkaSchema } from '../kafka.js';
+import { describeKafka, KafkaSource } from '../kafka.js';
+import { kafkaSchema } from '../schema.js';
 import { unknownOption } from './common.js';
 
 const KAFKA_OPTIONS: Record<string, string> = {
