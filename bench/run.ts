@@ -11,6 +11,9 @@
  *   npm run bench -- --suite join [--peer auto|spark|none] [--verify]   stream-stream join of N orders × N payments
  *     (bench/join.ts, memory and lmdb state, no Kafka), then the same data and join in PySpark 3.5, local[2]
  *     (bench/peers/spark_join.py; `auto` runs it when python3 can import pyspark), with the Sluice/PySpark ratio
+ *   npm run bench -- --suite peer [--peer auto|spark|none] [--cases demo,windowed] [--sluice-conf key=value]...
+ *     the demo pipeline and a windowed aggregation on one Kafka topic in Sluice and in PySpark 3.5.9, local[2]
+ *     (bench/peers/spark_pipelines.py), and a raw kcat copy: records/s, ratios, first output, CPU (bench/peer.ts)
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +28,7 @@ import { down, freePort, up } from '../src/stack/stack.js';
 import { rangeReadSuite } from './rangeRead.js';
 import { exactlyOnceSuite } from './exactlyOnce.js';
 import { latencySuite } from './latency.js';
+import { peerLines, peerSuite, type PeerCase } from './peer.js';
 
 // `--suite userstate [--keys 10000000 --records N --batch 500000 --provider lmdb|memory --peer auto|spark|none
 // --peer-keys K]`: user state per key beyond memory (mapGroupsWithState on LMDB, PySpark's applyInPandasWithState
@@ -45,6 +49,8 @@ const { values: args } = parseArgs({
     verify: { type: 'boolean', default: false },
     rate: { type: 'string', default: '10000' },
     seconds: { type: 'string', default: '20' },
+    'sluice-conf': { type: 'string', multiple: true, default: [] },
+    cases: { type: 'string', default: 'demo,windowed' },
   },
 });
 const N = Number(args.records);
@@ -128,6 +134,14 @@ async function main(): Promise<void> {
           `p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms; first output ${r.firstOutputMs} ms after start()\n`,
       );
     }
+    return;
+  }
+  if (args.suite === 'peer') {
+    const cases = args.cases.split(',').map((c) => c.trim()).filter(Boolean) as PeerCase[];
+    if (!cases.length || cases.some((c) => c !== 'demo' && c !== 'windowed')) throw new Error(`--cases: demo and/or windowed, not ${args.cases}`);
+    if (!['auto', 'spark', 'none'].includes(args.peer)) throw new Error(`--peer: auto, spark or none, not ${args.peer}`);
+    const r = await peerSuite({ records: N, batch: BATCH, partitions: PARTS, peer: args.peer as 'auto' | 'spark' | 'none', sluiceConf: args['sluice-conf'], cases }, note);
+    process.stdout.write(args.json ? JSON.stringify(r) + '\n' : peerLines(r));
     return;
   }
   if (args.suite === 'eos') {
