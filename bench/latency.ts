@@ -12,6 +12,7 @@ import { SluiceSession } from '../src/api/session.js';
 import { col, upper } from '../src/expr/functions.js';
 import { AckedProducer, KafkaAdmin, readTopic } from '../src/kafka/client.js';
 import { down, freePort, up } from '../src/stack/stack.js';
+import type { StreamingQueryProgress } from '../src/exec/progress.js';
 
 export interface LatencyResult {
   rate: number;
@@ -23,6 +24,8 @@ export interface LatencyResult {
   p99Ms: number;
   maxMs: number;
   firstOutputMs: number;
+  /** Where a batch's time goes while measuring: batches, their duration (p50/p99) and the mean of each phase. */
+  batches: { count: number; rowsP50: number; p50Ms: number; p99Ms: number; meanPhasesMs: Record<string, number> };
 }
 
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0;
@@ -43,6 +46,8 @@ export async function latencySuite(rate: number, seconds: number, note: (l: stri
     await backlog.close();
     const session = new SluiceSession('bench-latency');
     session.log = () => {};
+    const all: StreamingQueryProgress[] = [];
+    session.streams.addListener({ onQueryProgress: (e) => void all.push(e.progress) });
     const started = Date.now();
     const q = await session.readStream.format('kafka').option('kafka.bootstrap.servers', info.bootstrapServers).option('subscribe', 'lat-in')
       .option('startingOffsets', 'earliest').load()
@@ -74,6 +79,10 @@ export async function latencySuite(rate: number, seconds: number, note: (l: stri
       await new Promise((r) => setTimeout(r, 100));
     }
     await q.stop();
+    const measuredBatches = all.filter((p) => Date.parse(p.timestamp) >= t0 + 2_000 && p.numInputRows > 0);
+    const durations = measuredBatches.map((p) => p.durationMs.triggerExecution).sort((a, b) => a - b);
+    const phases: Record<string, number> = {};
+    for (const p of measuredBatches) for (const [k, v] of Object.entries(p.durationMs)) phases[k] = (phases[k] ?? 0) + v / measuredBatches.length;
     const out = await readTopic(conf, 'lat-out');
     const firstOutput = out.reduce((m, r) => Math.min(m, r.timestamp), Infinity);
     const latencies = out
@@ -90,6 +99,13 @@ export async function latencySuite(rate: number, seconds: number, note: (l: stri
       p99Ms: quantile(latencies, 0.99),
       maxMs: latencies[latencies.length - 1] ?? 0,
       firstOutputMs: firstOutput - started,
+      batches: {
+        count: measuredBatches.length,
+        rowsP50: quantile(measuredBatches.map((p) => p.numInputRows).sort((a, b) => a - b), 0.5),
+        p50Ms: quantile(durations, 0.5),
+        p99Ms: quantile(durations, 0.99),
+        meanPhasesMs: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+      },
     };
   } finally {
     await down({ dir, log: () => {} });

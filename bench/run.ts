@@ -131,7 +131,8 @@ async function main(): Promise<void> {
     else {
       process.stdout.write(
         `${r.events} events at ${r.rate}/s for ${r.seconds} s (${r.measured} measured after the first 2 s): latency p50 ${r.p50Ms} ms, ` +
-          `p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms; first output ${r.firstOutputMs} ms after start()\n`,
+          `p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms; first output ${r.firstOutputMs} ms after start()\n` +
+          `batches: ${JSON.stringify(r.batches)}\n`,
       );
     }
     return;

@@ -398,8 +398,33 @@ export interface KafkaRecord {
  * batch reads exactly the same records. Consumer-group offsets are not used for progress (the
  * checkpoint is the truth, as in Spark); nothing is committed to the group.
  */
+/** A batch of at most this many records is read from all its partitions at once (RangeReader.readSmall). */
+export const SMALL_RANGE_RECORDS = 20_000;
+/** Records read past a small range's end, kept for the next batch, at most. */
+const CARRY_LIMIT = 50_000;
+
+const toRecord = (m: Message): KafkaRecord => ({
+  key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
+  value: m.value,
+  topic: m.topic,
+  partition: m.partition,
+  offset: m.offset,
+  timestamp: m.timestamp ?? -1,
+  ...(m.headers ? { headers: m.headers } : {}),
+});
+
+type Range = { topic: string; partition: number; from: number; to: number };
+const tp = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+
 export class RangeReader {
   private consumer: KafkaConsumer | undefined;
+  /**
+   * After a small read the partitions stay assigned, each positioned at its range's end: librdkafka goes on
+   * fetching in the background — the next batch's records, read ahead while this batch is processed and
+   * written (a prefetch that commits nothing). `position` is where each partition's next record is expected;
+   * `carry` holds records already taken from librdkafka past a range's end.
+   */
+  private kept: { position: Map<string, number>; carry: Map<string, Message[]>; carried: number } | undefined;
   constructor(
     private readonly conf: KafkaConfig,
     private readonly pollTimeoutMs = 120_000,
@@ -457,6 +482,11 @@ export class RangeReader {
     wanted.sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
     if (wanted.length === 0) return;
     const c = await this.connect();
+    if (wanted.reduce((n, w) => n + (w.to - w.from), 0) <= SMALL_RANGE_RECORDS) {
+      yield* this.readSmall(c, wanted, chunkSize);
+      return;
+    }
+    this.forget(c);
     for (const w of wanted) {
       c.assign([{ topic: w.topic, partition: w.partition, offset: w.from }]);
       let eofSeen = false;
@@ -485,15 +515,7 @@ export class RangeReader {
               continue;
             }
             next = m.offset + 1;
-            chunk.push({
-              key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
-              value: m.value,
-              topic: m.topic,
-              partition: m.partition,
-              offset: m.offset,
-              timestamp: m.timestamp ?? -1,
-              ...(m.headers ? { headers: m.headers } : {}),
-            });
+            chunk.push(toRecord(m));
             if (m.offset + 1 >= w.to) done = true;
           }
           if (chunk.length >= chunkSize || (done && chunk.length)) {
@@ -515,7 +537,120 @@ export class RangeReader {
     c.unassign();
   }
 
+  /** Drops the kept assignment and what was read ahead. */
+  private forget(c: KafkaConsumer): void {
+    if (!this.kept) return;
+    this.kept = undefined;
+    c.unassign();
+  }
+
+  /**
+   * A small range (a low-latency batch): every partition is read at once, and the records are handed over
+   * partition after partition, in offset order, as the large path does. Reading partition after partition
+   * cost a fetch round trip per partition per batch, after a fresh assignment that had dropped what
+   * librdkafka had fetched ahead: ~20 ms for a batch of 300 records over 3 partitions. Now the partitions
+   * stay assigned between batches, so the next batch usually finds its records already fetched.
+   */
+  private async *readSmall(c: KafkaConsumer, wanted: Range[], chunkSize: number): AsyncGenerator<KafkaRecord[]> {
+    let kept = this.kept;
+    // Each partition starting where the last batch left it: keep going (a partition with no new records may
+    // sit out a batch, still assigned). Anything else: assign anew.
+    const same = kept !== undefined && wanted.every((w) => kept!.position.get(tp(w.topic, w.partition)) === w.from);
+    if (!same) {
+      c.assign(wanted.map((w) => ({ topic: w.topic, partition: w.partition, offset: w.from })));
+      kept = this.kept = { position: new Map(), carry: new Map(), carried: 0 };
+    }
+    const k = kept!;
+    const byKey = new Map(wanted.map((w) => [tp(w.topic, w.partition), { w, rows: [] as KafkaRecord[], done: false, eof: false }]));
+    let open = wanted.length;
+    const take = (m: Message): void => {
+      const key = tp(m.topic, m.partition);
+      const r = byKey.get(key);
+      if (!r) {
+        // An assigned partition this batch does not read: its records belong to a later batch.
+        const at = k.position.get(key);
+        if (at !== undefined && m.offset >= at) {
+          let list = k.carry.get(key);
+          if (!list) k.carry.set(key, (list = []));
+          list.push(m);
+          k.carried++;
+        }
+        return;
+      }
+      if (m.offset < r.w.from) return; // before the range (a re-delivery after a seek)
+      if (r.done || m.offset >= r.w.to) {
+        // Past the range: the next batch's. Kept (bounded) so that it need not be fetched again.
+        if (m.offset >= r.w.to) {
+          let list = k.carry.get(key);
+          if (!list) k.carry.set(key, (list = []));
+          list.push(m);
+          k.carried++;
+        }
+        if (!r.done) {
+          r.done = true; // what lay before the end was transaction markers or aborted records
+          open--;
+        }
+        return;
+      }
+      r.rows.push(toRecord(m));
+      if (m.offset + 1 >= r.w.to) {
+        r.done = true;
+        open--;
+      }
+    };
+    const onEof = (e: { topic: string; partition: number; offset: number }): void => {
+      const r = byKey.get(tp(e.topic, e.partition));
+      if (r && e.offset >= r.w.to) r.eof = true;
+    };
+    c.on('partition.eof', onEof);
+    let ok = false;
+    try {
+      // Records carried over from the last batch first.
+      const carried = k.carry;
+      k.carry = new Map();
+      k.carried = 0;
+      for (const list of carried.values()) for (const m of list) take(m);
+      let lastProgress = Date.now();
+      while (open > 0) {
+        const remaining = wanted.reduce((n, w) => n + (byKey.get(tp(w.topic, w.partition))!.done ? 0 : w.to - w.from), 0);
+        const msgs = await new Promise<Message[]>((resolve, reject) =>
+          c.consume(Math.max(1, Math.min(10_000, remaining)), (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
+        );
+        if (msgs.length) lastProgress = Date.now();
+        for (const m of msgs) take(m);
+        // A partition whose end (at or past the range's end) was reached is finished: librdkafka reports the
+        // end after the partition's last record, so every record of the range has come by now. (The binding
+        // emits the end before handing over that consume's records: hence checked here, after them.)
+        for (const r of byKey.values()) {
+          if (!r.done && r.eof) {
+            r.done = true;
+            open--;
+          }
+        }
+        if (open > 0 && Date.now() - lastProgress > this.pollTimeoutMs) {
+          const left = [...byKey.values()].filter((r) => !r.done).map((r) => `${r.w.topic}-${r.w.partition} [${r.w.from}, ${r.w.to})`);
+          throw new KafkaError(
+            `Timed out after ${this.pollTimeoutMs} ms reading ${left.join(', ')}: the broker did not return records that its offsets say exist. ` +
+              'Check that the broker is reachable (kafkaConsumer.pollTimeoutMs sets this limit). ' +
+              'If a producer holds a transaction open on this topic, read_committed readers wait for it to end.',
+          );
+        }
+      }
+      for (const w of wanted) k.position.set(tp(w.topic, w.partition), w.to);
+      if (k.carried > CARRY_LIMIT) this.forget(c); // a lagging partition made others run far ahead: start afresh
+      ok = true;
+    } finally {
+      c.removeListener('partition.eof', onEof);
+      if (!ok) this.forget(c); // a failed or abandoned read leaves no half-known positions behind
+    }
+    for (const w of wanted) {
+      const rows = byKey.get(tp(w.topic, w.partition))!.rows;
+      for (let i = 0; i < rows.length; i += chunkSize) yield rows.slice(i, i + chunkSize);
+    }
+  }
+
   async close(): Promise<void> {
+    this.kept = undefined;
     const c = this.consumer;
     this.consumer = undefined;
     if (c) await new Promise<void>((resolve) => c.disconnect(() => resolve()));
