@@ -9,6 +9,8 @@ import {
   BooleanType,
   DataType,
   DateType,
+  DoubleType,
+  FloatType,
   IntegerType,
   LongType,
   MapType,
@@ -24,7 +26,7 @@ import { Column, ColumnLike, colExpr, toExpr } from './column.js';
 import { AnalysisError, Bound, Evaluator, FunctionCall, SqlCall, registerFunction } from './compile.js';
 import type { Expr } from './column.js';
 import { formatWithPattern, parseWithPattern } from './datetime.js';
-import { RecordError, castToString, castValue, formatDate, parseTimestamp, toJsonText } from './values.js';
+import { JsonNumberText, RecordError, castToString, castValue, formatDate, parseTimestamp, toJsonText } from './values.js';
 
 const call = (name: string, args: unknown[], options?: Record<string, unknown>): Column =>
   new Column({ kind: 'fn', name, args: args.map((a) => toExpr(a)), ...(options ? { options } : {}) });
@@ -595,6 +597,7 @@ export function toJsonValue(v: unknown, t: DataType): unknown {
   if (v == null) return null;
   if (t === TimestampType && v instanceof Date) return v.toISOString();
   if (t === BinaryType && Buffer.isBuffer(v)) return v.toString('base64');
+  if ((t === DoubleType || t === FloatType) && typeof v === 'number') return JsonNumberText.of(v, t === FloatType);
   if (t instanceof StructType) {
     const o: Row = {};
     for (const f of t.fields) {

@@ -276,8 +276,40 @@ export class NeedsIO extends Error {
  * writes decimals (Jackson's `writeNumber(BigDecimal)`). `JSON.stringify` cannot: it would write a string
  * (Decimal.toJSON) or, through a double, lose digits and the scale.
  */
+/**
+ * A double or float as Spark's JSON writer (Jackson's writeNumber → Java's Double/Float.toString) writes it:
+ * `31.0`, `0.001`, `1.0E7`, `1.5E-5`; NaN and ±Infinity as the strings "NaN", "Infinity", "-Infinity"
+ * (QUOTE_NON_NUMERIC_NUMBERS). JS writes `31`, `10000000`, `0.000015` and `null`: the same values, other text.
+ */
+export class JsonNumberText {
+  constructor(readonly text: string) {}
+
+  static of(x: number, float: boolean): JsonNumberText {
+    if (Number.isNaN(x)) return new JsonNumberText('"NaN"');
+    if (!Number.isFinite(x)) return new JsonNumberText(x > 0 ? '"Infinity"' : '"-Infinity"');
+    if (x === 0) return new JsonNumberText(Object.is(x, -0) ? '-0.0' : '0.0');
+    // The shortest decimal that reads back as the same value (as a float32 for a float column).
+    let digits = String(x);
+    if (float) {
+      for (let p = 1; p <= 9; p++) {
+        const t = x.toPrecision(p);
+        if (Math.fround(Number(t)) === x) {
+          digits = String(Number(t));
+          break;
+        }
+      }
+    }
+    const n = Number(digits);
+    const abs = Math.abs(n);
+    if (abs >= 1e-3 && abs < 1e7) return new JsonNumberText(digits.includes('.') ? digits : `${digits}.0`);
+    const [mantissa, exp] = n.toExponential().split('e') as [string, string];
+    return new JsonNumberText(`${mantissa.includes('.') ? mantissa : `${mantissa}.0`}E${exp.replace('+', '')}`);
+  }
+}
+
 export function toJsonText(v: unknown): string {
   if (v instanceof Decimal) return v.toString();
+  if (v instanceof JsonNumberText) return v.text;
   if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : toJsonText(x))).join(',')}]`;
   if (v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
     const parts: string[] = [];

@@ -100,6 +100,20 @@ describe('column expressions', () => {
     expect(r).toEqual({ i: 42, bb: true, bad: null, trunc: 3, str: '3.9' });
   });
 
+  it('to_json writes doubles and floats as Spark does (Jackson: Java Double/Float.toString)', async () => {
+    // Java's Double.toString: plain decimal with at least one fraction digit for 1e-3 ≤ |x| < 1e7, else
+    // d.dddE±n (no '+'); the shortest digits that read back (Float.toString: as a float). Jackson quotes
+    // NaN and ±Infinity (QUOTE_NON_NUMERIC_NUMBERS). Found by the PySpark peer: avg() of whole numbers
+    // gave {"avg":31} here and {"avg":31.0} in Spark.
+    const rows = [31, 2.5, -0.5, 0, 1e7, 12345678.9, 0.001, 0.0001, 1.5e-5, 1e21, NaN, Infinity].map((d) => ({ d, f: Math.fround(0.1) }));
+    const df = session.createDataFrame(rows, 'd DOUBLE, f FLOAT');
+    expect((await df.select(to_json(struct('d', 'f')).alias('j')).collect()).map((r) => r.j)).toEqual([
+      '{"d":31.0,"f":0.1}', '{"d":2.5,"f":0.1}', '{"d":-0.5,"f":0.1}', '{"d":0.0,"f":0.1}', '{"d":1.0E7,"f":0.1}',
+      '{"d":1.23456789E7,"f":0.1}', '{"d":0.001,"f":0.1}', '{"d":1.0E-4,"f":0.1}', '{"d":1.5E-5,"f":0.1}', '{"d":1.0E21,"f":0.1}',
+      '{"d":"NaN","f":0.1}', '{"d":"Infinity","f":0.1}',
+    ]);
+  });
+
   it('builds structs, expands stars and round-trips JSON', async () => {
     const json = people.select(to_json(struct('name', 'age')).alias('j'));
     expect((await json.collect()).map((r) => r.j)).toEqual(['{"name":" Ada ","age":36}', '{"name":"Linus"}', '{"name":"Grace","age":85}']);
