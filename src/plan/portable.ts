@@ -123,13 +123,17 @@ const STATEFUL = new Set<LogicalPlan['kind']>(['aggregate', 'dedupe', 'groupStat
  * source. The cut is only ever right below a stateful operator (or at the top), where the analyzer starts a
  * new stage: so the sub-plan's stages are exactly the first stages of the whole plan's source.
  */
-export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan } | { reason: string } {
+export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan; needed?: string[] } | { reason: string } {
   // Walk down the chain from the sink's side; remember the node below the lowest stateful operator.
   let top: LogicalPlan = plan;
   let node: LogicalPlan = plan;
+  let above: LogicalPlan | undefined;
   for (;;) {
     if (node.kind === 'streamingSource') break;
-    if (STATEFUL.has(node.kind)) top = (node as { child: LogicalPlan }).child;
+    if (STATEFUL.has(node.kind)) {
+      top = (node as { child: LogicalPlan }).child;
+      above = node;
+    }
     else if (node.kind === 'join' || node.kind === 'union') return { reason: `the plan has a ${node.kind} (tasks run one input's per-row steps)` };
     if (!('child' in node)) return { reason: `the plan's input is a ${node.kind}, not a stream` };
     node = node.child;
@@ -142,7 +146,31 @@ export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan } | { re
     steps.push(n);
   }
   if (!steps.some((s) => s.kind !== 'watermark' && s.kind !== 'alias')) return { reason: 'there are no per-row steps to run' };
-  return { plan: top };
+  // An aggregation reads only the columns its keys and aggregates name: only those need to come back.
+  const needed = above?.kind === 'aggregate' ? columnsNamed([...above.groupBy, ...above.aggs]) : undefined;
+  const watermarks = steps.flatMap((s) => (s.kind === 'watermark' ? [s.column] : []));
+  return needed ? { plan: top, needed: [...new Set([...needed, ...watermarks])] } : { plan: top };
+}
+
+/**
+ * The top-level columns expressions name (`a.b` names `a`, and `a.b` itself in case it is one column), or
+ * undefined when one reads every column (a `*`).
+ */
+function columnsNamed(exprs: Expr[]): string[] | undefined {
+  const out: string[] = [];
+  const visit = (e: unknown): boolean => {
+    if (e === null || typeof e !== 'object') return true;
+    if (Array.isArray(e)) return e.every(visit);
+    const x = e as { kind?: string; name?: unknown };
+    if (x.kind === 'star') return false;
+    if (x.kind === 'col' && typeof x.name === 'string') {
+      const name = x.name.replace(/`/g, '');
+      out.push(name, name.split('.')[0]!);
+      return true;
+    }
+    return Object.values(e).every(visit);
+  };
+  return exprs.every(visit) ? out : undefined;
 }
 
 /** A plan made only of portable nodes (see {@link statelessPrefix}) as data; throws NotPortable otherwise. */

@@ -185,6 +185,8 @@ describe('tasks: what crosses threads', () => {
     const agg = df.groupBy(window(col('ts'), '1 minute')).agg(count(lit(1)).alias('n'));
     const prefix = statelessPrefix(agg.plan);
     expect('plan' in prefix && prefix.plan).toBe(df.plan); // cut right below the aggregation
+    // Only the columns the aggregation names come back from the workers (the event time, twice: key and watermark).
+    expect('plan' in prefix && [...new Set(prefix.needed)]).toEqual(['ts']);
     const copy = planFromData(structuredClone(planToData(df.plan)));
     const { analyze } = await import('../../src/plan/analyzer.js');
     expect((await analyze(copy, { batchTimestampMs: 0 })).schema).toEqual((await analyze(df.plan, { batchTimestampMs: 0 })).schema);

@@ -28,7 +28,7 @@ import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData } f
 import type { EvalContext } from '../../expr/compile.js';
 import { RecordError } from '../../expr/values.js';
 import { sourceSchema } from '../../sources/schema.js';
-import type { Row } from '../../types/index.js';
+import { StructType, type Row } from '../../types/index.js';
 import type { BatchPipelineContext, EventTimeStats, Pipe } from '../planRunner.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 import type { TaskReply, TaskRequest } from './worker.js';
@@ -176,13 +176,18 @@ export class TaskPool {
       return void why('the per-row steps do not line up with the query plan (internal)');
     }
     const watermarkIds = first.flatMap((s) => (s.kind === 'watermark' ? [s.id] : []));
+    // Only the columns the aggregation reads come back from the workers (Spark's column pruning, at the one
+    // place it pays here: what crosses threads). Rows run in this thread keep all theirs, which is harmless.
+    const wanted = prefix.needed && new Set(prefix.needed.map((n) => n.toLowerCase()));
+    const back = wanted ? new StructType(own.schema.fields.filter((f) => wanted.has(f.name.toLowerCase()))) : own.schema;
     const init: TaskRequest = {
       type: 'init',
       plan: data,
       expect: { schema: typeToData(own.schema), stages: own.stages.map((s) => s.kind) },
+      ...(wanted ? { keep: back.fieldNames } : {}),
       batchTimestampMs: ctx.batchTimestampMs,
     };
-    return new TaskPool(own.stages.length, watermarkIds, settings.minRows ?? DEFAULT_MIN_ROWS, packer(sourceSchema(own.leaf.spec)), unpacker(own.schema), settings.workers, init, log);
+    return new TaskPool(own.stages.length, watermarkIds, settings.minRows ?? DEFAULT_MIN_ROWS, packer(sourceSchema(own.leaf.spec)), unpacker(back), settings.workers, init, log);
   }
 
   /** For explain(). */

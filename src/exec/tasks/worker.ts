@@ -17,13 +17,14 @@ import { planFromData, typeFromData, typeToData, valueToData, type Portable } fr
 import { sourceSchema } from '../../sources/schema.js';
 import type { EvalContext } from '../../expr/compile.js';
 import type { RecordError } from '../../expr/values.js';
-import type { Row, StructType } from '../../types/index.js';
+import { StructType, type Row } from '../../types/index.js';
 import type { EventTimeStats } from '../planRunner.js';
 import { applyRows } from '../rows.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 
 export type TaskRequest =
-  | { type: 'init'; plan: Portable; expect: { schema: Portable; stages: string[] }; batchTimestampMs: number }
+  /** `keep`: the only columns to send back (those the next operator reads); all when absent. */
+  | { type: 'init'; plan: Portable; expect: { schema: Portable; stages: string[] }; keep?: string[]; batchTimestampMs: number }
   | { type: 'run'; seq: number; rows: PackedRows; batchTimestampMs: number };
 
 /** A row a step refused: by its index in the chunk (first step), or the row itself as data (later steps). */
@@ -65,7 +66,8 @@ async function init(m: Extract<TaskRequest, { type: 'init' }>): Promise<TaskRepl
   }
   analyzed = a;
   input = unpacker(sourceSchema(a.leaf.spec));
-  output = packer(a.schema as StructType);
+  const keep = m.keep && new Set(m.keep);
+  output = packer(keep ? new StructType(a.schema.fields.filter((f) => keep.has(f.name))) : a.schema);
   return { type: 'ready' };
 }
 
