@@ -430,8 +430,17 @@ export class RangeReader {
     private readonly pollTimeoutMs = 120_000,
   ) {}
 
-  private async connect(): Promise<KafkaConsumer> {
-    if (this.consumer) return this.consumer;
+  private connecting: Promise<KafkaConsumer> | undefined;
+
+  /** The connected consumer: one, however many callers ask at once (warm() and the first read). */
+  private connect(): Promise<KafkaConsumer> {
+    return (this.connecting ??= this.open().catch((e: unknown) => {
+      this.connecting = undefined;
+      throw e;
+    }));
+  }
+
+  private async open(): Promise<KafkaConsumer> {
     const c = new Kafka.KafkaConsumer(
       {
         'group.id': `sluice-reader-${process.pid}`,
@@ -453,6 +462,14 @@ export class RangeReader {
     (c as unknown as { setDefaultIsTimeoutOnlyForFirstMessage(v: boolean): void }).setDefaultIsTimeoutOnlyForFirstMessage(true);
     this.consumer = c;
     return c;
+  }
+
+  /**
+   * Connects now, in the background, so that the first read does not wait for it (a query's first batch);
+   * a failure is left for that read to report.
+   */
+  warm(): void {
+    this.connect().catch(() => {});
   }
 
   /** Reads every record with start[p] <= offset < end[p], all at once (the CLI, tests). */
@@ -502,7 +519,7 @@ export class RangeReader {
         while (!done) {
           // Ask for no more than the range still holds: consume(n) would otherwise go on reading records past
           // the range's end (thrown away) until n.
-          const want = Math.max(1, Math.min(chunkSize, 10_000, w.to - next));
+          const want = Math.max(1, Math.min(chunkSize - chunk.length, 10_000, w.to - next));
           const msgs = await new Promise<Message[]>((resolve, reject) =>
             c.consume(want, (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
           );
@@ -651,7 +668,9 @@ export class RangeReader {
 
   async close(): Promise<void> {
     this.kept = undefined;
-    const c = this.consumer;
+    const pending = this.connecting;
+    this.connecting = undefined;
+    const c = this.consumer ?? (await pending?.catch(() => undefined));
     this.consumer = undefined;
     if (c) await new Promise<void>((resolve) => c.disconnect(() => resolve()));
   }
@@ -783,8 +802,22 @@ export class AckedProducer {
     return maxMessageBytes(this.conf);
   }
 
-  protected async connect(): Promise<Producer> {
-    if (this.producer) return this.producer;
+  private connecting: Promise<Producer> | undefined;
+
+  /** The connected producer: one, however many callers ask at once (warm() and the first send). */
+  protected connect(): Promise<Producer> {
+    return (this.connecting ??= this.openProducer().catch((e: unknown) => {
+      this.connecting = undefined;
+      throw e;
+    }));
+  }
+
+  /** Connects now, in the background, so that the first send does not wait for it; a failure is left for that send. */
+  warm(): void {
+    this.connect().catch(() => {});
+  }
+
+  private async openProducer(): Promise<Producer> {
     const p = new Kafka.Producer(producerConfig(this.conf) as ConstructorParameters<typeof Kafka.Producer>[0]);
     p.on('delivery-report', (err, report) => {
       if (err) this.failures.add(report?.topic ?? '?', err);
@@ -834,7 +867,9 @@ export class AckedProducer {
   }
 
   async close(): Promise<void> {
-    const p = this.producer;
+    const pending = this.connecting;
+    this.connecting = undefined;
+    const p = this.producer ?? (await pending?.catch(() => undefined));
     this.producer = undefined;
     if (p) await new Promise<void>((resolve) => p.disconnect(() => resolve()));
   }

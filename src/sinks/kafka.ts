@@ -134,7 +134,7 @@ export class KafkaSink implements Sink {
    * the query refuses to start and says what to do.
    */
   async start(ctx: SinkContext): Promise<void> {
-    if (!this.exactlyOnce) return;
+    if (!this.exactlyOnce) return this.producer!.warm(); // connected while the first batch is planned and read
     const transactionalId = `sluice-${ctx.queryId}`;
     const markerTopic = this.options['exactlyOnce.markerTopic'] ?? markerTopicOf(ctx.queryId);
     if (markerTopic === this.options.topic) {

@@ -155,6 +155,7 @@ export class KafkaSource implements Source {
   }
 
   async latestOffset(startOffset: Offset, limit: ReadLimit): Promise<Offset> {
+    this.reader.warm(); // the consumer connects while the offsets are listed (once; later calls find it connected)
     const start = startOffset as PartitionOffsets;
     const parts = await this.partitions();
     const [earliest, latest] = await Promise.all([this.admin.listOffsets(parts, 'earliest'), this.admin.listOffsets(parts, 'latest', this.isolation)]);

@@ -143,7 +143,9 @@ describe('exactly-once sink: failures inside a running process', () => {
     // 10 minutes (transaction.timeout.ms) an open transaction would hold it.
     let e = await ends(t.output);
     for (const until = Date.now() + 15_000; e.stable < e.high && Date.now() < until; e = await ends(t.output)) await new Promise((r) => setTimeout(r, 200));
-    expect(e.high).toBeGreaterThanOrEqual(10_000); // the first chunk reached the log…
+    // Records of the first chunk reached the log (how many before the abort purged the rest depends on timing:
+    // with task workers the last chunk fails while the first is still being sent)…
+    expect(e.high).toBeGreaterThan(0);
     expect(e.stable).toBe(e.high); // …and its transaction is over (aborted)
     expect(await readTopic(kafka(), t.output)).toHaveLength(0);
   });

@@ -36,6 +36,8 @@ import type { TaskReply, TaskRequest } from './worker.js';
 export const TASKS_CONF = 'sluice.sql.streaming.tasks';
 export const TASKS_MIN_ROWS_CONF = 'sluice.sql.streaming.tasks.minRows';
 const DEFAULT_MIN_ROWS = 1000;
+/** Of the chunk that starts the workers, how many rows run in the query's thread while they start. */
+const FIRST_ROWS_HERE = 1000;
 
 /** The number of task workers `conf` asks for: a whole number ≥ 0 (0 = none), or `auto` (the default): one per core. */
 export function taskWorkers(conf: Record<string, string | undefined>): number {
@@ -265,7 +267,22 @@ export class TaskPool {
         if (failure !== undefined) throw failure;
         let w: TaskWorker | undefined;
         if (rows.length >= this.minRows && rows.length > 0) {
-          void this.start();
+          if (!this.ready) {
+            // The first chunk large enough starts the workers. Its first rows run here at once (the query's first
+            // output should not wait for threads to start); the rest waits for the workers, which is sooner
+            // than running thousands of rows here.
+            void this.start();
+            const head = rows.slice(0, FIRST_ROWS_HERE);
+            if (head.length < rows.length) {
+              this.chunks.here++;
+              enqueue(async () => {
+                const out = await inline.push(head);
+                if (out.length) await next.push(out);
+              });
+              rows = rows.slice(head.length);
+              await this.ready;
+            }
+          }
           w = this.pick();
         }
         if (!w) {
