@@ -18,6 +18,8 @@ import type { Row } from '../types/index.js';
 import type { StatefulOperator } from './operators/statefulOperator.js';
 import { applyRows } from './rows.js';
 import type { TaskPool } from './tasks/pool.js';
+import { AggregationOperator } from './operators/aggregation.js';
+import type { PartialAggregate } from './operators/aggregationState.js';
 
 export interface EventTimeStats {
   min: number;
@@ -81,7 +83,11 @@ export function buildPipeline(plan: Analyzed, sink: Pipe, ctx: BatchPipelineCont
             return done.rows.splice(0);
           },
         };
-        out.sources.set(leaf.index, tasks.pool.pipe(inline, chain(k, a.stages.length, downstream), ctx, tasks.batchTimestampMs));
+        // The aggregation after the steps, when the workers may pre-aggregate for it in this batch.
+        const agg = tasks.pool.aggregateId !== undefined ? ctx.operators.get(tasks.pool.aggregateId) : undefined;
+        const routing = agg instanceof AggregationOperator ? agg.partialRouting() : undefined;
+        const partial = routing && { routing, absorb: (p: PartialAggregate) => (agg as AggregationOperator).absorb(p) };
+        out.sources.set(leaf.index, tasks.pool.pipe(inline, chain(k, a.stages.length, downstream), ctx, tasks.batchTimestampMs, partial));
         break;
       }
       case 'local':

@@ -123,7 +123,7 @@ const STATEFUL = new Set<LogicalPlan['kind']>(['aggregate', 'dedupe', 'groupStat
  * source. The cut is only ever right below a stateful operator (or at the top), where the analyzer starts a
  * new stage: so the sub-plan's stages are exactly the first stages of the whole plan's source.
  */
-export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan; needed?: string[] } | { reason: string } {
+export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan; needed?: string[]; aggregate?: LogicalPlan } | { reason: string } {
   // Walk down the chain from the sink's side; remember the node below the lowest stateful operator.
   let top: LogicalPlan = plan;
   let node: LogicalPlan = plan;
@@ -149,7 +149,12 @@ export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan; needed?
   // An aggregation reads only the columns its keys and aggregates name: only those need to come back.
   const needed = above?.kind === 'aggregate' ? columnsNamed([...above.groupBy, ...above.aggs]) : undefined;
   const watermarks = steps.flatMap((s) => (s.kind === 'watermark' ? [s.column] : []));
-  return needed ? { plan: top, needed: [...new Set([...needed, ...watermarks])] } : { plan: top };
+  return {
+    plan: top,
+    ...(needed ? { needed: [...new Set([...needed, ...watermarks])] } : {}),
+    // The aggregation itself, which workers may pre-aggregate chunk by chunk (exec/tasks/).
+    ...(above?.kind === 'aggregate' ? { aggregate: above } : {}),
+  };
 }
 
 /**
@@ -196,6 +201,13 @@ export function planToData(p: LogicalPlan): Portable {
     case 'alias':
     case 'watermark':
       return { ...p, child: planToData(p.child) };
+    case 'aggregate':
+      return {
+        kind: p.kind,
+        child: planToData(p.child),
+        groupBy: p.groupBy.map((x, i) => e(x, `groupBy() column ${i + 1}`)),
+        aggs: p.aggs.map((x, i) => e(x, `agg() column ${i + 1}`)),
+      };
     default:
       throw new NotPortable(`a ${p.kind} does not run in a worker thread`);
   }
@@ -234,6 +246,13 @@ export function planFromData(d: Portable): LogicalPlan {
     case 'alias':
     case 'watermark':
       return { ...(o as object), child: child() } as LogicalPlan;
+    case 'aggregate':
+      return {
+        kind: 'aggregate',
+        child: child(),
+        groupBy: (o.groupBy as Portable[]).map((x) => valueFromData(x) as Expr),
+        aggs: (o.aggs as Portable[]).map((x) => valueFromData(x) as Expr),
+      };
     default:
       throw new Error(`Not a portable plan node: ${o.kind} (internal error).`);
   }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
-import { SluiceSession, col, count, lit, sum, struct, upper, when, window } from '../../src/index.js';
+import { SluiceSession, avg, col, count, first, lit, max, sum, struct, upper, when, window } from '../../src/index.js';
 import type { DataFrame, OutputMode } from '../../src/index.js';
 import { fromAvro, toAvro } from '../../src/serde/avro.js';
 import { NotPortable, planFromData, planToData, statelessPrefix } from '../../src/plan/portable.js';
@@ -38,7 +38,8 @@ const T0 = Date.UTC(2026, 0, 1);
 
 /**
  * Kafka-shaped rows: event i of user u(i mod 97), amount i mod 50, event time T0 + i seconds plus i mod 1000
- * microseconds (so timestamps keep a µs part), and every 500th record not Avro (a dead letter).
+ * microseconds (so timestamps keep a µs part) — except every 1000th, which is back at T0 (late, once the
+ * watermark has passed it) — and every 500th record not Avro (a dead letter).
  */
 function records(from: number, n: number): Row[] {
   const out: Row[] = [];
@@ -46,7 +47,7 @@ function records(from: number, n: number): Row[] {
     const value =
       i % 500 === 499
         ? Buffer.from(`not avro ${i}`)
-        : eventType.toBuffer({ user: `u${i % 97}`, amount: i % 50, ts: (T0 + i * 1000) * 1000 + (i % 1000), note: i % 3 ? null : `n${i}` });
+        : eventType.toBuffer({ user: `u${i % 97}`, amount: i % 50, ts: (i % 1000 === 500 ? T0 : T0 + i * 1000) * 1000 + (i % 1000), note: i % 3 ? null : `n${i}` });
     out.push({ key: Buffer.from(`u${i % 97}`), value, topic: 'events', partition: i % 3, offset: i, timestamp: new Date(T0 + i) });
   }
   return out;
@@ -134,20 +135,24 @@ describe('tasks: per-row steps in worker threads', () => {
     expect(parallel.progress.map(comparable)).toEqual(serial.progress.map(comparable));
   });
 
-  it('a windowed aggregation with a watermark gets the same input, so the same watermark, state and output', async () => {
-    // The tasks run decoding and the watermark's statistics; the aggregation stays in the query's thread.
+  it('a windowed aggregation pre-aggregated by the workers gives the same watermark, late rows, state and output', async () => {
+    // The tasks decode, keep the watermark's statistics and aggregate each chunk on its own (partial buffers
+    // per group, late rows aside); the query's thread merges the partials into state. Integer sums and counts
+    // (and avg from them), first, max: exact whatever the grouping, so equal to the row-by-row run.
     const build = (df: DataFrame): DataFrame =>
       decoded(df)
         .withWatermark('ts', '1 minute')
         .groupBy(window(col('ts'), '10 minutes'), col('user'))
-        .agg(count(lit(1)).alias('n'), sum('amount').alias('total'));
+        .agg(count(lit(1)).alias('n'), sum('amount').alias('total'), avg('amount').alias('mean'), first('note').alias('firstNote'), max('amount').alias('top'));
     const serial = await run(0, build, 'update', steps);
     const parallel = await run(2, build, 'update', steps);
-    expect(workersRan(parallel.tasksLine)).toBeGreaterThan(0);
+    expect(Number(/\((\d+) pre-aggregated\)/.exec(parallel.tasksLine)?.[1])).toBeGreaterThan(0);
     expect(parallel.progress.map(comparable)).toEqual(serial.progress.map(comparable));
     expect(parallel.batches).toEqual(serial.batches);
     // The watermark moved: event times reached the progress through the workers' statistics.
     expect(parallel.progress.at(-1)!.eventTime.watermark).not.toBe('1970-01-01T00:00:00.000Z');
+    // Late rows were met (and counted the same): every 1000th event, back at T0, after the first batch.
+    expect(parallel.progress.reduce((n, p) => n + p.stateOperators[0]!.numRowsDroppedByWatermark, 0)).toBeGreaterThan(0);
   });
 
   it('a step with a JavaScript function keeps the per-row steps in the query thread, and says why', async () => {

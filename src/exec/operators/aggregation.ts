@@ -11,13 +11,13 @@
  * closures; the state side (aggregationState.ts) runs here too, or in worker threads that own the state
  * partitions (parallelState.ts).
  */
-import { encodeState, decodeState } from '../../state/codec.js';
-import { windowsOf } from '../../expr/window.js';
+import { decodeState } from '../../state/codec.js';
+import { PARTIAL_AGGREGATES, routeRow, type RouteTarget, type RowRouting } from './aggregationRows.js';
 import type { AggregateImpl } from '../../expr/aggregates.js';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import type { StateSchema } from '../../state/schema.js';
 import type { StructType, Row } from '../../types/index.js';
-import { emitAndEvict, keyTime, timeOfKeyFn, updateState, type KeyedRows, type StateOutput } from './aggregationState.js';
+import { emitAndEvict, mergeState, timeOfKeyFn, updateState, type KeyedRows, type PartialAggregate, type StateOutput } from './aggregationState.js';
 import { OperatorState, type OperatorStateMetrics, type StateLayout } from './operatorState.js';
 import { sortByKeyValues } from './order.js';
 import { watermarkMoved, type OperatorBatch, type PendingOutput, type StateOperatorProgress, type StatefulOperator } from './statefulOperator.js';
@@ -61,6 +61,10 @@ export class LocalAggregationState implements AggregationStateBackend {
   }
   async update(keyed: KeyedRows): Promise<void> {
     updateState(this.state, this.aggs, keyed);
+  }
+  /** Partial buffers of a chunk's groups (task workers): merged into the groups' state. */
+  merge(p: PartialAggregate): void {
+    mergeState(this.state, this.aggs, p);
   }
   async finish(opts: { evictionMs: number; outputMode: AggregationMode; changed: string[] }): Promise<StateOutput> {
     return emitAndEvict(this.state, this.aggs, { ...opts, ...(this.timeOfKey ? { timeOfKey: this.timeOfKey } : {}) });
@@ -176,44 +180,47 @@ export class AggregationOperator implements StatefulOperator {
   /** The row side: each row's groups (several for sliding windows), late rows dropped here. */
   private routeRows(rows: Row[]): KeyedRows {
     const b = this.batch!;
-    const W = b.lateEventsMs;
     const keyed: KeyedRows = { keys: [], times: [], rows: [] };
-    const stage = this.stage;
-    for (const row of rows) {
-      // A row's key combinations: several when a sliding window puts it in several windows.
-      let combos: unknown[][] = [[]];
-      for (const part of stage.keys) {
-        if ('window' in part) {
-          const t = part.window.time(row) as Date | null;
-          if (t == null) {
-            combos = []; // no event time, no window: left out, as Spark's TimeWindowing filters it
-            break;
-          }
-          const ws = windowsOf(t.getTime(), part.window.spec);
-          if (ws.length === 1) for (const c of combos) c.push(ws[0]);
-          else combos = combos.flatMap((c) => ws.map((w) => [...c, w]));
-        } else if ('eval' in part) {
-          const v = part.eval(row);
-          for (const c of combos) c.push(v);
-        }
-      }
-      if (!combos.length) this.nullTimes++;
-      for (const keyValues of combos) {
-        const t = keyTime(stage.eventTimeKey, keyValues);
-        // Complete mode keeps every group forever, so the watermark drops nothing there (as in Spark).
-        if (t !== undefined && t <= W && b.outputMode !== 'complete') {
-          this.dropped++;
-          b.onLate?.({ row, operator: `${this.name} ${this.id}`, watermarkMs: W });
-          continue;
-        }
-        const key = encodeState(keyValues);
+    const target: RouteTarget = {
+      group: (key, keyValues, time, row) => {
         keyed.keys.push(key);
-        keyed.times.push(t ?? null);
+        keyed.times.push(time);
         keyed.rows.push(row);
         if (b.outputMode === 'update' && !this.updated.has(key)) this.updated.set(key, keyValues);
-      }
-    }
+      },
+      late: (row) => this.late(row),
+      noTime: () => void this.nullTimes++,
+    };
+    for (const row of rows) routeRow(this.stage, row, b, target);
     return keyed;
+  }
+
+  private late(row: Row): void {
+    const b = this.batch!;
+    this.dropped++;
+    b.onLate?.({ row, operator: `${this.name} ${this.id}`, watermarkMs: b.lateEventsMs });
+  }
+
+  /**
+   * Whether task workers may pre-aggregate this batch's chunks (exec/tasks/): the state is in this thread,
+   * no session window, every aggregate's buffer plain data. Their routing for this batch, when they may.
+   */
+  partialRouting(): RowRouting | undefined {
+    if (!(this.backend instanceof LocalAggregationState) || this.stage.sessionKey) return undefined;
+    if (!this.stage.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) return undefined;
+    return { lateEventsMs: this.batch!.lateEventsMs, outputMode: this.batch!.outputMode };
+  }
+
+  /**
+   * A chunk pre-aggregated by a task worker: its groups' partial buffers, merged into state (one read and
+   * write per group instead of per row), and its late rows and rows without event time, in their order.
+   */
+  absorb(p: PartialAggregate): void {
+    for (const row of p.late) this.late(row);
+    this.nullTimes += p.noTime;
+    const b = this.batch!;
+    if (b.outputMode === 'update') p.keys.forEach((key, i) => !this.updated.has(key) && this.updated.set(key, p.keyValues[i]!));
+    (this.backend as LocalAggregationState).merge(p);
   }
 
   /** The output rows: key columns, then aggregate columns, ordered by key. */

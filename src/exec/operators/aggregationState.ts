@@ -64,6 +64,36 @@ export function updateState(state: OperatorState, aggs: AggregateImpl[], keyed: 
 }
 
 /**
+ * A chunk aggregated on its own (by a task worker, exec/tasks/worker.ts): per group its key, key values, event
+ * time and partial buffers; and what the chunk dropped — its late rows (for the late-events destination) and
+ * how many rows had no event time.
+ */
+export interface PartialAggregate {
+  keys: string[];
+  keyValues: unknown[][];
+  times: Array<number | null>;
+  buffers: unknown[][];
+  late: Row[];
+  noTime: number;
+}
+
+/** Merges a chunk's partial buffers into state: the state's rows came before the chunk's (merge(a, b) keeps that order). */
+export function mergeState(state: OperatorState, aggs: AggregateImpl[], p: PartialAggregate): void {
+  const times = state.keyTimes;
+  for (let j = 0; j < p.keys.length; j++) {
+    const key = p.keys[j]!;
+    const store = state.store(key);
+    const partial = p.buffers[j]!;
+    let buffers = store.get(key) as unknown[] | undefined;
+    if (!buffers) {
+      buffers = partial;
+      times.add(key, p.times[j]!);
+    } else for (let i = 0; i < aggs.length; i++) buffers[i] = aggs[i]!.merge(buffers[i], partial[i]);
+    store.put(key, buffers);
+  }
+}
+
+/**
  * The end of a batch (Spark's StateStoreSaveExec): one lazy pass over the state (it may be on disk) that
  * emits what the output mode wants and removes the groups at or behind `evictionMs`. `changed` are the
  * groups the batch updated (update mode emits them, before eviction, as Spark does). `timeOfKey` gives a

@@ -24,7 +24,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { analyze, type Analyzed } from '../../plan/analyzer.js';
 import type { LogicalPlan } from '../../plan/logical.js';
-import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData } from '../../plan/portable.js';
+import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData, type Portable } from '../../plan/portable.js';
+import { PARTIAL_AGGREGATES, type RowRouting } from '../operators/aggregationRows.js';
+import type { PartialAggregate } from '../operators/aggregationState.js';
 import type { EvalContext } from '../../expr/compile.js';
 import { RecordError } from '../../expr/values.js';
 import { sourceSchema } from '../../sources/schema.js';
@@ -60,6 +62,7 @@ function startWorker(): Worker {
 }
 
 type Done = Extract<TaskReply, { type: 'done' }>;
+type Partial = Extract<TaskReply, { type: 'partial' }>;
 
 class TaskWorker {
   private readonly worker = startWorker();
@@ -106,8 +109,10 @@ export class TaskPool {
   private ready: Promise<void> | undefined;
   private stopped = false;
   private refused: string | undefined;
+  /** The aggregation (operator id) the workers can pre-aggregate for, if any. */
+  aggregateId: number | undefined;
   /** Chunks run so far: in workers, and in the query's thread. */
-  private chunks = { workers: 0, here: 0 };
+  private chunks = { workers: 0, here: 0, partial: 0 };
 
   private constructor(
     private readonly stages: number,
@@ -182,14 +187,28 @@ export class TaskPool {
     // place it pays here: what crosses threads). Rows run in this thread keep all theirs, which is harmless.
     const wanted = prefix.needed && new Set(prefix.needed.map((n) => n.toLowerCase()));
     const back = wanted ? new StructType(own.schema.fields.filter((f) => wanted.has(f.name.toLowerCase()))) : own.schema;
+    // The aggregation right after the steps, pre-aggregated by the workers chunk by chunk when its buffers
+    // are plain data (Spark's partial aggregation before the shuffle).
+    const next = analyzed.stages[own.stages.length];
+    let aggregate: { id: number; data: Portable } | undefined;
+    if (prefix.aggregate && next?.kind === 'aggregate' && !next.sessionKey && next.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) {
+      try {
+        aggregate = { id: next.id, data: planToData(prefix.aggregate) };
+      } catch (e) {
+        if (!(e instanceof NotPortable)) throw e;
+      }
+    }
     const init: TaskRequest = {
       type: 'init',
       plan: data,
       expect: { schema: typeToData(own.schema), stages: own.stages.map((s) => s.kind) },
       ...(wanted ? { keep: back.fieldNames } : {}),
+      ...(aggregate ? { aggregate: aggregate.data } : {}),
       batchTimestampMs: ctx.batchTimestampMs,
     };
-    return new TaskPool(own.stages.length, watermarkIds, settings.minRows ?? DEFAULT_MIN_ROWS, packer(sourceSchema(own.leaf.spec)), unpacker(back), settings.workers, init, log);
+    const pool = new TaskPool(own.stages.length, watermarkIds, settings.minRows ?? DEFAULT_MIN_ROWS, packer(sourceSchema(own.leaf.spec)), unpacker(back), settings.workers, init, log);
+    pool.aggregateId = aggregate?.id;
+    return pool;
   }
 
   /** For explain(). */
@@ -198,7 +217,7 @@ export class TaskPool {
     const state = this.workers.length ? 'running' : this.ready ? 'starting' : 'started by the first chunk that size';
     return (
       `${this.requested} worker thread(s) (${state}) run the source's first ${this.stages} stage(s) on chunks of ${this.minRows}+ rows; ` +
-      `chunks so far: ${this.chunks.workers} in workers, ${this.chunks.here} in the query's thread`
+      `chunks so far: ${this.chunks.workers} in workers (${this.chunks.partial} pre-aggregated), ${this.chunks.here} in the query's thread`
     );
   }
 
@@ -232,13 +251,20 @@ export class TaskPool {
    * The pipe a batch's source rows enter. `inline` runs the same steps in this thread (the query's own compiled
    * stages, ending in `next`'s collector); `next` takes the steps' output, in read order.
    */
-  pipe(inline: { push(rows: Row[]): Promise<Row[]> }, next: Pipe, ctx: BatchPipelineContext, batchTimestampMs: number): Pipe {
+  pipe(
+    inline: { push(rows: Row[]): Promise<Row[]> },
+    next: Pipe,
+    ctx: BatchPipelineContext,
+    batchTimestampMs: number,
+    /** This batch's aggregation, when the workers pre-aggregate for it: its routing, and where partials go. */
+    partial?: { routing: RowRouting; absorb(p: PartialAggregate): void },
+  ): Pipe {
     let tail: Promise<void> = Promise.resolve();
     let failure: unknown;
     let seq = 0;
     const pending: Array<Promise<void>> = [];
     const limit = Math.max(2, this.requested * 2);
-    const settle = (r: Done, rows: Row[]): Row[] => {
+    const settle = (r: Done | Partial, rows: Row[]): void => {
       // Dead letters in the order the query's thread would have met them; the input row is still here.
       for (const b of r.bad) {
         const row = b.index !== undefined ? rows[b.index]! : (valueFromData(b.row) as Row);
@@ -255,7 +281,6 @@ export class TaskPool {
         }
         ctx.eventTime.set(id, acc);
       });
-      return this.fromWorker(r.rows);
     };
     const enqueue = (step: () => Promise<void>): void => {
       const p = (tail = tail.then(() => (failure === undefined ? step() : undefined)).catch((e: unknown) => void (failure ??= e)));
@@ -295,13 +320,20 @@ export class TaskPool {
           const n = seq++;
           this.chunks.workers++;
           const { packed, transfer } = this.toWorker(rows);
-          const result = w.request({ type: 'run', seq: n, rows: packed, batchTimestampMs }, transfer);
+          const result = w.request({ type: 'run', seq: n, rows: packed, batchTimestampMs, ...(partial ? { agg: partial.routing } : {}) }, transfer);
           result.catch(() => {}); // its failure is met in order, in the step below
           enqueue(async () => {
             const r = await result;
             if (r.type === 'failed') throw new Error(r.message);
+            if (r.type === 'partial' && partial) {
+              this.chunks.partial++;
+              settle(r, rows);
+              partial.absorb(valueFromData(r.partial) as PartialAggregate);
+              return;
+            }
             if (r.type !== 'done') throw new Error(`A task worker answered ${r.type} to a chunk (internal error).`);
-            const out = settle(r, rows);
+            settle(r, rows);
+            const out = this.fromWorker(r.rows);
             if (out.length) await next.push(out);
           });
         }

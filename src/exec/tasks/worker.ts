@@ -12,7 +12,9 @@ import { parentPort } from 'node:worker_threads';
 import '../../expr/functions.js';
 import '../../expr/window.js';
 import '../../serde/avro.js';
-import { analyze, type Analyzed } from '../../plan/analyzer.js';
+import { analyze, type AggregateStage, type Analyzed } from '../../plan/analyzer.js';
+import { routeRow, type RowRouting } from '../operators/aggregationRows.js';
+import type { PartialAggregate } from '../operators/aggregationState.js';
 import { planFromData, typeFromData, typeToData, valueToData, type Portable } from '../../plan/portable.js';
 import { sourceSchema } from '../../sources/schema.js';
 import type { EvalContext } from '../../expr/compile.js';
@@ -23,9 +25,13 @@ import { applyRows } from '../rows.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 
 export type TaskRequest =
-  /** `keep`: the only columns to send back (those the next operator reads); all when absent. */
-  | { type: 'init'; plan: Portable; expect: { schema: Portable; stages: string[] }; keep?: string[]; batchTimestampMs: number }
-  | { type: 'run'; seq: number; rows: PackedRows; batchTimestampMs: number };
+  /**
+   * `keep`: the only columns to send back (those the next operator reads); all when absent. `aggregate`: the
+   * plan through the aggregation that follows the steps, for chunks to be pre-aggregated (`run.agg`).
+   */
+  | { type: 'init'; plan: Portable; expect: { schema: Portable; stages: string[] }; keep?: string[]; aggregate?: Portable; batchTimestampMs: number }
+  /** `agg`: pre-aggregate the chunk with this batch's routing, and send back partial buffers instead of rows. */
+  | { type: 'run'; seq: number; rows: PackedRows; batchTimestampMs: number; agg?: RowRouting };
 
 /** A row a step refused: by its index in the chunk (first step), or the row itself as data (later steps). */
 export interface BadRow {
@@ -40,11 +46,14 @@ export type TaskReply =
   | { type: 'ready' }
   | { type: 'refused'; reason: string }
   | { type: 'done'; seq: number; rows: PackedRows; bad: BadRow[]; eventTime: Array<EventTimeStats | null> }
+  /** A pre-aggregated chunk: PartialAggregate with its values as plan data (valueToData). */
+  | { type: 'partial'; seq: number; partial: Portable; bad: BadRow[]; eventTime: Array<EventTimeStats | null> }
   | { type: 'failed'; seq: number; message: string };
 
 const port = parentPort!;
 const ctx: EvalContext = { batchTimestampMs: 0 };
 let analyzed: Analyzed | undefined;
+let aggregate: AggregateStage | undefined;
 let input: (p: PackedRows) => Row[] = () => [];
 let output: ReturnType<typeof packer> = () => ({ packed: { n: 0, cols: [] }, transfer: [] });
 let transfer: ArrayBuffer[] = [];
@@ -65,6 +74,14 @@ async function init(m: Extract<TaskRequest, { type: 'init' }>): Promise<TaskRepl
     };
   }
   analyzed = a;
+  if (m.aggregate !== undefined) {
+    const withAgg = await analyze(planFromData(m.aggregate), ctx);
+    const last = withAgg.stages[withAgg.stages.length - 1];
+    if (withAgg.stages.length !== a.stages.length + 1 || last?.kind !== 'aggregate') {
+      return { type: 'refused', reason: `the aggregation compiled to [${withAgg.stages.map((s) => s.kind).join(', ')}]` };
+    }
+    aggregate = last;
+  }
   input = unpacker(sourceSchema(a.leaf.spec));
   const keep = m.keep && new Set(m.keep);
   output = packer(keep ? new StructType(a.schema.fields.filter((f) => keep.has(f.name))) : a.schema);
@@ -102,9 +119,35 @@ async function run(m: Extract<TaskRequest, { type: 'run' }>): Promise<TaskReply>
       eventTime.push(s.count ? s : null);
     } else throw new Error(`A task worker cannot run a ${stage.kind} stage (internal error).`);
   }
+  if (m.agg && aggregate) return { type: 'partial', seq: m.seq, partial: preAggregate(aggregate, rows, m.agg), bad, eventTime };
   const out = output(rows);
   transfer = out.transfer;
   return { type: 'done', seq: m.seq, rows: out.packed, bad, eventTime };
+}
+
+/** A chunk aggregated on its own: per group, the aggregates' buffers over the chunk's rows (in row order). */
+function preAggregate(stage: AggregateStage, rows: Row[], routing: RowRouting): Portable {
+  const groups = new Map<string, { keyValues: unknown[]; time: number | null; buffers: unknown[] }>();
+  const p: PartialAggregate = { keys: [], keyValues: [], times: [], buffers: [], late: [], noTime: 0 };
+  const aggs = stage.aggs;
+  for (const row of rows) {
+    routeRow(stage, row, routing, {
+      group(key, keyValues, time, r) {
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { keyValues, time, buffers: aggs.map((a) => a.init()) }));
+        for (let i = 0; i < aggs.length; i++) g.buffers[i] = aggs[i]!.update(g.buffers[i], r);
+      },
+      late: (r) => void p.late.push(r),
+      noTime: () => void p.noTime++,
+    });
+  }
+  for (const [key, g] of groups) {
+    p.keys.push(key);
+    p.keyValues.push(g.keyValues);
+    p.times.push(g.time);
+    p.buffers.push(g.buffers);
+  }
+  return valueToData(p, 'partial aggregate');
 }
 
 // One request at a time, in order: a chunk that waits for I/O (a schema fetch) must not be overtaken.
