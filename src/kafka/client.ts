@@ -403,6 +403,8 @@ export const SMALL_RANGE_RECORDS = 20_000;
 /** Records read past a small range's end, kept for the next batch, at most. */
 const CARRY_LIMIT = 50_000;
 
+export type { Message as KafkaMessage };
+
 const toRecord = (m: Message): KafkaRecord => ({
   key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
   value: m.value,
@@ -488,7 +490,10 @@ export class RangeReader {
    * transaction markers and, under read_committed, aborted records), or the partition's end was reached and
    * the local queue is drained: the last offsets of a range may be a transaction marker, never delivered.
    */
-  async *readChunks(start: PartitionOffsets, end: PartitionOffsets, chunkSize = 10_000): AsyncGenerator<KafkaRecord[]> {
+  readChunks(start: PartitionOffsets, end: PartitionOffsets, chunkSize?: number): AsyncGenerator<KafkaRecord[]>;
+  /** The same, each record made by `make` from librdkafka's message (a source's row: one object per record, not two). */
+  readChunks<T>(start: PartitionOffsets, end: PartitionOffsets, chunkSize: number, make: (m: Message) => T): AsyncGenerator<T[]>;
+  async *readChunks<T>(start: PartitionOffsets, end: PartitionOffsets, chunkSize = 10_000, make: (m: Message) => T = toRecord as unknown as (m: Message) => T): AsyncGenerator<T[]> {
     const wanted: Array<{ topic: string; partition: number; from: number; to: number }> = [];
     for (const [topic, parts] of Object.entries(end)) {
       for (const [p, to] of Object.entries(parts)) {
@@ -500,7 +505,7 @@ export class RangeReader {
     if (wanted.length === 0) return;
     const c = await this.connect();
     if (wanted.reduce((n, w) => n + (w.to - w.from), 0) <= SMALL_RANGE_RECORDS) {
-      yield* this.readSmall(c, wanted, chunkSize);
+      yield* this.readSmall(c, wanted, chunkSize, make);
       return;
     }
     this.forget(c);
@@ -512,7 +517,7 @@ export class RangeReader {
       };
       c.on('partition.eof', onEof);
       let done = false;
-      let chunk: KafkaRecord[] = [];
+      let chunk: T[] = [];
       let lastProgress = Date.now();
       let next = w.from; // the offset after the last record read: what is left of the range is w.to - next at most
       try {
@@ -532,7 +537,7 @@ export class RangeReader {
               continue;
             }
             next = m.offset + 1;
-            chunk.push(toRecord(m));
+            chunk.push(make(m));
             if (m.offset + 1 >= w.to) done = true;
           }
           if (chunk.length >= chunkSize || (done && chunk.length)) {
@@ -568,7 +573,7 @@ export class RangeReader {
    * librdkafka had fetched ahead: ~20 ms for a batch of 300 records over 3 partitions. Now the partitions
    * stay assigned between batches, so the next batch usually finds its records already fetched.
    */
-  private async *readSmall(c: KafkaConsumer, wanted: Range[], chunkSize: number): AsyncGenerator<KafkaRecord[]> {
+  private async *readSmall<T>(c: KafkaConsumer, wanted: Range[], chunkSize: number, make: (m: Message) => T): AsyncGenerator<T[]> {
     let kept = this.kept;
     // Each partition starting where the last batch left it: keep going (a partition with no new records may
     // sit out a batch, still assigned). Anything else: assign anew.
@@ -578,7 +583,7 @@ export class RangeReader {
       kept = this.kept = { position: new Map(), carry: new Map(), carried: 0 };
     }
     const k = kept!;
-    const byKey = new Map(wanted.map((w) => [tp(w.topic, w.partition), { w, rows: [] as KafkaRecord[], done: false, eof: false }]));
+    const byKey = new Map(wanted.map((w) => [tp(w.topic, w.partition), { w, rows: [] as T[], done: false, eof: false }]));
     let open = wanted.length;
     const take = (m: Message): void => {
       const key = tp(m.topic, m.partition);
@@ -609,7 +614,7 @@ export class RangeReader {
         }
         return;
       }
-      r.rows.push(toRecord(m));
+      r.rows.push(make(m));
       if (m.offset + 1 >= r.w.to) {
         r.done = true;
         open--;

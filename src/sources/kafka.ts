@@ -8,6 +8,7 @@ import { kafkaSchema } from './schema.js';
 import type { Offset } from '../checkpoint/checkpoint.js';
 import {
   IsolationLevel, KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, isolationOf, kafkaConfigFromOptions,
+  type KafkaMessage,
 } from '../kafka/client.js';
 import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
 import { CHUNK_ROWS, type ReadLimit, type Source, type SourceInspection } from './source.js';
@@ -280,25 +281,23 @@ export class KafkaSource implements Source {
     const parts = Object.entries(end as PartitionOffsets).flatMap(([topic, ps]) => Object.keys(ps).map((p) => ({ topic, partition: Number(p) })));
     this.checkDataLoss(start as PartitionOffsets, from, await this.admin.listOffsets(parts, 'earliest'));
     const withHeaders = this.includeHeaders;
-    for await (const records of this.reader.readChunks(from, end as PartitionOffsets, CHUNK_ROWS)) {
-      yield records.map((m) => {
-        const row: Row = {
-          key: m.key,
-          value: m.value,
-          topic: m.topic,
-          partition: m.partition,
-          offset: m.offset,
-          timestamp: new Date(m.timestamp),
-          timestampType: 0,
-        };
-        if (withHeaders) {
-          row.headers = (m.headers ?? []).flatMap((h) =>
-            Object.entries(h).map(([key, value]) => ({ key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) })),
-          );
-        }
-        return row;
-      });
-    }
+    // Each row made straight from librdkafka's message: one object per record on the hot path.
+    const row = (m: KafkaMessage): Row => {
+      const r: Row = {
+        key: m.key == null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key),
+        value: m.value,
+        topic: m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        timestamp: new Date(m.timestamp ?? -1),
+        timestampType: 0,
+      };
+      if (withHeaders) {
+        r.headers = (m.headers ?? []).flatMap((h) => Object.entries(h).map(([key, value]) => ({ key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) })));
+      }
+      return r;
+    };
+    yield* this.reader.readChunks(from, end as PartitionOffsets, CHUNK_ROWS, row);
   }
 
   async stop(): Promise<void> {
