@@ -704,10 +704,6 @@ export function producerConfig(conf: KafkaConfig): KafkaConfig {
   return {
     'client.id': 'sluice-producer',
     dr_cb: true,
-    // Reports for failed records only: a report per record costs the query's thread ~2 µs (the binding
-    // dispatches them 100 per event-loop turn), a fifth of what a record costs end to end. Success is
-    // flush() returning with the queue empty; see AckedProducer.flush.
-    'delivery.report.only.error': true,
     'linger.ms': 5,
     'batch.num.messages': 10000,
     'queue.buffering.max.messages': 500000,
@@ -797,10 +793,27 @@ function deliveryTimeoutMs(conf: KafkaConfig): number {
  * A producer whose `flush()` resolves only when every record sent so far is acknowledged by the broker,
  * and rejects if any failed: the sink calls it before a batch is committed (at-least-once).
  */
+/**
+ * Which delivery reports a producer asks for:
+ * - `all` (librdkafka's default): one per record. flush() returns as soon as the last acknowledgement is
+ *   in, so a small batch waits only for its acks; but each report costs the query's thread ~2 µs (the
+ *   binding builds a JS object per record and dispatches 100 per event-loop turn).
+ * - `errors` (`delivery.report.only.error`): reports for failed records only; success is librdkafka's flush
+ *   returning with its queue empty. It saves those 2 µs per record (a fifth of a record's cost end to end),
+ *   but librdkafka's flush then notices the empty queue only in 10 ms polls: fine for large batches, not for
+ *   low-latency ones. The Kafka sink uses one of each (sinks/kafka.ts).
+ */
+export type DeliveryReports = 'all' | 'errors';
+
 export class AckedProducer {
   private producer: Producer | undefined;
   private readonly failures = new DeliveryFailures();
-  constructor(protected readonly conf: KafkaConfig) {}
+  /** Records sent and not reported yet (reports `all` only). */
+  private pending = 0;
+  constructor(
+    protected readonly conf: KafkaConfig,
+    private readonly reports: DeliveryReports = 'all',
+  ) {}
 
   /** The largest record this producer sends (its `message.max.bytes`). */
   get maxRecordBytes(): number {
@@ -823,8 +836,11 @@ export class AckedProducer {
   }
 
   private async openProducer(): Promise<Producer> {
-    const p = new Kafka.Producer(producerConfig(this.conf) as ConstructorParameters<typeof Kafka.Producer>[0]);
+    const conf = producerConfig(this.conf);
+    if (this.reports === 'errors') conf['delivery.report.only.error'] = true;
+    const p = new Kafka.Producer(conf as ConstructorParameters<typeof Kafka.Producer>[0]);
     p.on('delivery-report', (err, report) => {
+      if (this.reports === 'all') this.pending--;
       if (err) this.failures.add(report?.topic ?? '?', err);
     });
     await connectWatched(p, this.conf, 'Cannot connect the Kafka producer');
@@ -839,6 +855,7 @@ export class AckedProducer {
       for (;;) {
         try {
           p.produce(r.topic, r.partition ?? null, nonNull(r.value), nonNull(r.key), r.timestamp ?? null, undefined, r.headers);
+          if (this.reports === 'all') this.pending++;
           break;
         } catch (e) {
           // The local queue is full: let deliveries drain, then retry this record.
@@ -860,7 +877,8 @@ export class AckedProducer {
     // librdkafka's flush returns once its queue is empty: every record acknowledged or failed. A failed
     // record's report was handed to the binding's dispatcher before that (flush polls the reports), and
     // the dispatcher runs in the event-loop turn that completes the flush, after its callback: one
-    // more turn (setImmediate) and a timer later, every failure of the batch has reached 'delivery-report'.
+    // more turn (setImmediate) and a timer later, every report of the batch has reached 'delivery-report'
+    // With reports for every record, the rest may take a few more turns (below).
     await new Promise<void>((resolve, reject) =>
       p.flush(timeoutMs, (err) =>
         err ? reject(fail(`Some records were not acknowledged within ${timeoutMs} ms (message.timeout.ms + 5 s); Kafka flush failed`, err)) : resolve(),
@@ -868,7 +886,11 @@ export class AckedProducer {
     );
     await new Promise((res) => setImmediate(res));
     await new Promise((res) => setTimeout(res, 0));
+    // Every record's report: the binding dispatches them 100 per turn, so a large batch's last ones may come
+    // a few turns later still.
+    for (const deadline = Date.now() + 10_000; this.pending > 0 && Date.now() < deadline; ) await new Promise((res) => setImmediate(res));
     if (!this.failures.empty) throw this.failures.take(this.conf);
+    if (this.pending > 0) throw new KafkaError(`${this.pending} records were flushed but never reported as delivered (internal error).`);
   }
 
   async close(): Promise<void> {

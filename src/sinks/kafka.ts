@@ -106,6 +106,13 @@ export function exactlyOnceOption(options: Readonly<Record<string, string>>): bo
 
 export class KafkaSink implements Sink {
   private producer: AckedProducer | undefined;
+  /**
+   * At-least-once: batches of BULK_ROWS or more records go through a producer with delivery reports for
+   * failures only (cheaper per record), smaller ones through `producer`, which reports every record and so
+   * learns of its last acknowledgement at once (client.ts, DeliveryReports). A batch uses one of them, and is
+   * flushed before the next starts, so records never overtake each other.
+   */
+  private bulk: AckedProducer | undefined;
   private maker: ((row: Row) => OutgoingRecord) | undefined;
   private readonly conf: KafkaConfig;
   private readonly exactlyOnce: boolean;
@@ -114,7 +121,10 @@ export class KafkaSink implements Sink {
   constructor(private readonly options: Readonly<Record<string, string>>) {
     this.conf = kafkaConfigFromOptions(options);
     this.exactlyOnce = exactlyOnceOption(options);
-    if (!this.exactlyOnce) this.producer = new AckedProducer(this.conf);
+    if (!this.exactlyOnce) {
+      this.producer = new AckedProducer(this.conf, 'all');
+      this.bulk = new AckedProducer(this.conf, 'errors');
+    }
   }
   describe(): string {
     return `KafkaSink[${this.options.topic ?? 'topic column'}${this.exactlyOnce ? ', exactly-once' : ''}]`;
@@ -195,10 +205,14 @@ export class KafkaSink implements Sink {
    */
   openBatch(batchId: number, schema: StructType, _mode: OutputMode, onBad?: BadRowHandler): BatchWriter {
     if (this.exactlyOnce) return this.openTransaction(batchId, schema, onBad);
-    const producer = this.producer!;
+    let producer: AckedProducer | undefined;
     return {
-      write: (rows) => producer.send(this.records(rows, schema, onBad)),
-      close: () => producer.flush(),
+      write: (rows) => {
+        // The first chunk tells a large batch (chunks of thousands of records) from a low-latency one.
+        producer ??= rows.length >= BULK_ROWS ? this.bulk! : this.producer!;
+        return producer.send(this.records(rows, schema, onBad));
+      },
+      close: () => producer?.flush() ?? Promise.resolve(),
     };
   }
 
@@ -284,9 +298,12 @@ export class KafkaSink implements Sink {
     if (this.producer instanceof TransactionalProducer && this.producer.open) {
       await this.producer.abort().catch((e: Error) => this.txn?.log(`WARN The open transaction could not be aborted on stop: ${e.message}`));
     }
-    await this.producer?.close();
+    await Promise.all([this.producer?.close(), this.bulk?.close()]);
   }
 }
+
+/** A batch whose first chunk has this many records or more is written through the bulk producer. */
+const BULK_ROWS = 1000;
 
 /**
  * Checks the query's last committed marker against its checkpoint (KafkaSink.start); throws when they
