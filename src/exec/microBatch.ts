@@ -387,7 +387,7 @@ export class StreamingQuery {
     const asked = this.spec.conf[TASKS_CONF] !== undefined && this.spec.conf[TASKS_CONF] !== '0';
     const minRows = Number(this.spec.conf[TASKS_MIN_ROWS_CONF] ?? '1000');
     if (!(Number.isInteger(minRows) && minRows >= 0)) throw new CheckpointError(`${TASKS_MIN_ROWS_CONF} must be a whole number of rows, got "${this.spec.conf[TASKS_MIN_ROWS_CONF]}".`);
-    this.tasks = await TaskPool.create(this.spec.plan, this.spec.analyzed, this.spec.ctx, { workers: taskWorkers(this.spec.conf), minRows }, this.spec.log, (why) => {
+    this.tasks = await TaskPool.create(this.spec.plan, this.spec.analyzed, this.spec.ctx, { workers: taskWorkers(this.spec.conf), minRows, prune: !this.spec.lateEvents }, this.spec.log, (why) => {
       this.tasksNote = why;
       if (asked) this.spec.log(`INFO This query's per-row steps run in its own thread, not in task workers: ${why}.`);
     });

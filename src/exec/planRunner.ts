@@ -32,6 +32,8 @@ export interface EventTimeStats {
 export interface Pipe {
   push(rows: Row[]): Promise<void>;
   flush(): Promise<void>;
+  /** The batch failed elsewhere: stop work still queued here and wait for what is running (task pipes). */
+  abandon?(): Promise<void>;
 }
 
 export interface BatchPipelineContext {
@@ -148,15 +150,22 @@ export async function runPipeline(
     for await (const rows of read()) if (rows.length) await pipe.push(rows);
     await pipe.flush();
   }
-  for (const [index, pipe] of pipeline.sources) {
-    const chunks = inputs.get(index);
-    if (!chunks) continue;
-    for await (const rows of chunks) {
-      if (rows.length) await pipe.push(rows);
-      await afterChunk?.();
+  try {
+    for (const [index, pipe] of pipeline.sources) {
+      const chunks = inputs.get(index);
+      if (!chunks) continue;
+      for await (const rows of chunks) {
+        if (rows.length) await pipe.push(rows);
+        await afterChunk?.();
+      }
     }
+    for (const pipe of pipeline.sources.values()) await pipe.flush();
+  } catch (e) {
+    // A source or side output failed with chunks still queued in task pipes: nothing more may reach the
+    // sink, which the caller aborts next.
+    await Promise.allSettled([...pipeline.sources.values()].map((p) => p.abandon?.()));
+    throw e;
   }
-  for (const pipe of pipeline.sources.values()) await pipe.flush();
 }
 
 /**

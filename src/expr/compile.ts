@@ -59,6 +59,11 @@ export interface FunctionDef {
   /** Work that needs I/O before binding (e.g. fetching a schema from the registry). */
   prepare?(options: Record<string, unknown>): Promise<void>;
   /**
+   * The options another thread gets (plan/portable.ts): what `prepare` found, so that the other side does not
+   * look it up again and find something newer. Throw plan/portable.ts's NotPortable when it cannot be sent.
+   */
+  portableOptions?(options: Record<string, unknown>): Record<string, unknown>;
+  /**
    * How the SQL call `name(args…)` becomes the node the column function builds, when that is not simply
    * `{ kind: 'fn', name, args }` — e.g. a DDL string that the column function keeps in `options`, or an
    * argument the column function defaults. Lives next to the definition so SQL strings and column

@@ -231,7 +231,13 @@ export function decimalCommonType(a: DataType, b: DataType): DataType | undefine
 export function compareValues(a: unknown, b: unknown): number {
   if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime() || microsOfMilli(a) - microsOfMilli(b);
   if (a instanceof Decimal && b instanceof Decimal) return a.compareTo(b);
-  if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a === 'number' && typeof b === 'number') {
+    // Spark's NaN semantics: NaN equals NaN and is greater than any other number (so max() of a group with
+    // a NaN is NaN, whatever order the rows come in).
+    if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
+    if (Number.isNaN(b)) return -1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
   if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
   if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
   if (a instanceof Uint8Array && b instanceof Uint8Array) return Buffer.compare(a, b);

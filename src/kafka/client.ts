@@ -426,7 +426,17 @@ export class RangeReader {
    * written (a prefetch that commits nothing). `position` is where each partition's next record is expected;
    * `carry` holds records already taken from librdkafka past a range's end.
    */
-  private kept: { position: Map<string, number>; carry: Map<string, Message[]>; carried: number } | undefined;
+  private kept:
+    | {
+        position: Map<string, number>;
+        carry: Map<string, Message[]>;
+        carried: number;
+        /** The furthest end of each partition librdkafka reported: it reports an end once, maybe during an earlier batch. */
+        endAt: Map<string, number>;
+        /** Past CARRY_LIMIT: records are no longer kept, and the next read assigns afresh. */
+        overflow: boolean;
+      }
+    | undefined;
   constructor(
     private readonly conf: KafkaConfig,
     private readonly pollTimeoutMs = 120_000,
@@ -559,6 +569,11 @@ export class RangeReader {
     c.unassign();
   }
 
+  /** Stops reading ahead (an idle query): the next read assigns afresh. */
+  release(): void {
+    if (this.consumer) this.forget(this.consumer);
+  }
+
   /** Drops the kept assignment and what was read ahead. */
   private forget(c: KafkaConsumer): void {
     if (!this.kept) return;
@@ -580,34 +595,35 @@ export class RangeReader {
     const same = kept !== undefined && wanted.every((w) => kept!.position.get(tp(w.topic, w.partition)) === w.from);
     if (!same) {
       c.assign(wanted.map((w) => ({ topic: w.topic, partition: w.partition, offset: w.from })));
-      kept = this.kept = { position: new Map(), carry: new Map(), carried: 0 };
+      kept = this.kept = { position: new Map(), carry: new Map(), carried: 0, endAt: new Map(), overflow: false };
     }
     const k = kept!;
-    const byKey = new Map(wanted.map((w) => [tp(w.topic, w.partition), { w, rows: [] as T[], done: false, eof: false }]));
+    const byKey = new Map(wanted.map((w) => [tp(w.topic, w.partition), { w, rows: [] as T[], done: false }]));
     let open = wanted.length;
+    const carry = (key: string, m: Message): void => {
+      if (k.overflow) return;
+      if (++k.carried > CARRY_LIMIT) {
+        k.overflow = true; // a partition far behind the others: stop keeping, assign afresh next time
+        k.carry = new Map();
+        return;
+      }
+      let list = k.carry.get(key);
+      if (!list) k.carry.set(key, (list = []));
+      list.push(m);
+    };
     const take = (m: Message): void => {
       const key = tp(m.topic, m.partition);
       const r = byKey.get(key);
       if (!r) {
         // An assigned partition this batch does not read: its records belong to a later batch.
         const at = k.position.get(key);
-        if (at !== undefined && m.offset >= at) {
-          let list = k.carry.get(key);
-          if (!list) k.carry.set(key, (list = []));
-          list.push(m);
-          k.carried++;
-        }
+        if (at !== undefined && m.offset >= at) carry(key, m);
         return;
       }
       if (m.offset < r.w.from) return; // before the range (a re-delivery after a seek)
       if (r.done || m.offset >= r.w.to) {
         // Past the range: the next batch's. Kept (bounded) so that it need not be fetched again.
-        if (m.offset >= r.w.to) {
-          let list = k.carry.get(key);
-          if (!list) k.carry.set(key, (list = []));
-          list.push(m);
-          k.carried++;
-        }
+        if (m.offset >= r.w.to) carry(key, m);
         if (!r.done) {
           r.done = true; // what lay before the end was transaction markers or aborted records
           open--;
@@ -621,8 +637,19 @@ export class RangeReader {
       }
     };
     const onEof = (e: { topic: string; partition: number; offset: number }): void => {
-      const r = byKey.get(tp(e.topic, e.partition));
-      if (r && e.offset >= r.w.to) r.eof = true;
+      const key = tp(e.topic, e.partition);
+      k.endAt.set(key, Math.max(k.endAt.get(key) ?? -1, e.offset));
+    };
+    // A partition whose end (at or past the range's end) was reached is finished: librdkafka reports the
+    // end after the partition's last record, so every record of the range has come by then. (The binding
+    // emits the end before handing over that consume's records: hence checked after taking them.)
+    const settle = (): void => {
+      for (const [key, r] of byKey) {
+        if (!r.done && (k.endAt.get(key) ?? -1) >= r.w.to) {
+          r.done = true;
+          open--;
+        }
+      }
     };
     c.on('partition.eof', onEof);
     let ok = false;
@@ -632,23 +659,18 @@ export class RangeReader {
       k.carry = new Map();
       k.carried = 0;
       for (const list of carried.values()) for (const m of list) take(m);
+      settle();
       let lastProgress = Date.now();
       while (open > 0) {
         const remaining = wanted.reduce((n, w) => n + (byKey.get(tp(w.topic, w.partition))!.done ? 0 : w.to - w.from), 0);
         const msgs = await new Promise<Message[]>((resolve, reject) =>
           c.consume(Math.max(1, Math.min(10_000, remaining)), (err, m) => (err ? reject(fail('Kafka read failed', err)) : resolve(m))),
         );
-        if (msgs.length) lastProgress = Date.now();
+        const before = open;
         for (const m of msgs) take(m);
-        // A partition whose end (at or past the range's end) was reached is finished: librdkafka reports the
-        // end after the partition's last record, so every record of the range has come by now. (The binding
-        // emits the end before handing over that consume's records: hence checked here, after them.)
-        for (const r of byKey.values()) {
-          if (!r.done && r.eof) {
-            r.done = true;
-            open--;
-          }
-        }
+        settle();
+        // Progress is a range moving on, not records for later batches.
+        if (open < before || msgs.some((m) => byKey.get(tp(m.topic, m.partition))?.done === false)) lastProgress = Date.now();
         if (open > 0 && Date.now() - lastProgress > this.pollTimeoutMs) {
           const left = [...byKey.values()].filter((r) => !r.done).map((r) => `${r.w.topic}-${r.w.partition} [${r.w.from}, ${r.w.to})`);
           throw new KafkaError(
@@ -659,7 +681,7 @@ export class RangeReader {
         }
       }
       for (const w of wanted) k.position.set(tp(w.topic, w.partition), w.to);
-      if (k.carried > CARRY_LIMIT) this.forget(c); // a lagging partition made others run far ahead: start afresh
+      if (k.overflow) this.forget(c); // a lagging partition made others run far ahead: start afresh
       ok = true;
     } finally {
       c.removeListener('partition.eof', onEof);

@@ -7,6 +7,7 @@
  * filter) makes the plan not portable: it cannot leave its thread, so that part of the query stays there.
  */
 import type { Expr } from '../expr/column.js';
+import { lookupFunction } from '../expr/compile.js';
 import {
   ArrayType,
   DataType,
@@ -88,8 +89,12 @@ export function valueToData(v: unknown, where: string): Portable {
   if (proto !== Object.prototype && proto !== null) {
     throw new NotPortable(`${where} holds an object of class ${(v as object).constructor?.name ?? '?'}`);
   }
+  // A function call: its options as the function says they cross (what its prepare() found, e.g. a schema).
+  const fn = v as { kind?: unknown; name?: unknown; options?: Record<string, unknown> };
+  const def = fn.kind === 'fn' && typeof fn.name === 'string' && fn.options ? lookupFunction(fn.name) : undefined;
+  const source = def?.portableOptions ? { ...v, options: def.portableOptions(fn.options!) } : v;
   const out: Record<string, Portable> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = valueToData(x, `${where}.${k}`);
+  for (const [k, x] of Object.entries(source)) out[k] = valueToData(x, `${where}.${k}`);
   return out;
 }
 
@@ -158,8 +163,8 @@ export function statelessPrefix(plan: LogicalPlan): { plan: LogicalPlan; needed?
 }
 
 /**
- * The top-level columns expressions name (`a.b` names `a`, and `a.b` itself in case it is one column), or
- * undefined when one reads every column (a `*`).
+ * The top-level columns expressions may name (`a.b`: `a.b`, `a` and `b`), or undefined when one reads every
+ * column (a `*`).
  */
 function columnsNamed(exprs: Expr[]): string[] | undefined {
   const out: string[] = [];
@@ -169,8 +174,11 @@ function columnsNamed(exprs: Expr[]): string[] | undefined {
     const x = e as { kind?: string; name?: unknown };
     if (x.kind === 'star') return false;
     if (x.kind === 'col' && typeof x.name === 'string') {
+      // Over-inclusive on purpose: `e.user` may be column `user` of the DataFrame aliased `e`, field `user` of
+      // struct column `e`, or a column named "e.user".
       const name = x.name.replace(/`/g, '');
-      out.push(name, name.split('.')[0]!);
+      const parts = name.split('.');
+      out.push(name, ...parts);
       return true;
     }
     return Object.values(e).every(visit);

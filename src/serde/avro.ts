@@ -32,6 +32,7 @@ import {
 import { REGISTRY_DEFAULTS, RegistryConfig, RegistryError, registryClient } from './registry.js';
 import { frame, unframe } from './wireformat.js';
 import { redactUrl } from '../util/redact.js';
+import { NotPortable } from '../plan/portable.js';
 
 type AvroSchema = string | AvroSchema[] | { [k: string]: unknown };
 
@@ -514,6 +515,11 @@ const READER = Symbol('reader');
 const WRITER = Symbol('writer');
 
 registerFunction('from_avro', {
+  // The reader schema prepare() fetched, so a task worker reads with exactly it (not the subject's latest then).
+  portableOptions(options) {
+    const r = (options as { [READER]?: ReaderState })[READER];
+    return r && options.schema === undefined ? { ...options, schema: JSON.stringify(r.schema) } : options;
+  },
   async prepare(options) {
     const o = options as FromAvroOptions & { [READER]?: ReaderState };
     if (o[READER]) return;
@@ -679,6 +685,12 @@ interface WriterState {
 }
 
 registerFunction('to_avro', {
+  portableOptions(options) {
+    if ((options as ToAvroOptions).autoRegister === false) {
+      throw new NotPortable('toAvro with autoRegister: false writes with the id it looked up in the registry, which a worker thread would look up again');
+    }
+    return options;
+  },
   async prepare(options) {
     const o = options as ToAvroOptions & { [WRITER]?: WriterState };
     if (o[WRITER] || o.autoRegister !== false || o.schema !== undefined) return;

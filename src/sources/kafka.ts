@@ -54,6 +54,8 @@ export class KafkaSource implements Source {
   private readonly reader: RangeReader;
   /** The end offsets latestOffset() last returned and the earliest offsets it saw (reused by getBatch()). */
   private planned: { end: string; earliest: PartitionOffsets } | undefined;
+  /** Since when latestOffset() has found nothing new. */
+  private idleSince: number | undefined;
   private readonly includeHeaders: boolean;
   private readonly failOnDataLoss: boolean;
   private readonly maxOffsetsPerTrigger: number | undefined;
@@ -184,6 +186,10 @@ export class KafkaSource implements Source {
     const maxRows = limit.unlimited ? undefined : (limit.maxRows ?? this.maxOffsetsPerTrigger);
     if (maxRows !== undefined) end = this.rateLimit(from, end, maxRows);
     this.planned = { end: JSON.stringify(end), earliest };
+    // Caught up for a second: stop reading ahead (the consumer would otherwise fetch every few ms while idle).
+    const idle = Object.entries(end).every(([t, ps]) => Object.entries(ps).every(([p, e]) => start[t]?.[p] === e));
+    if (!idle) this.idleSince = undefined;
+    else if ((this.idleSince ??= Date.now()) < Date.now() - 1_000) this.reader.release();
     return end;
   }
 

@@ -207,7 +207,7 @@ export class AggregationOperator implements StatefulOperator {
    */
   partialRouting(): RowRouting | undefined {
     if (!(this.backend instanceof LocalAggregationState) || this.stage.sessionKey) return undefined;
-    if (!this.stage.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) return undefined;
+    if (!this.stage.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) return undefined; // (the pool checks further)
     return { lateEventsMs: this.batch!.lateEventsMs, outputMode: this.batch!.outputMode };
   }
 

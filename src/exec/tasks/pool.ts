@@ -22,7 +22,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { analyze, type Analyzed } from '../../plan/analyzer.js';
+import { analyze, type AggregateStage, type Analyzed } from '../../plan/analyzer.js';
 import type { LogicalPlan } from '../../plan/logical.js';
 import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData, type Portable } from '../../plan/portable.js';
 import { PARTIAL_AGGREGATES, type RowRouting } from '../operators/aggregationRows.js';
@@ -30,7 +30,7 @@ import type { PartialAggregate } from '../operators/aggregationState.js';
 import type { EvalContext } from '../../expr/compile.js';
 import { RecordError } from '../../expr/values.js';
 import { sourceSchema } from '../../sources/schema.js';
-import { StructType, type Row } from '../../types/index.js';
+import { DoubleType, FloatType, StructType, type Row } from '../../types/index.js';
 import type { BatchPipelineContext, EventTimeStats, Pipe } from '../planRunner.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 import type { TaskReply, TaskRequest } from './worker.js';
@@ -50,6 +50,17 @@ export function taskWorkers(conf: Record<string, string | undefined>): number {
     throw new Error(`${TASKS_CONF} must be "auto" (one worker per core) or a whole number of worker threads (0 = none), got "${v}".`);
   }
   return n;
+}
+
+/**
+ * An aggregate the workers may pre-aggregate: its buffers are plain data and merging them gives exactly what
+ * updating row by row gives. Not sums or averages of doubles: their last bits depend on the order of the
+ * additions, which would then depend on how a batch was cut into chunks (and differ on a re-run).
+ */
+function partialAggregate(a: AggregateStage['aggs'][number]): boolean {
+  if (!PARTIAL_AGGREGATES.has(a.call.fn)) return false;
+  const t = a.call.argType;
+  return !(['sum', 'avg', 'mean'].includes(a.call.fn) && (t === DoubleType || t === FloatType));
 }
 
 /** A worker's script: the compiled module next to this one, or the TypeScript source through tsx (tests). */
@@ -72,7 +83,6 @@ class TaskWorker {
   inFlight = 0;
 
   constructor() {
-    this.worker.unref(); // a worker never keeps the process alive; the query stops it
     this.worker.on('message', (m: TaskReply) => {
       this.inFlight = Math.max(0, this.inFlight - 1);
       this.waiting.shift()?.resolve(m);
@@ -132,7 +142,15 @@ export class TaskPool {
    */
   private start(): Promise<void> {
     if (this.ready) return this.ready;
-    const starting = Array.from({ length: this.requested }, () => new TaskWorker());
+    let starting: TaskWorker[];
+    try {
+      starting = Array.from({ length: this.requested }, () => new TaskWorker());
+    } catch (e) {
+      // No worker script (a bundled application, say): the steps run in the query's thread.
+      this.refused = `no worker thread could start (${(e as Error).message})`;
+      this.log(`WARN Task workers did not start; the query's per-row steps run in its own thread: ${(e as Error).message}`);
+      return (this.ready = Promise.resolve());
+    }
     const drop = (): void => void Promise.allSettled(starting.map((w) => w.stop()));
     this.ready = Promise.all(starting.map((w) => w.request(this.init))).then(
       (replies) => {
@@ -161,7 +179,8 @@ export class TaskPool {
     plan: LogicalPlan,
     analyzed: Analyzed,
     ctx: EvalContext,
-    settings: { workers: number; minRows?: number },
+    /** `prune`: send back only the columns the next operator reads (not when late rows are kept whole). */
+    settings: { workers: number; minRows?: number; prune?: boolean },
     log: (line: string) => void,
     why: (reason: string) => void = () => {},
   ): Promise<TaskPool | undefined> {
@@ -185,13 +204,13 @@ export class TaskPool {
     const watermarkIds = first.flatMap((s) => (s.kind === 'watermark' ? [s.id] : []));
     // Only the columns the aggregation reads come back from the workers (Spark's column pruning, at the one
     // place it pays here: what crosses threads). Rows run in this thread keep all theirs, which is harmless.
-    const wanted = prefix.needed && new Set(prefix.needed.map((n) => n.toLowerCase()));
+    const wanted = settings.prune !== false && prefix.needed && new Set(prefix.needed.map((n) => n.toLowerCase()));
     const back = wanted ? new StructType(own.schema.fields.filter((f) => wanted.has(f.name.toLowerCase()))) : own.schema;
     // The aggregation right after the steps, pre-aggregated by the workers chunk by chunk when its buffers
     // are plain data (Spark's partial aggregation before the shuffle).
     const next = analyzed.stages[own.stages.length];
     let aggregate: { id: number; data: Portable } | undefined;
-    if (prefix.aggregate && next?.kind === 'aggregate' && !next.sessionKey && next.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) {
+    if (prefix.aggregate && next?.kind === 'aggregate' && !next.sessionKey && next.aggs.every(partialAggregate)) {
       try {
         aggregate = { id: next.id, data: planToData(prefix.aggregate) };
       } catch (e) {
@@ -345,6 +364,10 @@ export class TaskPool {
         await tail;
         if (failure !== undefined) throw failure;
         await next.flush();
+      },
+      abandon: async () => {
+        failure ??= new Error('The batch was abandoned.'); // chunks not begun yet are skipped
+        await tail;
       },
     };
   }
