@@ -10,6 +10,7 @@
  * buffers, as it must.
  */
 import type { Analyzed, Stage } from '../plan/analyzer.js';
+import { observeEventTimes, type EventTimeStats } from './eventTime.js';
 import { keepsUnmatched, type JoinStage } from '../plan/join.js';
 import { AnalysisError } from '../expr/compile.js';
 import type { RecordError } from '../expr/values.js';
@@ -21,12 +22,7 @@ import type { TaskPool } from './tasks/pool.js';
 import { AggregationOperator } from './operators/aggregation.js';
 import type { PartialAggregate } from './operators/aggregationState.js';
 
-export interface EventTimeStats {
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-}
+export type { EventTimeStats } from './eventTime.js';
 
 /** One stage of the pipeline: rows are pushed in chunks, then flushed once at the end of the batch. */
 export interface Pipe {
@@ -360,17 +356,7 @@ function stagePipe(stage: Stage, next: Pipe, ctx: BatchPipelineContext): Pipe {
     case 'watermark':
       return {
         async push(rows) {
-          const s = ctx.eventTime.get(stage.id) ?? { min: Infinity, max: -Infinity, sum: 0, count: 0 };
-          for (const r of rows) {
-            const t = stage.eventTime(r) as Date | null;
-            if (t == null) continue;
-            const ms = t.getTime();
-            if (ms < s.min) s.min = ms;
-            if (ms > s.max) s.max = ms;
-            s.sum += ms;
-            s.count++;
-          }
-          ctx.eventTime.set(stage.id, s);
+          ctx.eventTime.set(stage.id, observeEventTimes(stage, rows, ctx.eventTime.get(stage.id)));
           await next.push(rows);
         },
         flush: () => next.flush(),

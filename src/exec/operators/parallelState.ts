@@ -12,11 +12,8 @@
  * copies cost about what they save (docs/benchmarks.md). Session windows and deduplication stay in the
  * query's thread.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import type { Row } from '../../types/index.js';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { startWorkerScript } from '../../util/worker.js';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import type { OutputMode } from '../../sinks/sink.js';
 import { parseDataType } from '../../types/index.js';
@@ -45,18 +42,8 @@ export function notParallel(stage: AggregateStage): string | undefined {
   return undefined;
 }
 
-/** A worker's script: the compiled module next to this one, or the TypeScript source through tsx (tests, `sluice run`). */
-function startWorker(): Worker {
-  const js = new URL('./stateWorker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js);
-  const ts = new URL('./stateWorker.ts', import.meta.url);
-  // tsx's ESM entry (its `import` condition) registers the TypeScript loader in the worker's own thread.
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`, { eval: true });
-}
-
 class StateWorker {
-  private readonly worker = startWorker();
+  private readonly worker = startWorkerScript(new URL('./stateWorker.js', import.meta.url));
   private readonly pending: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
   private failure: Error | undefined;
 

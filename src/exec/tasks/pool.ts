@@ -17,11 +17,8 @@
  * runs in the query's thread: a worker's round trip costs more than a few rows' work, and small batches are
  * about latency. Workers start in the background; until they are ready, chunks run in the query's thread.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { startWorkerScript } from '../../util/worker.js';
 import { analyze, type AggregateStage, type Analyzed } from '../../plan/analyzer.js';
 import type { LogicalPlan } from '../../plan/logical.js';
 import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData, type Portable } from '../../plan/portable.js';
@@ -63,20 +60,11 @@ function partialAggregate(a: AggregateStage['aggs'][number]): boolean {
   return !(['sum', 'avg', 'mean'].includes(a.call.fn) && (t === DoubleType || t === FloatType));
 }
 
-/** A worker's script: the compiled module next to this one, or the TypeScript source through tsx (tests). */
-function startWorker(): Worker {
-  const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js);
-  const ts = new URL('./worker.ts', import.meta.url);
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`, { eval: true });
-}
-
 type Done = Extract<TaskReply, { type: 'done' }>;
 type Partial = Extract<TaskReply, { type: 'partial' }>;
 
 class TaskWorker {
-  private readonly worker = startWorker();
+  private readonly worker = startWorkerScript(new URL('./worker.js', import.meta.url));
   private readonly waiting: Array<{ resolve: (r: TaskReply) => void; reject: (e: Error) => void }> = [];
   private failure: Error | undefined;
   /** Chunks sent and not answered yet. */

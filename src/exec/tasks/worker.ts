@@ -20,7 +20,7 @@ import { sourceSchema } from '../../sources/schema.js';
 import type { EvalContext } from '../../expr/compile.js';
 import type { RecordError } from '../../expr/values.js';
 import { StructType, type Row } from '../../types/index.js';
-import type { EventTimeStats } from '../planRunner.js';
+import { observeEventTimes, type EventTimeStats } from '../eventTime.js';
 import { applyRows } from '../rows.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 
@@ -106,16 +106,7 @@ async function run(m: Extract<TaskRequest, { type: 'run' }>): Promise<TaskReply>
       });
     } else if (stage.kind === 'watermark') {
       // The same statistics as planRunner's watermark stage, per chunk; the query's thread adds them up.
-      const s: EventTimeStats = { min: Infinity, max: -Infinity, sum: 0, count: 0 };
-      for (const r of rows) {
-        const t = stage.eventTime(r) as Date | null;
-        if (t == null) continue;
-        const ms = t.getTime();
-        if (ms < s.min) s.min = ms;
-        if (ms > s.max) s.max = ms;
-        s.sum += ms;
-        s.count++;
-      }
+      const s = observeEventTimes(stage, rows);
       eventTime.push(s.count ? s : null);
     } else throw new Error(`A task worker cannot run a ${stage.kind} stage (internal error).`);
   }
