@@ -5,14 +5,12 @@
  * each, alternating, on a private stack. Records/s over the whole run and batch latency (progress
  * batchDuration: p50, p99) per case; the ratio is of the two in the same run.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SluiceSession } from '../src/api/session.js';
 import { produceEvents } from '../src/demo/events.js';
 import { demoPipeline } from '../src/demo/pipeline.js';
 import { KafkaAdmin } from '../src/kafka/client.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 
 export interface ExactlyOnceCase {
   sink: 'atLeastOnce' | 'exactlyOnce';
@@ -29,8 +27,7 @@ const quantile = (xs: number[], q: number): number => {
 };
 
 export async function exactlyOnceSuite(N: number, BATCH: number, note: (l: string) => void): Promise<{ records: number; batch: number; cases: ExactlyOnceCase[]; throughputRatio: number; p99Ratio: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   const registry = { url: info.registryUrl };
   try {
@@ -88,7 +85,6 @@ export async function exactlyOnceSuite(N: number, BATCH: number, note: (l: strin
       p99Ratio: Math.round((mean('exactlyOnce', (c) => c.p99BatchMs) / mean('atLeastOnce', (c) => c.p99BatchMs)) * 100) / 100,
     };
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }

@@ -5,13 +5,11 @@
  * record with the broker's time (message.timestamp.type=LogAppendTime). Latency = output broker timestamp −
  * send time, p50/p90/p99/max over the events after the first 2 s (start-up), plus the time to the first output.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SluiceSession } from '../src/api/session.js';
 import { col, upper } from '../src/expr/functions.js';
 import { AckedProducer, KafkaAdmin, readTopic } from '../src/kafka/client.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 import type { StreamingQueryProgress } from '../src/exec/progress.js';
 
 export interface LatencyResult {
@@ -31,8 +29,7 @@ export interface LatencyResult {
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0;
 
 export async function latencySuite(rate: number, seconds: number, note: (l: string) => void): Promise<LatencyResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   try {
     const admin = new KafkaAdmin(conf);
@@ -108,7 +105,6 @@ export async function latencySuite(rate: number, seconds: number, note: (l: stri
       },
     };
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }

@@ -20,8 +20,8 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import avro from 'avsc';
 import type { SluiceSession } from '../src/api/session.js';
@@ -35,7 +35,7 @@ import { KafkaAdmin, KafkaConfig, PartitionOffsets, RangeReader } from '../src/k
 import { fromAvro } from '../src/serde/avro.js';
 import { registryClient } from '../src/serde/registry.js';
 import { unframe } from '../src/serde/wireformat.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 
 export type PeerCase = 'demo' | 'windowed';
 
@@ -380,8 +380,7 @@ export async function peerSuite(o: PeerOptions, note: (l: string) => void): Prom
   }
   const hasSpark = !spark.skipped;
 
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-peer-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note, 'sluice-bench-peer-');
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   const registry = { url: info.registryUrl };
   const IN = 'peer-in';
@@ -512,8 +511,7 @@ export async function peerSuite(o: PeerOptions, note: (l: string) => void): Prom
       verification,
     };
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }
 

@@ -5,13 +5,11 @@
  * Issue 16 item 9: the default paused fetching for a second once the local queue was over its thresholds,
  * which a range read hits at every batch.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SluiceSession } from '../src/api/session.js';
 import { col } from '../src/expr/functions.js';
 import { AckedProducer, KafkaAdmin } from '../src/kafka/client.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 
 export interface RangeReadResult {
   records: number;
@@ -22,8 +20,7 @@ export interface RangeReadResult {
 }
 
 export async function rangeReadSuite(N: number, BATCH: number, note: (l: string) => void): Promise<RangeReadResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   try {
     const admin = new KafkaAdmin(conf);
@@ -64,7 +61,6 @@ export async function rangeReadSuite(N: number, BATCH: number, note: (l: string)
     }
     return { records: N, batch: BATCH, runs, totalRatio: Math.round((runs[0]!.totalMs / runs[1]!.totalMs) * 10) / 10 };
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }

@@ -24,7 +24,7 @@ import { SluiceSession } from '../src/api/session.js';
 import { produceEvents } from '../src/demo/events.js';
 import { demoPipeline } from '../src/demo/pipeline.js';
 import { AckedProducer, KafkaAdmin, PartitionOffsets, RangeReader } from '../src/kafka/client.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 import { rangeReadSuite } from './rangeRead.js';
 import { exactlyOnceSuite } from './exactlyOnce.js';
 import { latencySuite } from './latency.js';
@@ -170,8 +170,7 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   const registry = { url: info.registryUrl };
   try {
@@ -228,8 +227,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }
 
@@ -238,8 +236,7 @@ async function main(): Promise<void> {
  * maxOffsetsPerTrigger — one batch of N — in its own process, so its peak RSS is the query's.
  */
 async function backlogSuite(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   try {
     const admin = new KafkaAdmin(conf);
@@ -264,8 +261,7 @@ async function backlogSuite(): Promise<void> {
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
     else process.stdout.write(`backlog of ${result.records} records in ${result.batches} batch(es): ${result.recordsPerSecond} records/s, peak RSS ${result.peakRssMB} MB\n`);
   } finally {
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }
 

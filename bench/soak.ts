@@ -13,12 +13,10 @@
  * docs/reliability.md.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AckedProducer, KafkaAdmin, readTopic } from '../src/kafka/client.js';
-import { down, freePort, up } from '../src/stack/stack.js';
+import { privateStack } from './stack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -59,8 +57,7 @@ function run(env: Record<string, string>) {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-soak-'));
-  const info = await up({ dir, ports: { kafka: await freePort(), controller: await freePort(), registry: await freePort() }, log: note });
+  const { dir, info, close } = await privateStack(note, 'sluice-soak-');
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   const [IN, OUT] = ['soak-in', 'soak-out'];
   let produced = 0;
@@ -127,8 +124,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(result) + '\n');
   } finally {
     producing = false;
-    await down({ dir, log: () => {} });
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }
 

@@ -47,24 +47,19 @@ PROVIDERS = {
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 t_jvm = time.perf_counter()
-from pyspark.sql import SparkSession  # noqa: E402
+from local_spark import local_session  # noqa: E402
 from pyspark.sql.functions import expr  # noqa: E402
 
-spark = (
-    SparkSession.builder.master("local[2]")
-    .appName("sluice-bench-join")
-    .config("spark.driver.host", "127.0.0.1")
-    .config("spark.driver.bindAddress", "127.0.0.1")
-    .config("spark.ui.enabled", "false")
-    .config("spark.ui.showConsoleProgress", "false")
-    .config("spark.driver.memory", args.driver_memory)
-    .config("spark.sql.shuffle.partitions", args.partitions)
-    .config("spark.sql.session.timeZone", "UTC")
-    .config("spark.sql.streaming.stateStore.providerClass", PROVIDERS[args.provider])
-    .config("spark.sql.streaming.numRecentProgressUpdates", "10000")
-    .getOrCreate()
+spark = local_session(
+    "sluice-bench-join",
+    args.driver_memory,
+    args.partitions,
+    {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.streaming.stateStore.providerClass": PROVIDERS[args.provider],
+        "spark.sql.streaming.numRecentProgressUpdates": "10000",
+    },
 )
-spark.sparkContext.setLogLevel("ERROR")
 jvm_start_s = time.perf_counter() - t_jvm
 
 checkpoint = tempfile.mkdtemp(prefix="spark-bench-join-")

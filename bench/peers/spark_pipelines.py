@@ -58,7 +58,7 @@ if not args.resolve_only:
 
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 t_jvm = time.perf_counter()
-from pyspark.sql import SparkSession  # noqa: E402
+from local_spark import local_session  # noqa: E402
 from pyspark.sql.avro.functions import from_avro, to_avro  # noqa: E402
 from pyspark.sql.functions import (  # noqa: E402
     avg,
@@ -76,22 +76,17 @@ from pyspark.sql.functions import (  # noqa: E402
     window,
 )
 
-spark = (
-    SparkSession.builder.master("local[2]")
-    .appName("sluice-bench-peer")
-    .config("spark.jars.packages", PACKAGES)
-    .config("spark.jars.ivy", os.path.expanduser("~/.cache/sluice/ivy"))
-    .config("spark.driver.host", "127.0.0.1")
-    .config("spark.driver.bindAddress", "127.0.0.1")
-    .config("spark.ui.enabled", "false")
-    .config("spark.ui.showConsoleProgress", "false")
-    .config("spark.driver.memory", args.driver_memory)
-    .config("spark.sql.shuffle.partitions", args.partitions)
-    .config("spark.sql.session.timeZone", "UTC")
-    .config("spark.sql.streaming.numRecentProgressUpdates", "100000")
-    .getOrCreate()
+spark = local_session(
+    "sluice-bench-peer",
+    args.driver_memory,
+    args.partitions,
+    {
+        "spark.jars.packages": PACKAGES,
+        "spark.jars.ivy": os.path.expanduser("~/.cache/sluice/ivy"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.streaming.numRecentProgressUpdates": "100000",
+    },
 )
-spark.sparkContext.setLogLevel("ERROR")
 jvm_start_ms = round((time.perf_counter() - t_jvm) * 1000)
 jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
 

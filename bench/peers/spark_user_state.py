@@ -77,24 +77,19 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 local_dir = tempfile.mkdtemp(prefix="spark-bench-us-local-")
 t_jvm = time.perf_counter()
 import pandas as pd  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
+from local_spark import local_session  # noqa: E402
 from pyspark.sql.streaming.state import GroupStateTimeout  # noqa: E402
 
-spark = (
-    SparkSession.builder.master("local[2]")
-    .appName("sluice-bench-user-state")
-    .config("spark.driver.host", "127.0.0.1")
-    .config("spark.driver.bindAddress", "127.0.0.1")
-    .config("spark.ui.enabled", "false")
-    .config("spark.ui.showConsoleProgress", "false")
-    .config("spark.driver.memory", args.driver_memory)
-    .config("spark.local.dir", local_dir)
-    .config("spark.sql.shuffle.partitions", args.partitions)
-    .config("spark.sql.streaming.stateStore.providerClass", PROVIDERS[args.provider])
-    .config("spark.sql.streaming.numRecentProgressUpdates", "10000")
-    .getOrCreate()
+spark = local_session(
+    "sluice-bench-user-state",
+    args.driver_memory,
+    args.partitions,
+    {
+        "spark.local.dir": local_dir,
+        "spark.sql.streaming.stateStore.providerClass": PROVIDERS[args.provider],
+        "spark.sql.streaming.numRecentProgressUpdates": "10000",
+    },
 )
-spark.sparkContext.setLogLevel("ERROR")
 jvm_start_s = time.perf_counter() - t_jvm
 jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
 
