@@ -12,7 +12,7 @@
  * partitions (parallelState.ts).
  */
 import { decodeState } from '../../state/codec.js';
-import { PARTIAL_AGGREGATES, routeRow, type RouteTarget, type RowRouting } from './aggregationRows.js';
+import { canPreAggregate, routeRow, type RouteTarget, type RowRouting } from './aggregationRows.js';
 import type { AggregateImpl } from '../../expr/aggregates.js';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import type { StateSchema } from '../../state/schema.js';
@@ -206,8 +206,7 @@ export class AggregationOperator implements StatefulOperator {
    * no session window, every aggregate's buffer plain data. Their routing for this batch, when they may.
    */
   partialRouting(): RowRouting | undefined {
-    if (!(this.backend instanceof LocalAggregationState) || this.stage.sessionKey) return undefined;
-    if (!this.stage.aggs.every((a) => PARTIAL_AGGREGATES.has(a.call.fn))) return undefined; // (the pool checks further)
+    if (!(this.backend instanceof LocalAggregationState) || !canPreAggregate(this.stage)) return undefined;
     return { lateEventsMs: this.batch!.lateEventsMs, outputMode: this.batch!.outputMode };
   }
 

@@ -6,7 +6,7 @@
 import { windowsOf } from '../../expr/window.js';
 import type { AggregateStage } from '../../plan/analyzer.js';
 import { encodeState } from '../../state/codec.js';
-import type { Row } from '../../types/index.js';
+import { DoubleType, FloatType, type Row } from '../../types/index.js';
 import { keyTime } from './aggregationState.js';
 
 export interface RowRouting {
@@ -54,4 +54,19 @@ export function routeRow(stage: AggregateStage, row: Row, r: RowRouting, to: Rou
 }
 
 /** Aggregates whose buffers are plain data, so a chunk's partial buffers can cross threads and be merged. */
-export const PARTIAL_AGGREGATES = new Set(['count', 'sum', 'avg', 'mean', 'min', 'max', 'first', 'last']);
+const PARTIAL_AGGREGATES = new Set(['count', 'sum', 'avg', 'mean', 'min', 'max', 'first', 'last']);
+
+/**
+ * Whether task workers may pre-aggregate chunks for this aggregation: no session window, and every aggregate's
+ * buffers plain data whose merge gives exactly what updating row by row gives. Not sums or averages of
+ * doubles: their last bits depend on the order of the additions, which would then depend on how a batch was
+ * cut into chunks (and differ on a re-run).
+ */
+export function canPreAggregate(stage: AggregateStage): boolean {
+  if (stage.sessionKey) return false;
+  return stage.aggs.every((a) => {
+    if (!PARTIAL_AGGREGATES.has(a.call.fn)) return false;
+    const t = a.call.argType;
+    return !(['sum', 'avg', 'mean'].includes(a.call.fn) && (t === DoubleType || t === FloatType));
+  });
+}

@@ -19,15 +19,15 @@
  */
 import { availableParallelism } from 'node:os';
 import { startWorkerScript } from '../../util/worker.js';
-import { analyze, type AggregateStage, type Analyzed } from '../../plan/analyzer.js';
+import { analyze, type Analyzed } from '../../plan/analyzer.js';
 import type { LogicalPlan } from '../../plan/logical.js';
 import { NotPortable, planToData, statelessPrefix, typeToData, valueFromData, type Portable } from '../../plan/portable.js';
-import { PARTIAL_AGGREGATES, type RowRouting } from '../operators/aggregationRows.js';
+import { canPreAggregate, type RowRouting } from '../operators/aggregationRows.js';
 import type { PartialAggregate } from '../operators/aggregationState.js';
 import type { EvalContext } from '../../expr/compile.js';
 import { RecordError } from '../../expr/values.js';
 import { sourceSchema } from '../../sources/schema.js';
-import { DoubleType, FloatType, StructType, type Row } from '../../types/index.js';
+import { StructType, type Row } from '../../types/index.js';
 import type { BatchPipelineContext, EventTimeStats, Pipe } from '../planRunner.js';
 import { packer, unpacker, type PackedRows } from './wire.js';
 import type { TaskReply, TaskRequest } from './worker.js';
@@ -49,19 +49,9 @@ export function taskWorkers(conf: Record<string, string | undefined>): number {
   return n;
 }
 
-/**
- * An aggregate the workers may pre-aggregate: its buffers are plain data and merging them gives exactly what
- * updating row by row gives. Not sums or averages of doubles: their last bits depend on the order of the
- * additions, which would then depend on how a batch was cut into chunks (and differ on a re-run).
- */
-function partialAggregate(a: AggregateStage['aggs'][number]): boolean {
-  if (!PARTIAL_AGGREGATES.has(a.call.fn)) return false;
-  const t = a.call.argType;
-  return !(['sum', 'avg', 'mean'].includes(a.call.fn) && (t === DoubleType || t === FloatType));
-}
 
 type Done = Extract<TaskReply, { type: 'done' }>;
-type Partial = Extract<TaskReply, { type: 'partial' }>;
+type PartialReply = Extract<TaskReply, { type: 'partial' }>;
 
 class TaskWorker {
   private readonly worker = startWorkerScript(new URL('./worker.js', import.meta.url));
@@ -198,7 +188,7 @@ export class TaskPool {
     // are plain data (Spark's partial aggregation before the shuffle).
     const next = analyzed.stages[own.stages.length];
     let aggregate: { id: number; data: Portable } | undefined;
-    if (prefix.aggregate && next?.kind === 'aggregate' && !next.sessionKey && next.aggs.every(partialAggregate)) {
+    if (prefix.aggregate && next?.kind === 'aggregate' && canPreAggregate(next)) {
       try {
         aggregate = { id: next.id, data: planToData(prefix.aggregate) };
       } catch (e) {
@@ -271,7 +261,7 @@ export class TaskPool {
     let seq = 0;
     const pending: Array<Promise<void>> = [];
     const limit = Math.max(2, this.requested * 2);
-    const settle = (r: Done | Partial, rows: Row[]): void => {
+    const settle = (r: Done | PartialReply, rows: Row[]): void => {
       // Dead letters in the order the query's thread would have met them; the input row is still here.
       for (const b of r.bad) {
         const row = b.index !== undefined ? rows[b.index]! : (valueFromData(b.row) as Row);
