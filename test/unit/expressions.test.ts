@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   SluiceSession, col, lit, when, coalesce, upper, lower, trim, length, substring, concat, concat_ws, regexp_replace,
   regexp_extract, to_date, to_timestamp, unix_timestamp, hour, date_format, struct, to_json, from_json, current_timestamp,
-  AnalysisError, split,
+  AnalysisError, split, max, min,
 } from '../../src/index.js';
 
 const session = SluiceSession.builder().getOrCreate();
@@ -98,6 +98,19 @@ describe('column expressions', () => {
       .select(col('s').cast('int').alias('i'), col('b').cast('boolean').alias('bb'), col('x').cast('int').alias('bad'), col('n').cast('int').alias('trunc'), col('n').cast('string').alias('str'))
       .collect();
     expect(r).toEqual({ i: 42, bb: true, bad: null, trunc: 3, str: '3.9' });
+  });
+
+  it('NaN follows Spark SQL\'s NaN semantics: equal to itself, greater than any other number', async () => {
+    // Spark SQL reference, "NaN Semantics": NaN = NaN is true; NaN is larger than any other numeric value,
+    // so it goes last in ascending order and is the max of a group that holds one; rows with NaN group
+    // together. Before, NaN compared as equal to everything, so max() depended on the order of the rows.
+    const df = session.createDataFrame([1, NaN, 3, NaN].map((d, i) => ({ k: i % 2, d })), 'k INT, d DOUBLE');
+    const agg = await df.groupBy('k').agg(max('d').alias('hi'), min('d').alias('lo')).orderBy('k').collect();
+    expect(agg).toEqual([{ k: 0, hi: 3, lo: 1 }, { k: 1, hi: NaN, lo: NaN }]);
+    const all = await df.agg(max('d').alias('hi'), min('d').alias('lo')).collect();
+    expect(all).toEqual([{ hi: NaN, lo: 1 }]);
+    expect((await df.orderBy('d').collect()).map((r) => r.d)).toEqual([1, 3, NaN, NaN]);
+    expect((await df.groupBy('d').count().orderBy('d').collect()).map((r) => [r.d, r.count])).toEqual([[1, 1], [3, 1], [NaN, 2]]);
   });
 
   it('to_json writes doubles and floats as Spark does (Jackson: Java Double/Float.toString)', async () => {
