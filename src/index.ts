@@ -15,7 +15,8 @@ export { BatchSourceError, registerBatchReader, type BatchReader, type BatchRead
 export { DataStreamWriter, type ForeachBatchFn, type ForeachWriter } from './api/writer.js';
 export { DataFrameWriter, type SaveMode } from './api/batchWriter.js';
 export { StreamingQueryManager } from './api/manager.js';
-export { StreamingQuery, StreamingQueryException } from './exec/microBatch.js';
+export { MicroBatchQuery, StreamingQueryException } from './exec/microBatch.js';
+export type { StreamingQuery } from './exec/streamingQuery.js';
 export type { StateOperatorProgress } from './exec/operators/statefulOperator.js';
 export type { StreamingQueryProgress, StreamingQueryStatus, StreamingQueryListener, SourceProgress } from './exec/progress.js';
 export { startMonitor, type Monitor, type MonitorOptions } from './ui/server.js';

@@ -231,6 +231,7 @@ export class DataFrame {
 
   /** The resolved schema. */
   async schema(): Promise<StructType> {
+    if (this.session.remote) return this.session.remote.schema(this.plan);
     return (await this.analyze()).schema;
   }
 
@@ -239,11 +240,17 @@ export class DataFrame {
     this.session.out((await this.schema()).treeString());
   }
 
-  /** The plan, as text. */
+  /** The plan, as text (Sluice's logical plan; on a Spark Connect session, {@link sparkPlan} gives Spark's). */
   explain(): string {
     const text = planString(this.plan);
     this.session.out(text + '\n');
     return text;
+  }
+
+  /** Spark's plan for this DataFrame, on a Spark Connect session: `mode` simple (default), extended, formatted, cost or codegen. */
+  async sparkPlan(mode = 'simple'): Promise<string> {
+    if (!this.session.remote) throw new AnalysisError('sparkPlan() needs a Spark Connect session (SluiceSession.builder().remote("sc://…")); explain() shows the plan here.');
+    return this.session.remote.explain(this.plan, mode);
   }
 
   private requireBatch(what: string): void {
@@ -258,6 +265,7 @@ export class DataFrame {
   /** Runs a batch DataFrame and returns its rows. */
   async collect(): Promise<Row[]> {
     this.requireBatch('collect');
+    if (this.session.remote) return this.session.remote.collect(this.plan);
     const a = await this.analyze();
     // A batch is one pass: aggregations emit every group (complete mode, no watermark), state lives only
     // for this call, in memory.
@@ -270,6 +278,11 @@ export class DataFrame {
 
   /** Prints the first rows as a table, as Spark's show(). */
   async show(numRows = 20, truncate: boolean | number = true): Promise<void> {
+    if (this.session.remote) {
+      this.requireBatch('show');
+      this.session.out(await this.session.remote.showString(this.plan, numRows, truncate));
+      return;
+    }
     const [rows, schema] = await Promise.all([this.collect(), this.schema()]);
     this.session.out(showString(rows, schema, numRows, truncate));
   }

@@ -1,6 +1,6 @@
 /** `session.streams`: the active queries of a session, as Spark's StreamingQueryManager. */
 import type { StreamingQueryListener } from '../exec/progress.js';
-import type { StreamingQuery } from '../exec/microBatch.js';
+import type { StreamingQuery } from '../exec/streamingQuery.js';
 
 const EVENTS = ['onQueryStarted', 'onQueryProgress', 'onQueryIdle', 'onQueryTerminated'] as const;
 

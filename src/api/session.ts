@@ -7,6 +7,8 @@ import { Row, StructType, parseSchema } from '../types/index.js';
 import { DataFrame } from './dataframe.js';
 import { StreamingQueryManager } from './manager.js';
 import { DataFrameReader, DataStreamReader } from './reader.js';
+import { SparkConnectBackend } from '../connect/backend.js';
+import { parseConnectUrl } from '../connect/client.js';
 
 export class RuntimeConfig {
   private readonly values = new Map<string, string>();
@@ -27,6 +29,7 @@ export class RuntimeConfig {
 class Builder {
   private name = 'sluice';
   private readonly settings: Record<string, string> = {};
+  private remoteUrl: string | undefined;
   appName(name: string): this {
     this.name = name;
     return this;
@@ -36,15 +39,27 @@ class Builder {
     this.settings[key] = String(value);
     return this;
   }
-  /** Returns the process's session, created on first call (Spark's getOrCreate). */
+  /**
+   * Runs this session's DataFrames on Apache Spark through Spark Connect (`sc://host:15002`, Spark 3.5),
+   * instead of in this process: the same DataFrame code, compiled to Spark's plan. `spark.*` settings given
+   * with config() are sent to the server. Locally, `sluice up --spark` starts a server on 127.0.0.1.
+   */
+  remote(url: string): this {
+    parseConnectUrl(url); // a malformed address fails here, not at the first query
+    this.remoteUrl = url;
+    return this;
+  }
+  /** Returns the process's session (one per remote address), created on first call (Spark's getOrCreate). */
   getOrCreate(): SluiceSession {
-    const s = (active ??= new SluiceSession(this.name));
+    const url = this.remoteUrl;
+    const s = url ? (remoteSessions.get(url) ?? remoteSessions.set(url, new SluiceSession(this.name, url)).get(url)!) : (active ??= new SluiceSession(this.name));
     for (const [k, v] of Object.entries(this.settings)) s.conf.set(k, v);
     return s;
   }
 }
 
 let active: SluiceSession | undefined;
+const remoteSessions = new Map<string, SluiceSession>();
 
 /** A temp view or memory-sink table, as `session.catalog.listTables()` lists it. */
 export interface TableInfo {
@@ -86,7 +101,15 @@ export class SluiceSession {
   /** Where the engine logs warnings and errors. */
   log: (line: string) => void = (l) => process.stderr.write(`[sluice] ${l}\n`);
 
-  constructor(readonly appName = 'sluice') {}
+  /** Set when the session runs on Spark through Spark Connect (builder().remote(url)). */
+  readonly remote: SparkConnectBackend | undefined;
+
+  constructor(
+    readonly appName = 'sluice',
+    remoteUrl?: string,
+  ) {
+    this.remote = remoteUrl ? new SparkConnectBackend(remoteUrl, () => this.conf.getAll(), (l) => this.log(l)) : undefined;
+  }
 
   static builder(): Builder {
     return new Builder();
@@ -195,5 +218,9 @@ export class SluiceSession {
   async stop(): Promise<void> {
     await Promise.all(this.streams.active.map((q) => q.stop()));
     if (active === this) active = undefined;
+    if (this.remote) {
+      this.remote.close();
+      remoteSessions.delete(this.remote.url);
+    }
   }
 }

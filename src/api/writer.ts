@@ -12,7 +12,8 @@ import {
 } from '../checkpoint/checkpoint.js';
 import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { DeadLetterWriter, FileDeadLetterWriter, KafkaDeadLetterWriter } from '../exec/deadLetter.js';
-import { StreamingQuery } from '../exec/microBatch.js';
+import { MicroBatchQuery } from '../exec/microBatch.js';
+import type { StreamingQuery } from '../exec/streamingQuery.js';
 import { Trigger, TriggerOptions, parseTrigger } from '../exec/trigger.js';
 import { KafkaLateEventsWriter } from '../exec/lateEvents.js';
 import { KafkaAdmin, kafkaConfigFromOptions } from '../kafka/client.js';
@@ -221,6 +222,7 @@ export class DataStreamWriter extends WithOptions {
     const session = this.df.session;
     this.warnOverriddenSink();
     checkStreamingPlan(this.df.plan, this.mode);
+    if (session.remote) return this.startRemote();
     const ctx: EvalContext = { batchTimestampMs: Date.now() };
     const analyzed = await this.df.analyze(ctx);
     checkStreamingPlan(this.df.plan, this.mode, analyzed);
@@ -252,6 +254,20 @@ export class DataStreamWriter extends WithOptions {
     // Not logged at creation (Spark logs it to log4j; here it would print a random path in every lesson's
     // output): only keeping the folder is worth a line, see deleteTemporaryCheckpoint.
     if (temporary) query.whenTerminated(() => this.deleteTemporaryCheckpoint(root, query));
+    session.streams.register(query);
+    return query;
+  }
+
+  /** On a Spark Connect session: the query runs on Spark (connect/backend.ts); the handle is a proxy. */
+  private async startRemote(): Promise<StreamingQuery> {
+    const session = this.df.session;
+    const query = await session.remote!.startStream(this.df.plan, {
+      format: this.fmt,
+      options: { ...this.opts },
+      outputMode: this.mode,
+      trigger: this.trig,
+      queryName: this.name,
+    });
     session.streams.register(query);
     return query;
   }
@@ -298,7 +314,7 @@ export class DataStreamWriter extends WithOptions {
 
   private newQuery(checkpoint: Checkpoint, analyzed: Awaited<ReturnType<DataFrame['analyze']>>, ctx: EvalContext, sink: Sink, onBad: string): StreamingQuery {
     const session = this.df.session;
-    return new StreamingQuery({
+    return new MicroBatchQuery({
       name: this.name ?? null,
       plan: this.df.plan,
       analyzed,

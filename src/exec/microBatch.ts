@@ -6,6 +6,7 @@
  *  3. read, transform (per-row errors go to the dead-letter destination), hand the rows to the sink;
  *  4. write commits/N after the sink has accepted the batch.
  */
+import type { StreamingQuery } from './streamingQuery.js';
 import { randomUUID } from 'node:crypto';
 import { Checkpoint, CheckpointError, MIN_BATCHES_TO_RETAIN_CONF, Offset, OffsetSeq, minBatchesToRetain } from '../checkpoint/checkpoint.js';
 import type { EvalContext } from '../expr/compile.js';
@@ -72,7 +73,7 @@ const DEFAULT_POLLING_DELAY_MS = 10;
 const IDLE_EVENT_INTERVAL_MS = 10_000;
 
 /** A running streaming query: its handle for the user (Spark's StreamingQuery). */
-export class StreamingQuery {
+export class MicroBatchQuery implements StreamingQuery {
   readonly id: string;
   readonly runId = randomUUID();
   readonly name: string | null;

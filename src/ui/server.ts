@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SluiceSession } from '../api/session.js';
-import type { StreamingQuery } from '../exec/microBatch.js';
+import type { StreamingQuery } from '../exec/streamingQuery.js';
 import type { StreamingQueryListener, StreamingQueryProgress } from '../exec/progress.js';
 import { StreamingMetrics } from './metrics.js';
 import { PAGE } from './page.js';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SluiceSession, col, explainCheckpoint, formatCheckpointReport } from '../../src/index.js';
 import type { CheckpointLock } from '../../src/checkpoint/lock.js';
-import type { StreamingQuery } from '../../src/exec/microBatch.js';
+import type { StreamingQuery } from '../../src/exec/streamingQuery.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'sluice-lock-'));
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');

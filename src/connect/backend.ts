@@ -1,0 +1,213 @@
+/**
+ * A session's Spark Connect backend (`SluiceSession.builder().remote('sc://…')`): DataFrames compile to
+ * Spark Connect relations (connect/compile.ts) and run on Spark. Static frames are collected as Arrow;
+ * `writeStream.start()` sends WriteStreamOperationStart and returns a RemoteStreamingQuery.
+ */
+import { AnalysisError } from '../expr/compile.js';
+import type { Trigger } from '../exec/trigger.js';
+import type { LogicalPlan } from '../plan/logical.js';
+import {
+  ArrayType,
+  BinaryType,
+  BooleanType,
+  ByteType,
+  DataType,
+  DateType,
+  DecimalType,
+  DoubleType,
+  FloatType,
+  IntegerType,
+  LongType,
+  MapType,
+  NullType,
+  Row,
+  ShortType,
+  StringType,
+  StructType,
+  TimestampType,
+} from '../types/index.js';
+import { rowsFromArrow } from './arrow.js';
+import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
+import { Compiler, ConnectUnsupportedError } from './compile.js';
+import { RemoteStreamingQuery } from './query.js';
+
+/** What writeStream holds when start() is called. */
+export interface RemoteWriteSpec {
+  format: string | undefined;
+  options: Record<string, string>;
+  outputMode: string;
+  trigger: Trigger;
+  queryName: string | undefined;
+}
+
+/** Options only Sluice's own engine reads: Spark would ignore them silently, so they are named when dropped. */
+const SLUICE_ONLY = /^(deadLetter\.|lateEvents\.|onBadRecord$|createMissingTopics$)/;
+
+export class SparkConnectBackend {
+  readonly client: SparkConnectClient;
+  private ready: Promise<string> | undefined;
+
+  constructor(
+    readonly url: string,
+    private readonly conf: () => Record<string, string>,
+    private readonly log: (line: string) => void,
+  ) {
+    this.client = new SparkConnectClient(url);
+  }
+
+  /** Checks the server's version and sends the session's `spark.*` settings, once. */
+  connect(): Promise<string> {
+    return (this.ready ??= (async () => {
+      const version = await this.client.sparkVersion();
+      const spark = Object.fromEntries(Object.entries(this.conf()).filter(([k]) => k.startsWith('spark.')));
+      if (Object.keys(spark).length) await this.client.setConf(spark);
+      return version;
+    })().catch((e: unknown) => {
+      this.ready = undefined;
+      throw e;
+    }));
+  }
+
+  private compiler(): Compiler {
+    return new Compiler({ warn: (l) => this.log(`WARN ${l}`) });
+  }
+
+  /** The Spark Connect relation for a plan (what would be sent). */
+  async relation(plan: LogicalPlan): Promise<Msg> {
+    return this.compiler().relation(plan);
+  }
+
+  async collect(plan: LogicalPlan): Promise<Row[]> {
+    await this.connect();
+    const responses = await this.client.execute({ root: await this.relation(plan) });
+    return rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
+  }
+
+  async schema(plan: LogicalPlan): Promise<StructType> {
+    await this.connect();
+    const r = await this.client.analyze({ schema: { plan: { root: await this.relation(plan) } } });
+    const t = sluiceType((r.schema as Msg).schema as Msg);
+    if (!(t instanceof StructType)) throw new SparkConnectError(`Spark answered a schema that is not a struct: ${t.simpleString()}`);
+    return t;
+  }
+
+  /** Spark's plan for the DataFrame (`explain(mode)`: simple, extended, codegen, cost, formatted). */
+  async explain(plan: LogicalPlan, mode = 'simple'): Promise<string> {
+    await this.connect();
+    const r = await this.client.analyze({ explain: { plan: { root: await this.relation(plan) }, explain_mode: `EXPLAIN_MODE_${mode.toUpperCase()}` } });
+    return String((r.explain as Msg).explain_string ?? '');
+  }
+
+  /** Spark's own show() text. */
+  async showString(plan: LogicalPlan, numRows: number, truncate: boolean | number): Promise<string> {
+    await this.connect();
+    const input = await this.relation(plan);
+    const t = truncate === true ? 20 : truncate === false ? 0 : truncate;
+    const responses = await this.client.execute({ root: { show_string: { input, num_rows: numRows, truncate: t, vertical: false } } });
+    const rows = rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
+    return String(rows[0]?.show_string ?? '');
+  }
+
+  async startStream(plan: LogicalPlan, w: RemoteWriteSpec): Promise<RemoteStreamingQuery> {
+    if (w.format === 'foreachBatch' || w.format === 'foreach') {
+      throw new ConnectUnsupportedError(
+        `writeStream.${w.format}() with a JavaScript function`,
+        "Spark would call this process's function for every batch (Spark Connect 3.5 runs only Python and Scala functions there)",
+        'Write to Kafka (format("kafka")), or to files, and process the output from there; or run this query locally.',
+      );
+    }
+    if (!w.format) throw new AnalysisError('writeStream: call .format("kafka") (or console, memory, parquet, …) before start().');
+    const dropped = Object.keys(w.options).filter((k) => SLUICE_ONLY.test(k));
+    if (dropped.length) {
+      this.log(
+        `WARN Spark does not know ${dropped.join(', ')}: these are Sluice engine options (dead letters, late events, topic creation), ` +
+          'not sent to Spark. On Spark a record that cannot be decoded fails the query, and late rows are dropped (counted in stateOperators.numRowsDroppedByWatermark).',
+      );
+    }
+    const options = Object.fromEntries(Object.entries(w.options).filter(([k]) => !SLUICE_ONLY.test(k)));
+    if (w.format === 'kafka' && !options.checkpointLocation && !this.conf()['spark.sql.streaming.checkpointLocation']) {
+      throw new AnalysisError(
+        'The kafka sink needs a checkpoint on Spark too: set .option("checkpointLocation", …) to a folder the Spark driver can write ' +
+          '(an absolute path on its machine, or a hdfs:// / s3a:// URI) — one per query, kept across restarts.',
+      );
+    }
+    await this.connect();
+    const input = await this.relation(plan);
+    const trigger =
+      w.trigger.kind === 'availableNow'
+        ? { available_now: true }
+        : w.trigger.kind === 'once'
+          ? { once: true }
+          : w.trigger.intervalMs > 0
+            ? { processing_time_interval: `${w.trigger.intervalMs} milliseconds` }
+            : {};
+    const responses = await this.client.execute({
+      command: {
+        write_stream_operation_start: {
+          input,
+          format: w.format,
+          options,
+          output_mode: w.outputMode,
+          ...(w.queryName ? { query_name: w.queryName } : {}),
+          ...trigger,
+        },
+      },
+    });
+    const started = responses.find((r) => r.write_stream_operation_start_result)?.write_stream_operation_start_result as Msg | undefined;
+    const id = started?.query_id as Msg | undefined;
+    if (!id) throw new SparkConnectError('Spark Connect did not return the started query id.');
+    const q = new RemoteStreamingQuery(this.client, String(id.id), String(id.run_id), started?.name ? String(started.name) : (w.queryName ?? null));
+    await q.explainPlan().catch(() => '');
+    return q;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** A Spark Connect DataType message (types.proto) as a Sluice type. */
+export function sluiceType(t: Msg): DataType {
+  const [kind, v] = Object.entries(t).find(([k]) => k !== 'kind') ?? ['', {}];
+  const m = v as Msg;
+  switch (kind) {
+    case 'string':
+    case 'char':
+    case 'var_char':
+      return StringType;
+    case 'integer':
+      return IntegerType;
+    case 'long':
+      return LongType;
+    case 'short':
+      return ShortType;
+    case 'byte':
+      return ByteType;
+    case 'double':
+      return DoubleType;
+    case 'float':
+      return FloatType;
+    case 'boolean':
+      return BooleanType;
+    case 'timestamp':
+      return TimestampType;
+    case 'date':
+      return DateType;
+    case 'binary':
+      return BinaryType;
+    case 'null':
+      return NullType;
+    case 'decimal':
+      return new DecimalType(Number(m.precision ?? 10), Number(m.scale ?? 0));
+    case 'array':
+      return new ArrayType(sluiceType(m.element_type as Msg), Boolean(m.contains_null));
+    case 'map':
+      return new MapType(sluiceType(m.key_type as Msg), sluiceType(m.value_type as Msg));
+    case 'struct':
+      return new StructType(
+        ((m.fields as Msg[] | undefined) ?? []).map((f) => ({ name: String(f.name), dataType: sluiceType(f.data_type as Msg), nullable: Boolean(f.nullable) })),
+      );
+    default:
+      throw new SparkConnectError(`Spark answered a type Sluice does not have yet (${kind || 'unknown'}).`);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * A Spark Connect client: Spark's own `.proto` files (proto/spark/connect, from the spark-connect_2.12 3.5.7
+ * jar) loaded by @grpc/proto-loader, spoken over @grpc/grpc-js. One client is one Spark Connect session.
+ * Messages are plain objects in the protos' own field names (snake_case), so a reader can check any of
+ * them against the `.proto` text.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+/** The Spark versions this client is built and tested against: the protos are 3.5's. */
+export const SUPPORTED_SPARK = { min: '3.5.0', below: '3.6.0', protos: '3.5.7' } as const;
+
+/** A message in the protos' field names. */
+export type Msg = Record<string, unknown>;
+
+/** An error the Spark Connect server returned, with Spark's error class when it gave one. */
+export class SparkConnectError extends Error {
+  constructor(
+    message: string,
+    readonly errorClass?: string,
+    readonly grpcCode?: number,
+  ) {
+    super(message);
+    this.name = 'SparkConnectError';
+  }
+}
+
+function protoRoot(): string {
+  // dist/src/connect → repo root, or src/connect under tsx/vitest.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'proto', 'spark', 'connect', 'base.proto'))) return join(dir, 'proto');
+    dir = dirname(dir);
+  }
+  throw new Error('Spark Connect protos not found (proto/spark/connect/*.proto in the sluice package): reinstall sluice.');
+}
+
+type Unary = (req: Msg, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: Msg) => void) => void;
+interface ServiceClient extends grpc.Client {
+  ExecutePlan(req: Msg, md: grpc.Metadata): grpc.ClientReadableStream<Msg>;
+  AnalyzePlan: Unary;
+  Config: Unary;
+}
+
+let serviceCtor: (new (address: string, creds: grpc.ChannelCredentials, options?: object) => ServiceClient) | undefined;
+function service(): NonNullable<typeof serviceCtor> {
+  if (!serviceCtor) {
+    const def = protoLoader.loadSync('spark/connect/base.proto', {
+      includeDirs: [protoRoot()],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { spark: { connect: { SparkConnectService: NonNullable<typeof serviceCtor> } } };
+    serviceCtor = pkg.spark.connect.SparkConnectService;
+  }
+  return serviceCtor;
+}
+
+/** `sc://host:port[/;param=value;…]`, as Spark's connection string: `token`, `use_ssl`, `user_id`, `session_id`. */
+export interface ConnectUrl {
+  host: string;
+  port: number;
+  params: Record<string, string>;
+}
+
+export function parseConnectUrl(url: string): ConnectUrl {
+  const m = /^sc:\/\/([^/:;]+|\[[^\]]+\])(?::(\d+))?\/?(;.*)?$/.exec(url.trim());
+  if (!m) {
+    throw new SparkConnectError(
+      `"${url}" is not a Spark Connect address. Write sc://host:port (port 15002 by default), e.g. sc://127.0.0.1:15002, ` +
+        'with parameters after a slash: sc://host:15002/;token=…;use_ssl=true.',
+    );
+  }
+  const params: Record<string, string> = {};
+  for (const part of (m[3] ?? '').split(';').filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw new SparkConnectError(`Spark Connect address ${url}: parameter "${part}" has no value (write name=value).`);
+    params[part.slice(0, eq)] = decodeURIComponent(part.slice(eq + 1));
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 15002, params };
+}
+
+/** The message of a gRPC error from Spark: the server's text, with its error class if any. */
+function connectError(e: grpc.ServiceError, address: string): SparkConnectError {
+  if (e.code === grpc.status.UNAVAILABLE) {
+    return new SparkConnectError(
+      `Cannot reach the Spark Connect server at ${address}: ${e.details}. Is it running? Locally: \`sluice up --spark\` starts one on 127.0.0.1.`,
+      undefined,
+      e.code,
+    );
+  }
+  // Spark puts the error class in the status details' ErrorInfo metadata; its text is in `details`.
+  const cls = e.metadata?.get('errorClass')?.[0]?.toString() ?? /\[([A-Z_]+(?:\.[A-Z_]+)*)\]/.exec(e.details ?? '')?.[1];
+  return new SparkConnectError(`Spark: ${e.details || e.message}`, cls, e.code);
+}
+
+export class SparkConnectClient {
+  readonly sessionId: string;
+  readonly address: string;
+  private readonly stub: ServiceClient;
+  private readonly metadata = new grpc.Metadata();
+  private readonly userId: string;
+
+  constructor(readonly url: string) {
+    const u = parseConnectUrl(url);
+    this.address = `${u.host.includes(':') ? `[${u.host}]` : u.host}:${u.port}`;
+    const ssl = u.params.use_ssl === 'true' || u.params.token !== undefined;
+    if (u.params.token) this.metadata.set('authorization', `Bearer ${u.params.token}`);
+    for (const [k, v] of Object.entries(u.params)) if (!['token', 'use_ssl', 'user_id', 'session_id', 'user_agent'].includes(k)) this.metadata.set(k, v);
+    this.sessionId = u.params.session_id ?? randomUUID();
+    this.userId = u.params.user_id ?? process.env.USER ?? 'sluice';
+    const Ctor = service();
+    this.stub = new Ctor(this.address, ssl ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 128 * 1024 * 1024,
+    });
+  }
+
+  private base(): Msg {
+    return { session_id: this.sessionId, user_context: { user_id: this.userId }, client_type: 'sluice' };
+  }
+
+  /** Runs a plan (`{ root: Relation }` or `{ command: Command }`) and returns every response. */
+  execute(plan: Msg): Promise<Msg[]> {
+    return new Promise((resolve, reject) => {
+      const out: Msg[] = [];
+      const call = this.stub.ExecutePlan({ ...this.base(), operation_id: randomUUID(), plan }, this.metadata);
+      call.on('data', (r: Msg) => out.push(r));
+      call.on('error', (e: grpc.ServiceError) => reject(connectError(e, this.address)));
+      call.on('end', () => resolve(out));
+    });
+  }
+
+  /** AnalyzePlan with one analysis, e.g. `{ schema: { plan } }`; returns the response's result. */
+  analyze(request: Msg): Promise<Msg> {
+    return new Promise((resolve, reject) =>
+      this.stub.AnalyzePlan({ ...this.base(), ...request }, this.metadata, (e, r) => (e ? reject(connectError(e, this.address)) : resolve(r))),
+    );
+  }
+
+  /** Sets session configuration on the server (`spark.sql.shuffle.partitions`, …). */
+  setConf(pairs: Record<string, string>): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.stub.Config(
+        { ...this.base(), operation: { set: { pairs: Object.entries(pairs).map(([key, value]) => ({ key, value })) } } },
+        this.metadata,
+        (e) => (e ? reject(connectError(e, this.address)) : resolve()),
+      ),
+    );
+  }
+
+  /** The server's Spark version; refuses a version outside {@link SUPPORTED_SPARK}. */
+  async sparkVersion(): Promise<string> {
+    const r = await this.analyze({ spark_version: {} });
+    const v = String((r.spark_version as Msg | undefined)?.version ?? '');
+    const [maj, min] = v.split('.').map(Number);
+    if (maj !== 3 || min !== 5) {
+      throw new SparkConnectError(
+        `The Spark Connect server at ${this.address} runs Spark ${v || '(unknown)'}; Sluice compiles plans for Spark ${SUPPORTED_SPARK.min} up to (not including) ${SUPPORTED_SPARK.below}. ` +
+          'Point it at a Spark 3.5 cluster, or run the query locally (a session without .remote()).',
+      );
+    }
+    return v;
+  }
+
+  close(): void {
+    this.stub.close();
+  }
+}
