@@ -96,30 +96,35 @@ export function program(): Command {
 
   cli
     .command('up')
-    .description('start the local Kafka broker and Schema Registry on 127.0.0.1 (installs them on first use); --with redis adds Redis')
+    .description('start the local Kafka broker and Schema Registry on 127.0.0.1 (installs them on first use); --with redis adds Redis, --spark a Spark Connect server')
     .option('--dir <dir>', 'stack folder (data, logs, ports)', defaultStackDir())
     .option('--kafka-port <port>', 'Kafka listener port', num)
     .option('--controller-port <port>', 'KRaft controller port', num)
     .option('--registry-port <port>', 'Schema Registry port', num)
     .option('--with <services>', `also start these services (comma-separated): ${STACK_SERVICES.join(', ')}`, services)
     .option('--redis-port <port>', `Redis port (with --with redis; default ${DEFAULT_REDIS_PORT}, or the one it had)`, num)
+    .option('--spark', 'also start Apache Spark 3.5 Connect (local[2], pyspark from PyPI, Kafka/Avro connectors from Maven Central) for SluiceSession.builder().remote(url); same as --with spark')
+    .option('--spark-port <port>', 'Spark Connect port (default 15002, or the one it had)', num)
     .option('--secure', 'Kafka with SASL/SCRAM-SHA-256 over TLS (a CA made for the stack) and the registry with basic auth; credentials in <dir>/secure/credentials.json')
     .action(async (o) => {
       if (o.redisPort && !o.with?.includes('redis')) throw new InvalidArgumentError('--redis-port is for Redis: add --with redis.');
+      const withServices: StackService[] = [...(o.with ?? []), ...(o.spark && !o.with?.includes('spark') ? (['spark'] as const) : [])];
+      if (o.sparkPort && !withServices.includes('spark')) throw new InvalidArgumentError('--spark-port is for Spark Connect: add --spark.');
       const info = await up({
         dir: o.dir,
         ports: { ...(o.kafkaPort ? { kafka: o.kafkaPort } : {}), ...(o.controllerPort ? { controller: o.controllerPort } : {}), ...(o.registryPort ? { registry: o.registryPort } : {}) },
-        ...(o.with ? { with: o.with } : {}),
+        ...(withServices.length ? { with: withServices } : {}),
         ...(o.redisPort ? { redisPort: o.redisPort } : {}),
+        ...(o.sparkPort ? { sparkPort: o.sparkPort } : {}),
         ...(o.secure ? { secure: true } : {}),
       });
-      process.stdout.write(`bootstrap.servers  ${info.bootstrapServers}\nschema registry    ${info.registryUrl}\n${info.redisUrl ? `redis              ${info.redisUrl}\n` : ''}`);
+      process.stdout.write(`bootstrap.servers  ${info.bootstrapServers}\nschema registry    ${info.registryUrl}\n${info.redisUrl ? `redis              ${info.redisUrl}\n` : ''}${info.sparkConnectUrl ? `spark connect      ${info.sparkConnectUrl}\n` : ''}`);
       if (info.secure) process.stdout.write(secureLines(info.secure));
     });
 
   cli
     .command('down')
-    .description('stop the local stack (Redis too, if it runs)')
+    .description('stop the local stack (Redis and Spark Connect too, if they run)')
     .option('--dir <dir>', 'stack folder', defaultStackDir())
     .option('--purge', 'also delete its data (topics, offsets, registered schemas)')
     .action(async (o) => down({ dir: o.dir, purge: !!o.purge }));
@@ -137,10 +142,11 @@ export function program(): Command {
           `${n.padEnd(16)} ${x.healthy ? 'healthy' : x.running ? 'running, not answering' : 'stopped'}${x.pid && x.running ? ` (pid ${x.pid})` : ''}${where ? `  ${where}` : ''}`;
         process.stdout.write(`${line('kafka', s.kafka, s.kafka.bootstrapServers)}\n${line('schema registry', s.registry, s.registry.url)}\n`);
         if (s.redis) process.stdout.write(`${line('redis', s.redis, s.redis.url)}\n`);
+        if (s.spark) process.stdout.write(`${line('spark connect', s.spark, s.spark.url)}\n`);
         if (s.secure) process.stdout.write(secureLines(s.secure));
       }
       // Redis counts once started here (`up --with redis`) and until `down` stops it.
-      if (!s.kafka.healthy || !s.registry.healthy || (s.redis?.pid !== undefined && !s.redis.healthy)) process.exitCode = 1;
+      if (!s.kafka.healthy || !s.registry.healthy || (s.redis?.pid !== undefined && !s.redis.healthy) || (s.spark?.pid !== undefined && !s.spark.healthy)) process.exitCode = 1;
     });
 
   const topics = cli.command('topics').description('create, list, describe and delete topics');

@@ -42,7 +42,7 @@ const BINARY: Record<BinaryOp, string> = {
   '/': '/',
   '%': '%',
   '=': '==',
-  '!=': '!=',
+  '!=': '!=', // not a Spark function: compiled as not(==), as PySpark does
   '<=>': '<=>',
   '<': '<',
   '<=': '<=',
@@ -252,8 +252,10 @@ export class Compiler {
         return { alias: { expr: await this.expr(e.child), name: [e.name] } };
       case 'cast':
         return { cast: { expr: await this.expr(e.child), type_str: e.to.simpleString() } };
-      case 'binary':
-        return fn(BINARY[e.op], await this.expr(e.left), await this.expr(e.right));
+      case 'binary': {
+        const [l, r] = [await this.expr(e.left), await this.expr(e.right)];
+        return e.op === '!=' ? fn('not', fn('==', l, r)) : fn(BINARY[e.op], l, r);
+      }
       case 'not':
         return fn('not', await this.expr(e.child));
       case 'neg':

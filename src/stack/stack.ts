@@ -11,6 +11,7 @@
  * keeps it), its pid and port in `<stack>/redis/redis.json`. It is also startable alone (`startRedis`), as the
  * tests do in a folder of their own.
  */
+import { sparkConnectStatus, startSparkConnect, stopSparkConnect } from './spark.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +44,8 @@ export interface StackInfo {
   registryUrl: string;
   /** `redis://127.0.0.1:<port>` when the stack was started with Redis (`with: ['redis']`). */
   redisUrl?: string;
+  /** `sc://127.0.0.1:<port>` when the stack was started with Spark Connect (`with: ['spark']`, `sluice up --spark`). */
+  sparkConnectUrl?: string;
   /** Set when the stack was started with `secure` (`sluice up --secure`): where its CA and credentials are. */
   secure?: SecureInfo;
 }
@@ -70,7 +73,7 @@ export function defaultStackDir(): string {
   return process.env.SLUICE_STACK_DIR ?? join(sluiceHome(), 'stack');
 }
 
-type Log = (line: string) => void;
+export type Log = (line: string) => void;
 
 function java(): string {
   const candidates = [process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : undefined, 'java'].filter(Boolean) as string[];
@@ -166,7 +169,7 @@ function tcpOpen(port: number): Promise<boolean> {
   });
 }
 
-function alive(pid: number | undefined): boolean {
+export function alive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
@@ -240,6 +243,8 @@ export interface StackStatus {
   registry: { running: boolean; healthy: boolean; pid?: number; url?: string };
   /** Present once Redis was started in this stack folder; `pid` is set until `down` stops it. */
   redis?: { running: boolean; healthy: boolean; pid?: number; url?: string };
+  /** Present once Spark Connect was started in this stack folder (`sluice up --spark`). */
+  spark?: { running: boolean; healthy: boolean; pid?: number; url: string };
   /** Present when the stack was started with `secure`. */
   secure?: SecureInfo;
 }
@@ -254,11 +259,12 @@ export async function status(dir = defaultStackDir()): Promise<StackStatus> {
     kafka: { running: kafkaUp, healthy: kafkaUp && !!i && (await tcpOpen(i.ports.kafka)), ...(i ? { pid: i.pids.kafka, bootstrapServers: i.bootstrapServers } : {}) },
     registry: { running: regUp, healthy: regUp && !!i && (await registryHealthy(i.registryUrl, stackRegistryAuth(i))), ...(i ? { pid: i.pids.registry, url: i.registryUrl } : {}) },
     ...(await redisStatus(dir)),
+    ...(await sparkConnectStatus(dir)),
     ...(i?.secure ? { secure: i.secure } : {}),
   };
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, pid: number, logFile: string, timeoutMs: number, log: Log): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, pid: number, logFile: string, timeoutMs: number, log: Log): Promise<void> {
   const start = Date.now();
   let lastNote = start;
   while (Date.now() - start < timeoutMs) {
@@ -301,7 +307,7 @@ function registryDbUrl(folder: string): string {
 }
 
 /** Services `up` starts besides Kafka and the registry, when asked (`with`). */
-export const STACK_SERVICES = ['redis'] as const;
+export const STACK_SERVICES = ['redis', 'spark'] as const;
 export type StackService = (typeof STACK_SERVICES)[number];
 
 export interface UpOptions {
@@ -312,6 +318,8 @@ export interface UpOptions {
   with?: readonly StackService[];
   /** Redis port (default: the one it had in this folder, else DEFAULT_REDIS_PORT). */
   redisPort?: number;
+  /** Spark Connect port (with `spark`; default: the one it had in this folder, else 15002). */
+  sparkPort?: number;
   /** Kafka with SASL/SCRAM over TLS and the registry with basic auth (stack/secure.ts). A running stack of the other kind is restarted. */
   secure?: boolean;
 }
@@ -327,12 +335,17 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
   }
   const dir = opts.dir ?? defaultStackDir();
   if (services.includes('redis')) await checkRedisCanStart(dir, opts.redisPort);
-  const info = await upKafkaAndRegistry(opts);
-  if (!services.includes('redis')) return info;
-  const redis = await startRedis({ dir, ...(opts.redisPort !== undefined ? { port: opts.redisPort } : {}), ...(opts.log ? { log: opts.log } : {}) });
-  const withRedis: StackInfo = { ...info, redisUrl: redis.url };
-  writeFileSync(join(dir, 'stack.json'), JSON.stringify(withRedis, null, 2) + '\n');
-  return withRedis;
+  let info = await upKafkaAndRegistry(opts);
+  if (services.includes('redis')) {
+    const redis = await startRedis({ dir, ...(opts.redisPort !== undefined ? { port: opts.redisPort } : {}), ...(opts.log ? { log: opts.log } : {}) });
+    info = { ...info, redisUrl: redis.url };
+  }
+  if (services.includes('spark')) {
+    const spark = await startSparkConnect({ dir, ...(opts.sparkPort !== undefined ? { port: opts.sparkPort } : {}), ...(opts.log ? { log: opts.log } : {}) });
+    info = { ...info, sparkConnectUrl: spark.url };
+  }
+  if (services.length) writeFileSync(join(dir, 'stack.json'), JSON.stringify(info, null, 2) + '\n');
+  return info;
 }
 
 async function upKafkaAndRegistry(opts: UpOptions): Promise<StackInfo> {
@@ -467,7 +480,7 @@ async function kafkaReady(i: StackInfo): Promise<boolean> {
   }
 }
 
-async function kill(pid: number | undefined): Promise<void> {
+export async function kill(pid: number | undefined): Promise<void> {
   if (!alive(pid)) return;
   try {
     process.kill(-pid!, 'SIGTERM'); // the process group: java and anything it started
@@ -486,6 +499,7 @@ async function kill(pid: number | undefined): Promise<void> {
 export async function down(opts: { dir?: string; purge?: boolean; log?: Log } = {}): Promise<void> {
   const dir = opts.dir ?? defaultStackDir();
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  await stopSparkConnect({ dir, log });
   const hadRedis = readRedisInfo(dir) !== undefined;
   if (hadRedis) await stopRedis({ dir, log, ...(opts.purge ? { purge: true } : {}) });
   // A folder where only Redis ran (startRedis alone, as the tests do): nothing else to stop.
