@@ -19,8 +19,11 @@ import type { DataStreamWriter } from '../../src/api/writer.js';
 import { ConnectUnsupportedError } from '../../src/connect/compile.js';
 import { demoPipeline } from '../../src/demo/pipeline.js';
 import { produceEvents } from '../../src/demo/events.js';
-import { SluiceSession, col, count, expr, from_json, struct, to_json, window, type StreamingQuery } from '../../src/index.js';
+import avro from 'avsc';
+import { SluiceSession, col, count, expr, fromAvro, from_json, session_window, struct, to_json, window, type StreamingQuery } from '../../src/index.js';
 import { readTopic } from '../../src/kafka/client.js';
+import { registryClient } from '../../src/serde/registry.js';
+import { frame } from '../../src/serde/wireformat.js';
 import { startSparkConnect, stopSparkConnect } from '../../src/stack/spark.js';
 import { freePort } from '../../src/stack/stack.js';
 import { bootstrapServers, freshTopics, kafka, produceRecords, registry } from './helpers.js';
@@ -234,6 +237,76 @@ describe('the same query on Sluice and on Spark Connect', () => {
     // ad1's clicks at 5 s and 9 s are within 10 s of its impression at 1 s; ad2's click at 30 s is not.
     expect(r.local).toEqual([`null|{"imp_ad":"ad1","click_ts":"2026-01-01T00:00:05.000Z"}`, `null|{"imp_ad":"ad1","click_ts":"2026-01-01T00:00:09.000Z"}`]);
     expect(r.remote).toEqual(r.local);
+  });
+
+  it('a union of two streams, then session windows in append mode', async () => {
+    const a = await freshTopics('conf-union-a', 2);
+    const b = await freshTopics('conf-union-b', 2);
+    // 10-second gap, 5-second watermark delay. Step 1: a@1, a@5 (first stream), a@8, b@3 (second) → sessions
+    // a [1 s, 18 s) with 3 events (a session ends at its last event + the gap), b [3 s, 13 s) with 1; the
+    // watermark becomes 8 − 5 = 3 s. Step 2: c@40 → watermark 35 s: both sessions ended by then and are
+    // emitted once; c's session [40 s, 50 s) is still open.
+    const steps = [
+      async () => {
+        await sendJson(a.input, [{ id: '1', user: 'a', at: 1 }, { id: '2', user: 'a', at: 5 }]);
+        await sendJson(b.input, [{ id: '3', user: 'a', at: 8 }, { id: '4', user: 'b', at: 3 }]);
+      },
+      () => sendJson(a.input, [{ id: '5', user: 'c', at: 40 }]),
+    ];
+    const r = await onBoth(
+      (s, out) =>
+        toKafka(
+          jsonEvents(s, a.input)
+            .union(jsonEvents(s, b.input))
+            .withWatermark('ts', '5 seconds')
+            .groupBy(col('user'), session_window(col('ts'), '10 seconds'))
+            .agg(count('*').alias('n'))
+            .select(to_json(struct('user', col('session_window.start').alias('start'), col('session_window.end').alias('end'), 'n')).alias('value')),
+          out,
+        ).outputMode('append'),
+      steps,
+    );
+    const at = (sec: number): string => new Date(T0 + sec * 1000).toISOString();
+    expect(r.local).toEqual([`null|{"user":"a","start":"${at(1)}","end":"${at(18)}","n":3}`, `null|{"user":"b","start":"${at(3)}","end":"${at(13)}","n":1}`]);
+    expect(r.remote).toEqual(r.local);
+  });
+});
+
+describe('Avro through the registry on Spark', () => {
+  const avroOf = (schema: object, value: object): Buffer => Buffer.from(avro.Type.forSchema(schema as avro.Schema).toBuffer(value));
+
+  it('a record written with another schema id fails the Spark query with the reason (Spark cannot read the id itself)', async () => {
+    const t = await freshTopics('conf-avro-guard', 1);
+    const reg = registryClient(registry());
+    const v1 = { type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }] };
+    const other = { type: 'record', name: 'Other', fields: [{ name: 's', type: 'string' }] };
+    const id1 = await reg.register(`${t.input}-value`, JSON.stringify(v1));
+    const id2 = await reg.register(`${t.input}-other`, JSON.stringify(other));
+    await produceRecords([{ topic: t.input, value: frame(id1, avroOf(v1, { n: 7 })) }]);
+    const s = session(true);
+    const q = await toKafka(
+      s.readStream.format('kafka').option('kafka.bootstrap.servers', bootstrapServers()).option('subscribe', t.input).option('startingOffsets', 'earliest').load()
+        .select(fromAvro(col('value'), { registry: registry(), subject: `${t.input}-value`, mode: 'FAILFAST' }).alias('e'))
+        .select(to_json(col('e')).alias('value')),
+      t.output,
+    ).start();
+    await q.processAllAvailable();
+    expect((await readTopic(kafka(), t.output)).map((r) => r.value!.toString())).toEqual(['{"n":7}']);
+    await produceRecords([{ topic: t.input, value: frame(id2, avroOf(other, { s: 'x' })) }]);
+    const failure = await q.processAllAvailable().then(() => undefined, (e: Error) => e);
+    expect(failure?.message).toMatch(new RegExp(`not written with schema id ${id1}.*header is 0x00${id2.toString(16).padStart(8, '0').toUpperCase()}`, 's'));
+    expect(q.isActive).toBe(false);
+  });
+
+  it('a subject with several schema versions is refused before submission, with the reason and what to do', async () => {
+    const t = await freshTopics('conf-avro-versions', 1);
+    const reg = registryClient(registry());
+    await reg.register(`${t.input}-value`, JSON.stringify({ type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }] }));
+    await reg.register(`${t.input}-value`, JSON.stringify({ type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }, { name: 'm', type: ['null', 'int'], default: null }] }));
+    const s = session(true);
+    const df = s.readStream.format('kafka').option('kafka.bootstrap.servers', bootstrapServers()).option('subscribe', t.input).load()
+      .select(fromAvro(col('value'), { registry: registry(), subject: `${t.input}-value` }).alias('e'));
+    await expect(toKafka(df.select(to_json(col('e')).alias('value')), t.output).start()).rejects.toThrow(/2 schema versions.*cannot run on Spark Connect.*\{ schemaId \}/s);
   });
 });
 
