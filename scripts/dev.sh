@@ -44,6 +44,13 @@ if [ ! -f "$pystamp" ] || [ lessons/requirements.txt -nt "$pystamp" ]; then
   python3 -m pip install -q --disable-pip-version-check -r lessons/requirements.txt
   touch "$pystamp"
 fi
+# The Spark Connect backend's tests and lesson 13 run Apache Spark 3.5 from PyPI (pyspark carries Spark's jars and
+# spark-submit); its Kafka/Avro/Connect jars come from Maven Central on the server's first start (src/stack/spark.ts).
+if ! python3 -c 'import pyspark, sys; sys.exit(0 if pyspark.__version__.startswith("3.5.") else 1)' 2>/dev/null; then
+  say "Installing pyspark 3.5.9 from PyPI (Spark for the Spark Connect tests; about 320 MB)"
+  python3 -m pip install -q --disable-pip-version-check pyspark==3.5.9
+fi
+command -v javac >/dev/null || { say "Installing a JDK (javac builds the loopback Spark Connect launcher)"; as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; }
 scope=(); [ "$(id -u)" = 0 ] || scope=(--user)
 node_modules/.bin/tslab install --python=python3 --binary="$PWD/node_modules/.bin/tslab" "${scope[@]}" >/dev/null
 

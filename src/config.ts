@@ -13,6 +13,7 @@
  * | SLUICE_REGISTRY_URL             | Schema Registry base URL                  |
  * | SLUICE_REGISTRY_BASIC_AUTH      | registry `user:password`                  |
  * | SLUICE_REGISTRY_BEARER_TOKEN    | registry bearer token                     |
+ * | SLUICE_SPARK_CONNECT_URL        | Spark Connect server (`sc://host:15002`)  |
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +30,8 @@ export interface Connection {
   registry: RegistryConfig;
   /** True when these settings point at the local stack (not overridden by the environment). */
   local: boolean;
+  /** The Spark Connect server for `SluiceSession.builder().remote(…)`: the environment's, the stack's (`sluice up --spark`), or sc://127.0.0.1:15002. */
+  sparkConnectUrl: string;
 }
 
 export function connection(env: NodeJS.ProcessEnv = process.env): Connection {
@@ -56,5 +59,6 @@ export function connection(env: NodeJS.ProcessEnv = process.env): Connection {
     ...(env.SLUICE_REGISTRY_BEARER_TOKEN ? { bearerToken: env.SLUICE_REGISTRY_BEARER_TOKEN } : {}),
   };
   const kafkaOptions = Object.fromEntries(Object.entries(kafka).map(([k, v]) => [`kafka.${k}`, String(v)]));
-  return { bootstrapServers, kafka, kafkaOptions, registry, local };
+  const sparkConnectUrl = env.SLUICE_SPARK_CONNECT_URL ?? stack?.sparkConnectUrl ?? 'sc://127.0.0.1:15002';
+  return { bootstrapServers, kafka, kafkaOptions, registry, local, sparkConnectUrl };
 }
