@@ -147,7 +147,7 @@ console.log(plan.split('\n').filter((l) => /from_avro|substring|StateStore|Event
 // ## What cannot go to a cluster
 //
 // Spark runs on the JVM; it cannot call a JavaScript function of this process for every row or every
-// batch. `map(fn)`, `filter(fn)`, `mapGroupsWithState` / `flatMapGroupsWithState` / `transformWithState`
+// batch. `map(fn)`, `mapGroupsWithState` / `flatMapGroupsWithState` / `transformWithState`
 // functions, `foreachBatch` and `foreach` functions, and `memoryStream()` sources are refused **before**
 // anything is sent, with the reason and the nearest thing that does run on Spark:
 

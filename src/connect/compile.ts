@@ -211,7 +211,7 @@ export class Compiler {
       }
       case 'mapRows':
         throw new ConnectUnsupportedError(
-          `${p.label} (a JavaScript function)`,
+          `map(${p.label}) (a JavaScript function of each row)`,
           'Spark runs on the JVM and cannot call a function of this process for each row',
           'Write the step with column expressions (select, withColumn, filter with col(), when(), …), which Spark runs itself; or run this query locally.',
         );

@@ -60,7 +60,7 @@ export class RemoteStreamingQuery implements StreamingQuery {
       }
       const p = (await this.command({ recent_progress: true })).recent_progress as Msg | undefined;
       const json = (p?.recent_progress_json as string[] | undefined) ?? [];
-      this.recentProgress = json.map((j) => JSON.parse(j) as StreamingQueryProgress);
+      this.recentProgress = json.map(progressOf);
       if (s && !s.is_active) await this.terminated();
     } catch (e) {
       // The server went away: the query is gone with it.
@@ -147,6 +147,20 @@ export class RemoteStreamingQuery implements StreamingQuery {
     if (!this.isActive) cb();
     else this.onTerminated.push(cb);
   }
+}
+
+/**
+ * Spark's progress JSON, in the shape of Sluice's StreamingQueryProgress. Spark 3.5's JSON leaves out the
+ * totals its Scala object computes (numInputRows, inputRowsPerSecond, processedRowsPerSecond are sums over
+ * the sources): they are added here from the sources, as Spark computes them.
+ */
+function progressOf(json: string): StreamingQueryProgress {
+  const p = JSON.parse(json) as Record<string, unknown> & { sources?: Array<Record<string, unknown>> };
+  const sum = (k: string): number => (p.sources ?? []).reduce((n, s) => n + (Number(s[k]) || 0), 0);
+  p.numInputRows ??= sum('numInputRows');
+  p.inputRowsPerSecond ??= sum('inputRowsPerSecond');
+  p.processedRowsPerSecond ??= sum('processedRowsPerSecond');
+  return p as unknown as StreamingQueryProgress;
 }
 
 function notHere(what: string): never {

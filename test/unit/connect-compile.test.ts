@@ -1,0 +1,154 @@
+/**
+ * The Spark Connect compiler without a server: what a DataFrame becomes as Spark Connect 3.5 messages
+ * (relations.proto / expressions.proto field names), what is refused before submission, connection strings,
+ * and the Arrow round trip of in-memory rows. The same plans run on a real Spark Connect server in
+ * test/integration/connect-conformance.test.ts; here each message is checked against the form PySpark's
+ * Connect client sends for the same call (pyspark/sql/connect/plan.py, column.py, functions.py in 3.5).
+ */
+import { describe, expect, it } from 'vitest';
+import { SluiceSession } from '../../src/api/session.js';
+import { GroupStateTimeout } from '../../src/index.js';
+import { rowsFromArrow, localRelation } from '../../src/connect/arrow.js';
+import { sluiceType } from '../../src/connect/backend.js';
+import { parseConnectUrl, SparkConnectError, type Msg } from '../../src/connect/client.js';
+import { Compiler, ConnectUnsupportedError, literal } from '../../src/connect/compile.js';
+import { col, count, when, window } from '../../src/index.js';
+import { MicrosDate, parseSchema } from '../../src/types/index.js';
+
+const warnings: string[] = [];
+const compile = (df: { plan: unknown }): Promise<Msg> => new Compiler({ warn: (l) => void warnings.push(l) }).relation(df.plan as never);
+
+function events(s: SluiceSession) {
+  return s.readStream.format('kafka').option('kafka.bootstrap.servers', '127.0.0.1:1').option('subscribe', 'events').load();
+}
+const fn = (name: string, ...args: Msg[]): Msg => ({ unresolved_function: { function_name: name, arguments: args } });
+const attr = (n: string): Msg => ({ unresolved_attribute: { unparsed_identifier: n } });
+
+describe('Spark Connect: compiling plans and expressions', () => {
+  const s = new SluiceSession('compile');
+
+  it('a Kafka stream, a filter, a watermark and a windowed count become read / filter / with_watermark / aggregate', async () => {
+    const df = events(s)
+      .select(col('timestamp').alias('ts'), col('key'))
+      .filter(col('key').isNotNull())
+      .withWatermark('ts', '10 seconds')
+      .groupBy(window(col('ts'), '1 minute'))
+      .agg(count('*').alias('n'));
+    const r = await compile(df);
+    const agg = r.aggregate as Msg;
+    expect(agg.group_type).toBe('GROUP_TYPE_GROUPBY');
+    // window(ts, '1 minute'): Sluice keeps the durations in options; Spark takes window, slide and start as arguments.
+    expect(agg.grouping_expressions).toEqual([fn('window', attr('ts'), literal('1 minute'), literal('1 minute'), literal('0 seconds'))]);
+    // count('*') is count(1), as Spark names it.
+    expect(agg.aggregate_expressions).toEqual([{ alias: { expr: fn('count', { literal: { integer: 1 } }), name: ['n'] } }]);
+    const wm = (agg.input as Msg).with_watermark as Msg;
+    expect(wm).toMatchObject({ event_time: 'ts', delay_threshold: '10 seconds' });
+    const filter = (wm.input as Msg).filter as Msg;
+    expect(filter.condition).toEqual(fn('isnotnull', attr('key')));
+    const read = ((((filter.input as Msg).project as Msg).input as Msg).read) as Msg;
+    expect(read).toEqual({ is_streaming: true, data_source: { format: 'kafka', options: { 'kafka.bootstrap.servers': '127.0.0.1:1', subscribe: 'events' } } });
+  });
+
+  it('operators whose Spark form differs: != is not(==), when/otherwise is when(c, v, …, else), isin is in, - is negative, fields are extract_value', async () => {
+    const c = new Compiler({ warn: () => {} });
+    expect(await c.expr(col('a').neq(1).expr)).toEqual(fn('not', fn('==', attr('a'), literal(1))));
+    expect(await c.expr(when(col('a').eq(1), 'one').when(col('a').eq(2), 'two').otherwise('many').expr)).toEqual(
+      fn('when', fn('==', attr('a'), literal(1)), literal('one'), fn('==', attr('a'), literal(2)), literal('two'), literal('many')),
+    );
+    expect(await c.expr(col('a').isin('x', 'y').expr)).toEqual(fn('in', attr('a'), literal('x'), literal('y')));
+    expect(await c.expr(col('a').negate().expr)).toEqual(fn('negative', attr('a')));
+    expect(await c.expr(col('e').getField('n').expr)).toEqual({ unresolved_extract_value: { child: attr('e'), extraction: literal('n') } });
+    expect(await c.expr(col('a').cast('bigint').expr)).toEqual({ cast: { expr: attr('a'), type_str: 'bigint' } });
+  });
+
+  it('literals are typed as Sluice types them: whole numbers int (long past 32 bits), other numbers double, dates as µs timestamps', () => {
+    expect(literal(7)).toEqual({ literal: { integer: 7 } });
+    expect(literal(5_000_000_000)).toEqual({ literal: { long: '5000000000' } });
+    expect(literal(1.5)).toEqual({ literal: { double: 1.5 } });
+    expect(literal(10n)).toEqual({ literal: { long: '10' } });
+    expect(literal(null)).toEqual({ literal: { null: { null: {} } } });
+    expect(literal(new MicrosDate(Date.parse('2026-01-01T00:00:00Z'), 7))).toEqual({ literal: { timestamp: String(Date.parse('2026-01-01T00:00:00Z') * 1000 + 7) } });
+  });
+
+  it('dedupe, joins and unions: within_watermark, using columns and join types, UNION ALL chained left-deep', async () => {
+    const a = events(s).select(col('key'), col('timestamp'));
+    const b = events(s).select(col('key'), col('timestamp'));
+    expect(((await compile(a.withWatermark('timestamp', '1 minute').dropDuplicatesWithinWatermark(['key']))).deduplicate as Msg)).toMatchObject({
+      column_names: ['key'],
+      within_watermark: true,
+    });
+    expect(((await compile(a.dropDuplicates())).deduplicate as Msg)).toMatchObject({ all_columns_as_keys: true, within_watermark: false });
+    expect(((await compile(a.join(b, 'key', 'left'))).join as Msg)).toMatchObject({ using_columns: ['key'], join_type: 'JOIN_TYPE_LEFT_OUTER' });
+    const u = (await compile(a.union(b, a))).set_op as Msg;
+    expect(u).toMatchObject({ set_op_type: 'SET_OP_TYPE_UNION', is_all: true, by_name: false });
+    expect((u.left_input as Msg).set_op).toMatchObject({ set_op_type: 'SET_OP_TYPE_UNION', is_all: true });
+  });
+
+  it('JavaScript functions and in-process sources are refused with the reason and what to use instead', async () => {
+    const mapped = events(s).map(function upperCase(r) {
+      return r;
+    }, 'key BINARY');
+    await expect(compile(mapped)).rejects.toThrow(ConnectUnsupportedError);
+    await expect(compile(mapped)).rejects.toThrow(/map\(upperCase\) \(a JavaScript function of each row\) cannot run on Spark Connect: Spark runs on the JVM.*column expressions/s);
+    const counted = events(s).select(col('key').cast('string').alias('user')).groupByKey('user').mapGroupsWithState<{ n: number }>(
+      GroupStateTimeout.NoTimeout,
+      (user, rows) => ({ user, n: rows.length }),
+      { outputSchema: 'user STRING, n LONG', stateSchema: 'n LONG' },
+    );
+    await expect(compile(counted)).rejects.toThrow(/mapGroupsWithState .*cannot run on Spark Connect.*groupBy\(\)\.agg\(\)/s);
+    await expect(compile(s.memoryStream('x INT').toDF())).rejects.toThrow(/memoryStream\(\) cannot run on Spark Connect.*format\("kafka"\)/s);
+    // foreachBatch is refused by the remote start, before any connection is made (nothing listens on port 1).
+    const remote = new SluiceSession('remote', 'sc://127.0.0.1:1');
+    remote.log = () => {};
+    await expect(events(remote).writeStream.foreachBatch(() => {}).start()).rejects.toThrow(/foreachBatch\(\) with a JavaScript function cannot run on Spark Connect/);
+    // Without the refusal it would have tried to connect: that error names the address and `sluice up --spark`.
+    await expect(events(remote).select(col('value')).writeStream.format('console').start()).rejects.toThrow(/Cannot reach the Spark Connect server at 127\.0\.0\.1:1.*sluice up --spark/s);
+    await remote.stop();
+  });
+
+  it('a kafka sink without a checkpoint is refused with what to set, before connecting', async () => {
+    const remote = new SluiceSession('remote', 'sc://127.0.0.1:1');
+    await expect(events(remote).select(col('value')).writeStream.format('kafka').option('topic', 'x').start()).rejects.toThrow(/needs a checkpoint on Spark too.*absolute path/s);
+    await remote.stop();
+  });
+});
+
+describe('Spark Connect: connection strings', () => {
+  it('sc://host[:port][/;param=value…], port 15002 by default; a malformed one says how to write it', () => {
+    expect(parseConnectUrl('sc://127.0.0.1')).toEqual({ host: '127.0.0.1', port: 15002, params: {} });
+    expect(parseConnectUrl('sc://spark.example:443/;use_ssl=true;token=abc')).toEqual({ host: 'spark.example', port: 443, params: { use_ssl: 'true', token: 'abc' } });
+    expect(() => parseConnectUrl('http://127.0.0.1:15002')).toThrow(SparkConnectError);
+    expect(() => parseConnectUrl('http://127.0.0.1:15002')).toThrow(/not a Spark Connect address.*sc:\/\/host:port/);
+    expect(() => SluiceSession.builder().remote('localhost:15002')).toThrow(/not a Spark Connect address/);
+  });
+});
+
+describe('Spark Connect: rows as Arrow', () => {
+  it('in-memory rows go to Spark as an Arrow LocalRelation and read back unchanged (µs timestamps, dates, longs, nulls, binary)', () => {
+    const schema = parseSchema('id INT, big BIGINT, name STRING, t TIMESTAMP, d DATE, x DOUBLE, ok BOOLEAN, b BINARY');
+    const rows = [
+      { id: 1, big: 5_000_000_000, name: 'a', t: new MicrosDate(Date.parse('2026-01-01T00:00:03.123Z'), 456), d: '2026-01-01', x: 1.5, ok: true, b: Buffer.from([1, 2]) },
+      { id: null, big: null, name: null, t: null, d: null, x: null, ok: null, b: null },
+    ];
+    const rel = localRelation(rows, schema);
+    expect(rel.schema).toBe('struct<id:int,big:bigint,name:string,t:timestamp,d:date,x:double,ok:boolean,b:binary>');
+    const back = rowsFromArrow([rel.data as Uint8Array]);
+    expect(back).toEqual(rows);
+    expect((back[0]!.t as MicrosDate).microsOfMilli).toBe(456);
+  });
+
+  it('Spark’s schema answers (types.proto) become Sluice types', () => {
+    const t = sluiceType({
+      struct: {
+        fields: [
+          { name: 'w', data_type: { struct: { fields: [{ name: 'start', data_type: { timestamp: {} }, nullable: true }] } }, nullable: false },
+          { name: 'n', data_type: { long: {} }, nullable: false },
+          { name: 'tags', data_type: { array: { element_type: { string: {} }, contains_null: true } }, nullable: true },
+          { name: 'price', data_type: { decimal: { precision: 10, scale: 2 } }, nullable: true },
+        ],
+      },
+    });
+    expect(t.simpleString()).toBe('struct<w:struct<start:timestamp>,n:bigint,tags:array<string>,price:decimal(10,2)>');
+  });
+});
+
