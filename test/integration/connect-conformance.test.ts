@@ -20,7 +20,7 @@ import { ConnectUnsupportedError } from '../../src/connect/compile.js';
 import { demoPipeline } from '../../src/demo/pipeline.js';
 import { produceEvents } from '../../src/demo/events.js';
 import avro from 'avsc';
-import { SluiceSession, col, count, expr, fromAvro, from_json, session_window, struct, to_json, window, type StreamingQuery } from '../../src/index.js';
+import { SluiceSession, col, count, expr, fromAvro, from_json, max, session_window, struct, sum, to_json, window, type StreamingQuery } from '../../src/index.js';
 import { readTopic } from '../../src/kafka/client.js';
 import { registryClient } from '../../src/serde/registry.js';
 import { frame } from '../../src/serde/wireformat.js';
@@ -269,6 +269,47 @@ describe('the same query on Sluice and on Spark Connect', () => {
     const at = (sec: number): string => new Date(T0 + sec * 1000).toISOString();
     expect(r.local).toEqual([`null|{"user":"a","start":"${at(1)}","end":"${at(18)}","n":3}`, `null|{"user":"b","start":"${at(3)}","end":"${at(13)}","n":1}`]);
     expect(r.remote).toEqual(r.local);
+  });
+});
+
+describe('triggers and static frames on both backends', () => {
+  it('availableNow: both read what is there, run the batch that closes the windows, and stop by themselves', async () => {
+    const runs: string[][] = [];
+    const progress: number[][] = [];
+    for (const remote of [false, true]) {
+      const t = await freshTopics('conf-available-now', 2);
+      await sendJson(t.input, [{ id: '1', user: 'a', at: 1 }, { id: '2', user: 'b', at: 4 }, { id: '3', user: 'a', at: 12 }, { id: '4', user: 'c', at: 26 }]);
+      const q = await windowed(t.input, 'append')(session(remote), t.output).trigger({ availableNow: true }).start();
+      expect(await q.awaitTermination(120_000)).toBe(true);
+      runs.push(await outputOf(t.output));
+      progress.push(q.recentProgress.map((p) => p.numInputRows));
+    }
+    // One batch with the four rows (watermark then 26 − 5 = 21 s), then the no-data batch that emits the windows
+    // ending by 21 s: [0,10) with 2 and [10,20) with 1. [20,30) stays open.
+    expect(runs[0]).toEqual([win(0, 2), win(10, 1)].sort());
+    expect(runs[1]).toEqual(runs[0]);
+    expect(progress[1]).toEqual(progress[0]);
+  });
+
+  it('collect() of a static aggregation over in-memory rows gives the same rows, types included', async () => {
+    const results = [];
+    for (const remote of [false, true]) {
+      const s = session(remote);
+      const df = s.createDataFrame(
+        [
+          { user: 'a', amount: 10, at: new Date(T0 + 1000) },
+          { user: 'b', amount: 5, at: new Date(T0 + 2000) },
+          { user: 'a', amount: 7, at: new Date(T0 + 61_000) },
+        ],
+        'user STRING, amount INT, at TIMESTAMP',
+      );
+      results.push(await df.groupBy('user').agg(count('*').alias('n'), sum('amount').alias('total'), max('at').alias('last')).orderBy('user').collect());
+    }
+    expect(results[0]).toEqual([
+      { user: 'a', n: 2, total: 17, last: new Date(T0 + 61_000) },
+      { user: 'b', n: 1, total: 5, last: new Date(T0 + 2000) },
+    ]);
+    expect(results[1]).toEqual(results[0]);
   });
 });
 
