@@ -71,7 +71,7 @@ function toTopic(df: DataFrame, topic: string): DataStreamWriter {
 // %% [markdown]
 // ## Run it here, then on Spark: one line apart
 //
-// ```typescript
+// ```ts
 // const laptop  = SluiceSession.builder().appName('lesson13').getOrCreate();
 // const cluster = SluiceSession.builder().appName('lesson13').remote(conn.sparkConnectUrl).getOrCreate();
 // ```

@@ -6,6 +6,7 @@
  */
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
+import { ConnectUnsupportedError } from '../connect/compile.js';
 import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { collectRows } from '../exec/planRunner.js';
 import { parseJoinType } from '../plan/join.js';
@@ -273,6 +274,10 @@ export class DataFrame {
   }
 
   async count(): Promise<number> {
+    if (this.session.remote) {
+      this.requireBatch('count');
+      return this.session.remote.count(this.plan);
+    }
     return (await this.collect()).length;
   }
 
@@ -294,6 +299,13 @@ export class DataFrame {
    */
   get write(): DataFrameWriter {
     if (this.isStreaming) throw new AnalysisError("'write' can not be called on a streaming DataFrame: use writeStream to start a streaming query.");
+    if (this.session.remote) {
+      throw new ConnectUnsupportedError(
+        'df.write',
+        "Sluice's batch writer runs in this process: it would bring every row from Spark here and write from here",
+        'Write from Spark with a streaming query: the same source read with readStream and trigger({ availableNow: true }) writes what is there and stops; or collect() the rows you need.',
+      );
+    }
     return new DataFrameWriter(this);
   }
 

@@ -69,7 +69,9 @@ export class DataFrameReader extends SourceReader {
     if (!this.fmt) throw new Error("read: call .format('json') (or csv, parquet, kafka) before .load(), or use .json(path), .csv(path), .parquet(path).");
     const paths = path === undefined ? [] : Array.isArray(path) ? [...path] : [path];
     const spec: BatchSourceSpec = { format: this.fmt, options: { ...this.opts }, paths, ...(this.userSchema ? { userSchema: this.userSchema } : {}) };
-    createBatchReader(spec); // an unknown format, a bad option or a missing path fails here, where it was written
+    // An unknown format, a bad option or a missing path fails here, where it was written. On a Spark Connect
+    // session the paths and formats are the cluster's: Spark checks them.
+    if (!this.session.remote) createBatchReader(spec);
     return new DataFrame(this.session, { kind: 'batchSource', spec });
   }
 

@@ -108,7 +108,7 @@ export class SluiceSession {
     readonly appName = 'sluice',
     remoteUrl?: string,
   ) {
-    this.remote = remoteUrl ? new SparkConnectBackend(remoteUrl, () => this.conf.getAll(), (l) => this.log(l)) : undefined;
+    this.remote = remoteUrl ? new SparkConnectBackend(remoteUrl, () => this.conf.getAll(), (l) => this.log(l), () => this.streams.allListeners()) : undefined;
   }
 
   static builder(): Builder {

@@ -29,7 +29,9 @@ import {
 import { rowsFromArrow } from './arrow.js';
 import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
 import { Compiler, ConnectUnsupportedError } from './compile.js';
+import { sparkKafkaOptions } from './kafkaOptions.js';
 import { RemoteStreamingQuery } from './query.js';
+import type { StreamingQueryListener } from '../exec/progress.js';
 
 /** What writeStream holds when start() is called. */
 export interface RemoteWriteSpec {
@@ -43,44 +45,72 @@ export interface RemoteWriteSpec {
 /** Options only Sluice's own engine reads: Spark would ignore them silently, so they are named when dropped. */
 const SLUICE_ONLY = /^(deadLetter\.|lateEvents\.|onBadRecord$|createMissingTopics$)/;
 
+/**
+ * Settings Sluice's semantics assume, sent unless the session sets them: Sluice computes hour(), to_date(),
+ * date_format() and to_json() timestamps in UTC, and casts with Spark's non-ANSI rules.
+ */
+const SESSION_DEFAULTS: Record<string, string> = { 'spark.sql.session.timeZone': 'UTC', 'spark.sql.ansi.enabled': 'false' };
+
 export class SparkConnectBackend {
   readonly client: SparkConnectClient;
   private ready: Promise<string> | undefined;
+  /** The `spark.*` values Spark has (or refused), so a setting changed later is sent before the next action. */
+  private readonly sent = new Map<string, string>();
 
   constructor(
     readonly url: string,
     private readonly conf: () => Record<string, string>,
     private readonly log: (line: string) => void,
+    private readonly listeners: () => StreamingQueryListener[] = () => [],
   ) {
     this.client = new SparkConnectClient(url);
   }
 
-  /** Checks the server's version and sends the session's `spark.*` settings, once. */
-  connect(): Promise<string> {
-    return (this.ready ??= (async () => {
-      const version = await this.client.sparkVersion();
-      const spark = Object.fromEntries(Object.entries(this.conf()).filter(([k]) => k.startsWith('spark.')));
-      if (Object.keys(spark).length) await this.client.setConf(spark);
-      return version;
-    })().catch((e: unknown) => {
+  /** Checks the server's version (once), then sends `spark.*` settings set or changed since the last action. */
+  async connect(): Promise<string> {
+    const version = await (this.ready ??= this.client.sparkVersion().catch((e: unknown) => {
       this.ready = undefined;
       throw e;
     }));
+    const wanted = { ...SESSION_DEFAULTS, ...Object.fromEntries(Object.entries(this.conf()).filter(([k]) => k.startsWith('spark.'))) };
+    for (const [k, v] of Object.entries(wanted)) {
+      if (this.sent.get(k) === v) continue;
+      this.sent.set(k, v);
+      // One at a time, as PySpark does: a setting Spark will not change in a running session
+      // (spark.driver.memory, spark.sql.warehouse.dir) is reported and skipped, not fatal to the others.
+      await this.client.setConf({ [k]: v }).catch((e: Error) => this.log(`WARN Spark did not take ${k}=${v}: ${e.message}`));
+    }
+    return version;
   }
 
-  private compiler(): Compiler {
-    return new Compiler({ warn: (l) => this.log(`WARN ${l}`) });
+  private compiler(register = false): Compiler {
+    return new Compiler({ warn: (l) => this.log(`WARN ${l}`), register });
   }
 
-  /** The Spark Connect relation for a plan (what would be sent). */
-  async relation(plan: LogicalPlan): Promise<Msg> {
-    return this.compiler().relation(plan);
+  /** The Spark Connect relation for a plan (what would be sent); with `run`, ready to run: schemas registered, cached parts persisted. */
+  async relation(plan: LogicalPlan, run = false): Promise<Msg> {
+    const c = this.compiler(run);
+    const rel = await c.relation(plan);
+    if (run) {
+      for (const cached of c.toPersist) await this.client.analyze({ persist: { relation: cached } });
+    }
+    return rel;
   }
 
   async collect(plan: LogicalPlan): Promise<Row[]> {
     await this.connect();
-    const responses = await this.client.execute({ root: await this.relation(plan) });
+    const responses = await this.client.execute({ root: await this.relation(plan, true) });
     return rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
+  }
+
+  /** The number of rows, counted by Spark (not by fetching them). */
+  async count(plan: LogicalPlan): Promise<number> {
+    await this.connect();
+    const input = await this.relation(plan, true);
+    const counted = { aggregate: { input, group_type: 'GROUP_TYPE_GROUPBY', grouping_expressions: [], aggregate_expressions: [{ alias: { expr: { unresolved_function: { function_name: 'count', arguments: [{ literal: { integer: 1 } }] } }, name: ['count'] } }] } };
+    const responses = await this.client.execute({ root: counted });
+    const rows = rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
+    return Number(rows[0]?.count ?? 0);
   }
 
   async schema(plan: LogicalPlan): Promise<StructType> {
@@ -116,7 +146,15 @@ export class SparkConnectBackend {
         'Write to Kafka (format("kafka")), or to files, and process the output from there; or run this query locally.',
       );
     }
-    if (!w.format) throw new AnalysisError('writeStream: call .format("kafka") (or console, memory, parquet, …) before start().');
+    if (!w.format) throw new AnalysisError('writeStream: call .format("kafka") (or parquet, json, …) before start().');
+    if (w.format === 'memory') {
+      throw new ConnectUnsupportedError(
+        'format("memory")',
+        "the table would be kept in the Spark driver's memory, where session.table() here cannot read it",
+        'Write to a Kafka topic (and read it back with session.read.format("kafka")), or to files; or run this query locally.',
+      );
+    }
+    if (w.format === 'console') this.log("WARN format(\"console\") on Spark prints each batch to the Spark driver's output (its log), not here.");
     const dropped = Object.keys(w.options).filter((k) => SLUICE_ONLY.test(k));
     if (dropped.length) {
       this.log(
@@ -124,7 +162,8 @@ export class SparkConnectBackend {
           'not sent to Spark. On Spark a record that cannot be decoded fails the query, and late rows are dropped (counted in stateOperators.numRowsDroppedByWatermark).',
       );
     }
-    const options = Object.fromEntries(Object.entries(w.options).filter(([k]) => !SLUICE_ONLY.test(k)));
+    let options = Object.fromEntries(Object.entries(w.options).filter(([k]) => !SLUICE_ONLY.test(k)));
+    if (w.format === 'kafka') options = sparkKafkaOptions(options, (l) => this.log(`WARN ${l}`));
     if (w.format === 'kafka' && !options.checkpointLocation && !this.conf()['spark.sql.streaming.checkpointLocation']) {
       throw new AnalysisError(
         'The kafka sink needs a checkpoint on Spark too: set .option("checkpointLocation", …) to a folder the Spark driver can write ' +
@@ -132,7 +171,7 @@ export class SparkConnectBackend {
       );
     }
     await this.connect();
-    const input = await this.relation(plan);
+    const input = await this.relation(plan, true);
     const trigger =
       w.trigger.kind === 'availableNow'
         ? { available_now: true }
@@ -156,7 +195,7 @@ export class SparkConnectBackend {
     const started = responses.find((r) => r.write_stream_operation_start_result)?.write_stream_operation_start_result as Msg | undefined;
     const id = started?.query_id as Msg | undefined;
     if (!id) throw new SparkConnectError('Spark Connect did not return the started query id.');
-    const q = new RemoteStreamingQuery(this.client, String(id.id), String(id.run_id), started?.name ? String(started.name) : (w.queryName ?? null));
+    const q = new RemoteStreamingQuery(this.client, String(id.id), String(id.run_id), started?.name ? String(started.name) : (w.queryName ?? null), this.listeners);
     await q.explainPlan().catch(() => '');
     return q;
   }

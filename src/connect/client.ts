@@ -96,8 +96,8 @@ function connectError(e: grpc.ServiceError, address: string): SparkConnectError 
       e.code,
     );
   }
-  // Spark puts the error class in the status details' ErrorInfo metadata; its text is in `details`.
-  const cls = e.metadata?.get('errorClass')?.[0]?.toString() ?? /\[([A-Z_]+(?:\.[A-Z_]+)*)\]/.exec(e.details ?? '')?.[1];
+  // Spark 3.5 puts the error class inside the binary status details (ErrorInfo); its message starts with it too.
+  const cls = /\[([A-Z_]+(?:\.[A-Z_]+)*)\]/.exec(e.details ?? '')?.[1];
   return new SparkConnectError(`Spark: ${e.details || e.message}`, cls, e.code);
 }
 

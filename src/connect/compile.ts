@@ -23,8 +23,11 @@ import { sparkToAvroSchema } from '../serde/avro.js';
 import { registryClient } from '../serde/registry.js';
 import { CalendarInterval } from '../expr/interval.js';
 import { Decimal, DataType, StructType, epochMicros } from '../types/index.js';
+import { parseDuration } from '../util/duration.js';
 import { localRelation } from './arrow.js';
 import type { Msg } from './client.js';
+import { sparkKafkaOptions } from './kafkaOptions.js';
+import { sparkDdl, sparkSchemaJson } from './types.js';
 
 /** A query Spark Connect cannot run: what, why, and what to use instead. */
 export class ConnectUnsupportedError extends AnalysisError {
@@ -91,18 +94,19 @@ const SPECIAL: Record<string, Special> = {
   // window(col, '10 minutes') keeps its durations in options (expr/window.ts); Spark takes them as arguments.
   window: async (e, c) => {
     const o = e.options ?? {};
-    return fn('window', await c.expr(e.args[0]!), literal(String(o.windowDuration)), literal(String(o.slideDuration)), literal(String(o.startTime)));
+    const d = (k: string): Msg => literal(sparkDuration(o[k] as string | number, k));
+    return fn('window', await c.expr(e.args[0]!), d('windowDuration'), d('slideDuration'), d('startTime'));
   },
-  session_window: async (e, c) =>
-    fn('session_window', ...(await Promise.all(e.args.map((a) => c.expr(a)))), ...(e.options?.gapDuration !== undefined ? [literal(String(e.options.gapDuration))] : [])),
+  session_window: async (e, c) => {
+    const gap = e.options?.gapDuration;
+    return fn('session_window', ...(await c.exprs(e.args)), ...(gap !== undefined ? [literal(sparkDuration(gap as string | number, 'gapDuration'))] : []));
+  },
   get_item: async (e, c) => ({ unresolved_extract_value: { child: await c.expr(e.args[0]!), extraction: await c.expr(e.args[1]!) } }),
-  count_distinct: async (e, c) => ({
-    unresolved_function: { function_name: 'count', arguments: await Promise.all(e.args.map((a) => c.expr(a))), is_distinct: true },
-  }),
+  count_distinct: async (e, c) => ({ unresolved_function: { function_name: 'count', arguments: await c.exprs(e.args), is_distinct: true } }),
   approx_count_distinct: async (e, c) => fn('approx_count_distinct', await c.expr(e.args[0]!), literal(Number(e.options?.rsd ?? 0.05))),
   from_json: async (e, c) => {
     const { schema, ...options } = e.options ?? {};
-    const args = [await c.expr(e.args[0]!), literal((schema as DataType).simpleString())];
+    const args = [await c.expr(e.args[0]!), literal(sparkDdl(schema as DataType))];
     const pairs = Object.entries(options).flatMap(([k, v]) => [literal(k), literal(String(v))]);
     return fn('from_json', ...args, ...(pairs.length ? [fn('map', ...pairs)] : []));
   },
@@ -110,17 +114,40 @@ const SPECIAL: Record<string, Special> = {
   to_avro: (e, c) => c.toAvro(e),
 };
 
+/**
+ * Sluice's durations (`10 seconds`, `5s`, `2 min`, `1h`) as Spark's interval parser takes them. Spark refuses
+ * the short units Sluice accepts ("invalid unit 'sec'"), so every duration goes as milliseconds.
+ */
+export function sparkDuration(text: string | number, what: string): string {
+  return `${parseDuration(text, what)} milliseconds`;
+}
+
 /** What compiling a query needs besides the plan. */
 export interface CompileContext {
   /** Lines to tell the user (options Spark ignores, behaviour that differs): the session's log. */
   warn(line: string): void;
+  /**
+   * Whether toAvro may register its schema in the registry now. Only when the plan is about to run (a query
+   * start, a collect): explaining a plan or asking its schema must not add subject versions. Without it the
+   * header carries schema id 0, which nothing will read.
+   */
+  register?: boolean;
 }
 
 /** Compiles one plan; keeps what it learned from the registry for the whole plan. */
 export class Compiler {
-  /** The plan node whose expressions are being compiled (to_avro needs its input's types). */
+  /** The plan node whose expressions are being compiled (to_avro needs its input's types). Children are compiled one after another, so it is never shared. */
   private input: LogicalPlan | undefined;
+  /** Relations under `cache()`: the backend asks Spark to persist them before running the plan. */
+  readonly toPersist: Msg[] = [];
   constructor(private readonly ctx: CompileContext) {}
+
+  /** Expressions in order (sequentially: see `input`). */
+  async exprs(es: Expr[]): Promise<Msg[]> {
+    const out: Msg[] = [];
+    for (const e of es) out.push(await this.expr(e));
+    return out;
+  }
 
   async relation(p: LogicalPlan): Promise<Msg> {
     switch (p.kind) {
@@ -137,10 +164,17 @@ export class Compiler {
       case 'batchSource':
         return { read: { is_streaming: false, data_source: { ...this.dataSource(p.spec.format, p.spec.options, p.spec.userSchema), paths: [...p.spec.paths] } } };
       case 'local':
+        // Rows without columns (SELECT 1 with no FROM reads one such row): Arrow cannot carry a row count
+        // without a column, so Spark gets range(n) with its one column dropped.
+        if (!p.schema.fields.length) return { drop: { input: { range: { start: '0', end: String(p.rows.length), step: '1' } }, column_names: ['id'] } };
         return { local_relation: localRelation(p.rows, p.schema) };
-      case 'cache':
-        // Spark caches on its side when it sees fit; the rows are not held here.
-        return this.relation(p.child);
+      case 'cache': {
+        // Spark caches by plan: the backend persists this relation (AnalyzePlan persist) before the plan runs,
+        // so a cached static side is read once there too, not again every batch.
+        const child = await this.relation(p.child);
+        this.toPersist.push(child);
+        return child;
+      }
       case 'alias':
         return { subquery_alias: { input: await this.relation(p.child), alias: p.name } };
       case 'project':
@@ -170,7 +204,7 @@ export class Compiler {
         };
       }
       case 'watermark':
-        return { with_watermark: { input: await this.relation(p.child), event_time: p.column, delay_threshold: p.delay } };
+        return { with_watermark: { input: await this.relation(p.child), event_time: p.column, delay_threshold: `${p.delayMs} milliseconds` } };
       case 'aggregate':
         return {
           aggregate: {
@@ -189,7 +223,8 @@ export class Compiler {
           },
         };
       case 'join': {
-        const [left, right] = await Promise.all([this.relation(p.left), this.relation(p.right)]);
+        const left = await this.relation(p.left);
+        const right = await this.relation(p.right);
         return {
           join: {
             left,
@@ -200,7 +235,8 @@ export class Compiler {
         };
       }
       case 'union': {
-        const inputs = await Promise.all(p.inputs.map((i) => this.relation(i)));
+        const inputs: Msg[] = [];
+        for (const i of p.inputs) inputs.push(await this.relation(i));
         // Spark's union is UNION ALL; a chain of two-input set operations, left-deep, as Dataset.union builds.
         return inputs.slice(1).reduce<Msg>(
           (left, right) => ({
@@ -225,16 +261,15 @@ export class Compiler {
   }
 
   private dataSource(format: string, options: Readonly<Record<string, string>>, userSchema: StructType | undefined): Msg {
-    return { format, options: { ...options }, ...(userSchema ? { schema: userSchema.simpleString() } : {}) };
+    const opts = format === 'kafka' ? sparkKafkaOptions(options, this.ctx.warn) : { ...options };
+    return { format, options: opts, ...(userSchema ? { schema: sparkSchemaJson(userSchema) } : {}) };
   }
 
   private async exprsOf(node: LogicalPlan, exprs: Expr[]): Promise<Msg[]> {
     const outer = this.input;
     this.input = node;
     try {
-      const out: Msg[] = [];
-      for (const e of exprs) out.push(await this.expr(e));
-      return out;
+      return await this.exprs(exprs);
     } finally {
       this.input = outer;
     }
@@ -251,7 +286,7 @@ export class Compiler {
       case 'alias':
         return { alias: { expr: await this.expr(e.child), name: [e.name] } };
       case 'cast':
-        return { cast: { expr: await this.expr(e.child), type_str: e.to.simpleString() } };
+        return { cast: { expr: await this.expr(e.child), type_str: sparkDdl(e.to) } };
       case 'binary': {
         const [l, r] = [await this.expr(e.left), await this.expr(e.right)];
         return e.op === '!=' ? fn('not', fn('==', l, r)) : fn(BINARY[e.op], l, r);
@@ -263,7 +298,7 @@ export class Compiler {
       case 'isNull':
         return fn(e.negated ? 'isnotnull' : 'isnull', await this.expr(e.child));
       case 'in':
-        return fn('in', await this.expr(e.child), ...(await Promise.all(e.values.map((v) => this.expr(v)))));
+        return fn('in', await this.expr(e.child), ...(await this.exprs(e.values)));
       case 'case': {
         const args: Msg[] = [];
         for (const [cond, value] of e.branches) args.push(await this.expr(cond), await this.expr(value));
@@ -275,7 +310,7 @@ export class Compiler {
       case 'fn': {
         const special = SPECIAL[e.name];
         if (special) return special(e, this);
-        return fn(e.name, ...(await Promise.all(e.args.map((a) => this.expr(a)))));
+        return fn(e.name, ...(await this.exprs(e.args)));
       }
     }
   }
@@ -290,20 +325,20 @@ export class Compiler {
   async fromAvro(e: Extract<Expr, { kind: 'fn' }>): Promise<Msg> {
     const o = (e.options ?? {}) as FromAvroOptions;
     const value = await this.expr(e.args[0]!);
-    const failFast = o.mode === 'FAILFAST' || o.mode === undefined || o.mode === 'DEADLETTER';
+    const permissive = o.mode === 'PERMISSIVE';
     if (o.mode === undefined || o.mode === 'DEADLETTER') {
       this.ctx.warn(
         'fromAvro: Spark has no dead-letter route. A record that cannot be decoded fails the query on Spark (from_avro mode FAILFAST); ' +
           'locally it would go to the dead-letter destination. Pass mode: "PERMISSIVE" to get a null instead.',
       );
     }
-    const options = literalMap({ mode: failFast ? 'FAILFAST' : 'PERMISSIVE' });
+    const options = literalMap({ mode: permissive ? 'PERMISSIVE' : 'FAILFAST' });
     if (!o.registry) {
       if (o.schema === undefined) throw new AnalysisError('fromAvro needs a reader schema: give { schema }, or { registry, subject } / { registry, schemaId }.');
       return fn('from_avro', value, literal(typeof o.schema === 'string' ? o.schema : JSON.stringify(o.schema)), options);
     }
     const client = registryClient(o.registry);
-    let schema: { id: number; schema: string };
+    let schema: { id: number; schema: string; schemaType?: string };
     if (o.schemaId !== undefined) schema = await client.getById(o.schemaId);
     else if (o.subject) {
       const versions = await client.listVersions(o.subject);
@@ -316,28 +351,39 @@ export class Compiler {
       }
       schema = await client.getVersion(o.subject);
     } else throw new AnalysisError('fromAvro with a registry needs { subject } or { schemaId } to know the schema.');
+    if (schema.schemaType && schema.schemaType !== 'AVRO') {
+      throw new AnalysisError(`fromAvro: ${o.subject ?? `schema id ${o.schemaId}`} holds a ${schema.schemaType} schema, not Avro.`);
+    }
     if (o.schema !== undefined) {
       this.ctx.warn('fromAvro: on Spark the records are decoded with the registry schema; the reader schema given in { schema } is not applied.');
     }
     const header = frameHeader(schema.id);
-    // substring on binary is 1-based: bytes 1–5 are the header, the Avro body starts at byte 6.
-    const guarded = fn(
-      'when',
-      fn('isnull', value),
-      literal(null),
-      fn('==', fn('substring', value, literal(1), literal(5)), literal(header)),
-      fn('substring', value, literal(6), fn('-', fn('length', value), literal(5))),
-      fn(
-        'raise_error',
-        fn(
-          'concat',
+    const fail = (...parts: Msg[]): Msg => fn('raise_error', fn('concat', ...parts));
+    // A tombstone (null value) is not an Avro record. Locally it goes to the dead letters by default; Spark has
+    // none, so it fails the query, saying so — unless tombstones: 'keep' or PERMISSIVE make it a null struct.
+    const isValue = e.args[0]!.kind === 'col' && e.args[0]!.name === 'value';
+    const tombstone =
+      !isValue || o.tombstones === 'keep' || permissive
+        ? literal(null)
+        : fail(literal("fromAvro: a tombstone (a record with a null value) is not an Avro record, and Spark has no dead-letter route for it. Pass tombstones: 'keep' to read it as null."));
+    // Another schema id: Spark would decode it with this schema, wrongly. PERMISSIVE gives null, as an undecodable record does.
+    const otherId = permissive
+      ? literal(null)
+      : fail(
           literal(`fromAvro: a record was not written with schema id ${schema.id} (the only version of its subject when the query started); its header is 0x`),
           fn('hex', fn('substring', value, literal(1), literal(5))),
           literal('. Spark decodes with one schema: restart the query so it reads the new schema, or run it locally.'),
-        ),
-      ),
+        );
+    // substring on binary is 1-based: bytes 1–5 are the header, the Avro body starts at byte 6.
+    const body = fn(
+      'when',
+      fn('isnull', value),
+      tombstone,
+      fn('==', fn('substring', value, literal(1), literal(5)), literal(header)),
+      fn('substring', value, literal(6), fn('-', fn('length', value), literal(5))),
+      otherId,
     );
-    return fn('from_avro', guarded, literal(schema.schema), options);
+    return fn('from_avro', body, literal(schema.schema), options);
   }
 
   /** toAvro with a registry: the schema is derived (or given) and registered here; Spark writes the body, the header is prepended. */
@@ -359,7 +405,8 @@ export class Compiler {
     const avro = fn('to_avro', data, literal(schemaText));
     if (!o.registry) return avro;
     if (!o.subject) throw new AnalysisError('toAvro with a registry needs { subject } (TopicNameStrategy: "<topic>-value").');
-    id ??= await registryClient(o.registry).register(o.subject, schemaText);
+    // Registered only when the plan is about to run: explaining it or asking its schema adds no version.
+    id ??= this.ctx.register ? await registryClient(o.registry).register(o.subject, schemaText) : 0;
     // A null struct stays null (a tombstone), as locally.
     return fn('when', fn('isnull', data), literal(null), fn('concat', literal(frameHeader(id)), avro));
   }

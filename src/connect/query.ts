@@ -6,11 +6,14 @@
  */
 import type { DiagnosisSnapshot, Finding } from '../exec/diagnose.js';
 import { StreamingQueryException } from '../exec/microBatch.js';
-import type { StreamingQueryProgress, StreamingQueryStatus } from '../exec/progress.js';
+import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from '../exec/progress.js';
 import type { StreamingQuery } from '../exec/streamingQuery.js';
 import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
 
 const POLL_MS = 1000;
+/** How long the server may be unreachable before the handle gives the query up for lost (it may still run there). */
+const UNREACHABLE_MS = 60_000;
+const PROGRESS_HISTORY = 100;
 
 export class RemoteStreamingQuery implements StreamingQuery {
   recentProgress: StreamingQueryProgress[] = [];
@@ -21,13 +24,17 @@ export class RemoteStreamingQuery implements StreamingQuery {
   private readonly onTerminated: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  /** Since when the server has not answered (undefined while it does). */
+  private unreachableSince: number | undefined;
 
   constructor(
     private readonly client: SparkConnectClient,
     readonly id: string,
     readonly runId: string,
     readonly name: string | null,
+    private readonly listeners: () => StreamingQueryListener[] = () => [],
   ) {
+    for (const l of this.listeners()) l.onQueryStarted?.({ id, runId, name, timestamp: new Date().toISOString() });
     this.schedule();
   }
 
@@ -47,28 +54,49 @@ export class RemoteStreamingQuery implements StreamingQuery {
     this.timer.unref();
   }
 
-  /** Asks Spark for the query's status and progress now (the getters then return them). */
-  refresh(): Promise<void> {
-    return (this.refreshing ??= this.fetch().finally(() => (this.refreshing = undefined)));
+  /** Asks Spark for the query's status and progress now (the getters then return them); `all`: every progress Spark keeps. */
+  refresh(all = false): Promise<void> {
+    if (all) return (this.refreshing ?? Promise.resolve()).then(() => this.fetch(true));
+    return (this.refreshing ??= this.fetch(false).finally(() => (this.refreshing = undefined)));
   }
 
-  private async fetch(): Promise<void> {
+  private async fetch(all: boolean): Promise<void> {
     try {
       const s = (await this.command({ status: true })).status as Msg | undefined;
       if (s) {
         this.status = { message: String(s.status_message ?? ''), isDataAvailable: Boolean(s.is_data_available), isTriggerActive: Boolean(s.is_trigger_active) };
       }
-      const p = (await this.command({ recent_progress: true })).recent_progress as Msg | undefined;
-      const json = (p?.recent_progress_json as string[] | undefined) ?? [];
-      this.recentProgress = json.map(progressOf);
+      // Each poll asks for the last progress only; the whole history after commands (processAllAvailable, stop, …).
+      const p = (await this.command(all ? { recent_progress: true } : { last_progress: true })).recent_progress as Msg | undefined;
+      this.absorb(((p?.recent_progress_json as string[] | undefined) ?? []).map(progressOf), all);
+      this.unreachableSince = undefined;
       if (s && !s.is_active) await this.terminated();
     } catch (e) {
-      // The server went away: the query is gone with it.
-      if (e instanceof SparkConnectError && e.grpcCode === 14) {
-        this.exception ??= e;
+      if (!(e instanceof SparkConnectError)) throw e;
+      if (e.grpcCode === 14) {
+        // The server did not answer: a restart, a network blip or a long GC pause. Only after a minute of
+        // silence is the query given up for lost (it may still be running there).
+        this.unreachableSince ??= Date.now();
+        if (Date.now() - this.unreachableSince > UNREACHABLE_MS) {
+          this.exception ??= new StreamingQueryException(`Query ${this.name ?? this.id}: the Spark Connect server has not answered for a minute (${e.message}). The query may still run on Spark.`);
+          await this.terminated(false);
+        }
+      } else if (/not found|QUERY_NOT_FOUND|STREAMING_QUERY_NOT_FOUND/i.test(e.message)) {
+        // The server no longer knows the query (it was restarted): it is not running there any more.
+        this.exception ??= new StreamingQueryException(`Query ${this.name ?? this.id} is not known to the Spark Connect server any more (was it restarted?): ${e.message}`);
         await this.terminated(false);
       }
     }
+  }
+
+  /** New progress reports, in batch order, each told to the listeners once. */
+  private absorb(reports: StreamingQueryProgress[], all: boolean): void {
+    const seen = new Set(this.recentProgress.map((p) => `${p.batchId}|${p.timestamp}`));
+    const fresh = reports.filter((p) => !seen.has(`${p.batchId}|${p.timestamp}`));
+    if (all) this.recentProgress = [...reports];
+    else this.recentProgress.push(...fresh);
+    if (this.recentProgress.length > PROGRESS_HISTORY) this.recentProgress.splice(0, this.recentProgress.length - PROGRESS_HISTORY);
+    for (const p of fresh) for (const l of this.listeners()) l.onQueryProgress?.({ progress: p });
   }
 
   private async terminated(askWhy = true): Promise<void> {
@@ -83,31 +111,64 @@ export class RemoteStreamingQuery implements StreamingQuery {
         );
       }
     }
+    for (const l of this.listeners()) l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
     for (const cb of this.onTerminated.splice(0)) cb();
   }
 
+  /** After a command failed: the query's own error if it stopped (Spark rethrows it from the command), else the command's. */
+  private async failure(e: unknown): Promise<never> {
+    await this.refresh(true);
+    throw (!this.isActive && this.exception) || e;
+  }
+
   async awaitTermination(timeoutMs?: number): Promise<boolean> {
-    const r = await this.command({ await_termination: timeoutMs === undefined ? {} : { timeout_ms: String(timeoutMs) } });
-    const done = Boolean((r.await_termination as Msg | undefined)?.terminated);
-    if (done) await this.refresh().then(() => this.terminated());
-    if (done && this.exception) throw this.exception;
+    if (!this.isActive) {
+      if (this.exception) throw this.exception;
+      return true;
+    }
+    // Spark refuses a timeout of 0 ("Timeout has to be positive"); locally it means "look now".
+    if (timeoutMs !== undefined && timeoutMs <= 0) {
+      await this.refresh();
+      if (!this.isActive && this.exception) throw this.exception;
+      return !this.isActive;
+    }
+    let done: boolean;
+    try {
+      const r = await this.command({ await_termination: timeoutMs === undefined ? {} : { timeout_ms: String(Math.ceil(timeoutMs)) } });
+      done = Boolean((r.await_termination as Msg | undefined)?.terminated);
+    } catch (e) {
+      return this.failure(e);
+    }
+    if (done) {
+      await this.refresh(true);
+      await this.terminated();
+      if (this.exception) throw this.exception;
+    }
     return done;
   }
 
   async processAllAvailable(): Promise<void> {
+    if (!this.isActive) {
+      if (this.exception) throw this.exception;
+      return;
+    }
     try {
       await this.command({ process_all_available: true });
     } catch (e) {
-      await this.refresh();
-      await this.terminated();
-      throw this.exception ?? e;
+      await this.failure(e);
     }
-    await this.refresh();
+    await this.refresh(true);
   }
 
+  /** Stops the query on Spark. Sent even when the handle lost track of it, so it is not left running there. */
   async stop(): Promise<void> {
-    if (this.isActive) await this.command({ stop: true });
-    await this.refresh();
+    try {
+      await this.command({ stop: true });
+    } catch (e) {
+      // Already gone from the server, or the server is gone: nothing left to stop.
+      if (this.isActive && !(e instanceof SparkConnectError && (e.grpcCode === 14 || /not found/i.test(e.message)))) throw e;
+    }
+    await this.refresh(true).catch(() => {});
     await this.terminated();
   }
 
@@ -119,7 +180,7 @@ export class RemoteStreamingQuery implements StreamingQuery {
   }
 
   explain(): string {
-    return [`== Spark Connect ==`, `server: ${this.client.address}`, `query: ${this.name ?? ''} id=${this.id} runId=${this.runId}`, '', this.plan || '(call await query.explainPlan() for Spark\'s plan)'].join('\n');
+    return [`== Spark Connect ==`, `server: ${this.client.address}`, `query: ${this.name ?? ''} id=${this.id} runId=${this.runId}`, '', this.plan || "(await query.explainPlan() for Spark's plan)"].join('\n');
   }
 
   async diagnose(): Promise<Finding[]> {

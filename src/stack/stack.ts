@@ -343,8 +343,12 @@ export async function up(opts: UpOptions = {}): Promise<StackInfo> {
   if (services.includes('spark')) {
     const spark = await startSparkConnect({ dir, ...(opts.sparkPort !== undefined ? { port: opts.sparkPort } : {}), ...(opts.log ? { log: opts.log } : {}) });
     info = { ...info, sparkConnectUrl: spark.url };
+  } else {
+    // A Spark Connect server this folder started earlier and still running keeps its address in stack.json.
+    const running = (await sparkConnectStatus(dir)).spark;
+    if (running?.running) info = { ...info, sparkConnectUrl: running.url };
   }
-  if (services.length) writeFileSync(join(dir, 'stack.json'), JSON.stringify(info, null, 2) + '\n');
+  if (services.length || info.sparkConnectUrl) writeFileSync(join(dir, 'stack.json'), JSON.stringify(info, null, 2) + '\n');
   return info;
 }
 

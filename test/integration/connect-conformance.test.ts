@@ -303,7 +303,12 @@ describe('triggers and static frames on both backends', () => {
         ],
         'user STRING, amount INT, at TIMESTAMP',
       );
-      results.push(await df.groupBy('user').agg(count('*').alias('n'), sum('amount').alias('total'), max('at').alias('last')).orderBy('user').collect());
+      // cache(): Spark persists the relation (AnalyzePlan persist) before the plan runs.
+      const totals = df.groupBy('user').agg(count('*').alias('n'), sum('amount').alias('total'), max('at').alias('last')).cache();
+      results.push(await totals.orderBy('user').collect());
+      expect(await df.count()).toBe(3);
+      // A SELECT without FROM reads one row of no columns: Spark gets range(1) without its column.
+      expect(await s.sql('SELECT 1 AS x').collect()).toEqual([{ x: 1 }]);
     }
     expect(results[0]).toEqual([
       { user: 'a', n: 2, total: 17, last: new Date(T0 + 61_000) },
@@ -336,7 +341,32 @@ describe('Avro through the registry on Spark', () => {
     await produceRecords([{ topic: t.input, value: frame(id2, avroOf(other, { s: 'x' })) }]);
     const failure = await q.processAllAvailable().then(() => undefined, (e: Error) => e);
     expect(failure?.message).toMatch(new RegExp(`not written with schema id ${id1}.*header is 0x00${id2.toString(16).padStart(8, '0').toUpperCase()}`, 's'));
+    expect(failure?.name).toBe('StreamingQueryException');
     expect(q.isActive).toBe(false);
+    // The handle keeps the query's error: awaitTermination rethrows it, as locally.
+    await expect(q.awaitTermination()).rejects.toThrow(/not written with schema id/);
+  });
+
+  it('a tombstone fails the query with the reason by default; tombstones: "keep" reads it as null', async () => {
+    for (const keep of [false, true]) {
+      const t = await freshTopics('conf-avro-tombstone', 1);
+      const v1 = { type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }] };
+      const id1 = await registryClient(registry()).register(`${t.input}-value`, JSON.stringify(v1));
+      await produceRecords([{ topic: t.input, value: frame(id1, avroOf(v1, { n: 1 })) }, { topic: t.input, key: Buffer.from('k'), value: null }]);
+      const q = await toKafka(
+        session(true).readStream.format('kafka').option('kafka.bootstrap.servers', bootstrapServers()).option('subscribe', t.input).option('startingOffsets', 'earliest').load()
+          .select(fromAvro(col('value'), { registry: registry(), subject: `${t.input}-value`, mode: 'FAILFAST', ...(keep ? { tombstones: 'keep' as const } : {}) }).alias('e'))
+          .select(to_json(struct(col('e.n').alias('n'))).alias('value')),
+        t.output,
+      ).start();
+      if (keep) {
+        await q.processAllAvailable();
+        expect((await readTopic(kafka(), t.output)).map((r) => r.value!.toString()).sort()).toEqual(['{"n":1}', '{}']);
+        await q.stop();
+      } else {
+        await expect(q.processAllAvailable()).rejects.toThrow(/a tombstone \(a record with a null value\) is not an Avro record.*tombstones: 'keep'/s);
+      }
+    }
   });
 
   it('a subject with several schema versions is refused before submission, with the reason and what to do', async () => {
@@ -360,6 +390,7 @@ describe('what Spark Connect cannot run is refused before anything is submitted'
     await expect(toKafka(mapped.select(to_json(struct('id')).alias('value')), t.output).start()).rejects.toThrow(ConnectUnsupportedError);
     await expect(toKafka(mapped.select(to_json(struct('id')).alias('value')), t.output).start()).rejects.toThrow(/JavaScript function.*Spark runs on the JVM.*column expressions/s);
     await expect(events.writeStream.foreachBatch(() => {}).start()).rejects.toThrow(/foreachBatch\(\) with a JavaScript function cannot run on Spark Connect.*format\("kafka"\)/s);
+    await expect(events.writeStream.format('memory').queryName('t').start()).rejects.toThrow(/format\("memory"\) cannot run on Spark Connect.*session\.table\(\)/s);
     const mem = s.memoryStream('x INT');
     await expect(mem.toDF().writeStream.format('console').start()).rejects.toThrow(/memoryStream\(\) cannot run on Spark Connect.*format\("kafka"\)/s);
     // Nothing reached Spark: no query was started there.

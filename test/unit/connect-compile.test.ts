@@ -37,12 +37,13 @@ describe('Spark Connect: compiling plans and expressions', () => {
     const r = await compile(df);
     const agg = r.aggregate as Msg;
     expect(agg.group_type).toBe('GROUP_TYPE_GROUPBY');
-    // window(ts, '1 minute'): Sluice keeps the durations in options; Spark takes window, slide and start as arguments.
-    expect(agg.grouping_expressions).toEqual([fn('window', attr('ts'), literal('1 minute'), literal('1 minute'), literal('0 seconds'))]);
+    // window(ts, '1 minute'): Sluice keeps the durations in options; Spark takes window, slide and start as
+    // arguments — in milliseconds, since Spark's interval parser refuses short units Sluice accepts ('5s', '2 min').
+    expect(agg.grouping_expressions).toEqual([fn('window', attr('ts'), literal('60000 milliseconds'), literal('60000 milliseconds'), literal('0 milliseconds'))]);
     // count('*') is count(1), as Spark names it.
     expect(agg.aggregate_expressions).toEqual([{ alias: { expr: fn('count', { literal: { integer: 1 } }), name: ['n'] } }]);
     const wm = (agg.input as Msg).with_watermark as Msg;
-    expect(wm).toMatchObject({ event_time: 'ts', delay_threshold: '10 seconds' });
+    expect(wm).toMatchObject({ event_time: 'ts', delay_threshold: '10000 milliseconds' });
     const filter = (wm.input as Msg).filter as Msg;
     expect(filter.condition).toEqual(fn('isnotnull', attr('key')));
     const read = ((((filter.input as Msg).project as Msg).input as Msg).read) as Msg;
@@ -59,6 +60,8 @@ describe('Spark Connect: compiling plans and expressions', () => {
     expect(await c.expr(col('a').negate().expr)).toEqual(fn('negative', attr('a')));
     expect(await c.expr(col('e').getField('n').expr)).toEqual({ unresolved_extract_value: { child: attr('e'), extraction: literal('n') } });
     expect(await c.expr(col('a').cast('bigint').expr)).toEqual({ cast: { expr: attr('a'), type_str: 'bigint' } });
+    // Struct field names are quoted: Spark's parser refuses `user-id` or `a b` unquoted.
+    expect(await c.expr(col('a').cast('struct<`user-id`: int, `a b`: string>').expr)).toEqual({ cast: { expr: attr('a'), type_str: 'struct<`user-id`:int,`a b`:string>' } });
   });
 
   it('literals are typed as Sluice types them: whole numbers int (long past 32 bits), other numbers double, dates as µs timestamps', () => {
@@ -110,6 +113,50 @@ describe('Spark Connect: compiling plans and expressions', () => {
     const remote = new SluiceSession('remote', 'sc://127.0.0.1:1');
     await expect(events(remote).select(col('value')).writeStream.format('kafka').option('topic', 'x').start()).rejects.toThrow(/needs a checkpoint on Spark too.*absolute path/s);
     await remote.stop();
+  });
+});
+
+describe('Spark Connect: schemas, durations and Kafka options as Spark reads them', () => {
+  it('a read schema goes as Spark JSON (DataType.json), which Read.DataSource.schema accepts', async () => {
+    // On a Spark Connect session the path is the cluster's: not checked here.
+    const s = new SluiceSession('schema', 'sc://127.0.0.1:1');
+    const df = s.read.schema('`user id` STRING, n BIGINT, tags ARRAY<STRING>, p DECIMAL(10,2)').json('/data/in');
+    const ds = ((await compile(df)).read as Msg).data_source as Msg;
+    expect(JSON.parse(ds.schema as string)).toEqual({
+      type: 'struct',
+      fields: [
+        { name: 'user id', type: 'string', nullable: true, metadata: {} },
+        { name: 'n', type: 'long', nullable: true, metadata: {} },
+        { name: 'tags', type: { type: 'array', elementType: 'string', containsNull: true }, nullable: true, metadata: {} },
+        { name: 'p', type: 'decimal(10,2)', nullable: true, metadata: {} },
+      ],
+    });
+  });
+
+  it("librdkafka security settings become the Java client's: SASL as a JAAS line, a PEM CA as a PEM truststore", async () => {
+    const s = new SluiceSession('kafka');
+    warnings.length = 0;
+    const df = s.readStream.format('kafka').options({
+      'kafka.bootstrap.servers': 'b:9093',
+      'kafka.security.protocol': 'SASL_SSL',
+      'kafka.sasl.mechanisms': 'SCRAM-SHA-256',
+      'kafka.sasl.username': 'alice',
+      'kafka.sasl.password': 'p"w',
+      'kafka.ssl.ca.location': '/ca.pem',
+      'kafka.statistics.interval.ms': '1000',
+      subscribe: 't',
+    }).load();
+    const opts = (((await compile(df)).read as Msg).data_source as Msg).options;
+    expect(opts).toEqual({
+      'kafka.bootstrap.servers': 'b:9093',
+      'kafka.security.protocol': 'SASL_SSL',
+      'kafka.sasl.mechanism': 'SCRAM-SHA-256',
+      'kafka.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="p\\"w";',
+      'kafka.ssl.truststore.type': 'PEM',
+      'kafka.ssl.truststore.location': '/ca.pem',
+      subscribe: 't',
+    });
+    expect(warnings.join('\n')).toMatch(/no setting kafka\.statistics\.interval\.ms/);
   });
 });
 
