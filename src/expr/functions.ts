@@ -21,6 +21,7 @@ import {
   TimestampType,
   isNumeric,
   parseDataType,
+  fromEpochMicros,
 } from '../types/index.js';
 import { Column, ColumnLike, colExpr, toExpr } from './column.js';
 import { AnalysisError, Bound, Evaluator, FunctionCall, SqlCall, registerFunction } from './compile.js';
@@ -633,7 +634,9 @@ export function fromJsonValue(v: unknown, t: DataType): unknown {
     return o;
   }
   if (t === StringType) return typeof v === 'object' ? JSON.stringify(v) : String(v);
-  if (t === TimestampType && typeof v === 'number') return new Date(v); // epoch millis, as producers commonly send
+  // A JSON number as a timestamp is whole seconds since the epoch, as Spark's JSON parser reads it
+  // (VALUE_NUMBER_INT × 10^6 µs); a fraction does not convert (null). Found by the Spark Connect conformance run.
+  if (t === TimestampType && typeof v === 'number') return Number.isInteger(v) ? fromEpochMicros(v * 1_000_000) : null;
   if (typeof v === 'object') return null;
   if (isNumeric(t) && typeof v !== 'number') return null;
   return castValue(v, t);

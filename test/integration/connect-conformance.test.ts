@@ -309,12 +309,17 @@ describe('triggers and static frames on both backends', () => {
       expect(await df.count()).toBe(3);
       // A SELECT without FROM reads one row of no columns: Spark gets range(1) without its column.
       expect(await s.sql('SELECT 1 AS x').collect()).toEqual([{ x: 1 }]);
+      // JSON numbers as timestamps: whole seconds since the epoch (a fraction does not convert).
+      const json = s.createDataFrame([{ j: '{"ts": 1767225600}' }, { j: '{"ts": 1.5}' }], 'j STRING');
+      results.push(await json.select(from_json(col('j'), 'ts TIMESTAMP').alias('e')).select('e.ts').collect());
     }
     expect(results[0]).toEqual([
       { user: 'a', n: 2, total: 17, last: new Date(T0 + 61_000) },
       { user: 'b', n: 1, total: 5, last: new Date(T0 + 2000) },
     ]);
-    expect(results[1]).toEqual(results[0]);
+    expect(results[1]).toEqual([{ ts: new Date(T0) }, { ts: null }]);
+    expect(results[2]).toEqual(results[0]);
+    expect(results[3]).toEqual(results[1]);
   });
 });
 

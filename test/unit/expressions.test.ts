@@ -127,6 +127,17 @@ describe('column expressions', () => {
     ]);
   });
 
+  it('reads a JSON number as a timestamp the way Spark does: whole seconds since the epoch, a fraction as null', async () => {
+    // Spark's JacksonParser: VALUE_NUMBER_INT for TimestampType is seconds × 10^6 µs; a float is not converted.
+    // (Sluice read milliseconds until the Spark Connect backend compared the two: 1767225600 is 2026-01-01.)
+    const nums = session.createDataFrame([{ j: '{"ts": 1767225600}' }, { j: '{"ts": 1.5}' }, { j: '{"ts": "2026-01-01T00:00:01Z"}' }], 'j STRING');
+    expect(await nums.select(from_json(col('j'), 'ts TIMESTAMP').alias('e')).select('e.ts').collect()).toEqual([
+      { ts: new Date('2026-01-01T00:00:00Z') },
+      { ts: null },
+      { ts: new Date('2026-01-01T00:00:01Z') },
+    ]);
+  });
+
   it('builds structs, expands stars and round-trips JSON', async () => {
     const json = people.select(to_json(struct('name', 'age')).alias('j'));
     expect((await json.collect()).map((r) => r.j)).toEqual(['{"name":" Ada ","age":36}', '{"name":"Linus"}', '{"name":"Grace","age":85}']);
