@@ -112,6 +112,12 @@ function fromArrowValue(v: unknown, type: ArrowType): unknown {
       const o = (v as { toJSON(): Record<string, unknown> }).toJSON();
       return Object.fromEntries(fields.map((f) => [f.name, fromArrowValue(o[f.name], f.type)]));
     }
+    case Type.Map: {
+      // A map comes back as an Arrow MapRow: Sluice's maps are plain objects, keyed by the key's text.
+      const entry = (type as unknown as { children: Array<{ type: { children: Array<{ type: ArrowType }> } }> }).children[0]!.type.children[1]!.type;
+      const o = (v as { toJSON(): Record<string, unknown> }).toJSON();
+      return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, fromArrowValue(x, entry)]));
+    }
     case Type.List: {
       const el = (type as unknown as { children: Array<{ type: ArrowType }> }).children[0]!.type;
       return [...(v as Iterable<unknown>)].map((x) => fromArrowValue(x, el));
