@@ -43,7 +43,7 @@ export interface RemoteWriteSpec {
 }
 
 /** Options only Sluice's own engine reads: Spark would ignore them silently, so they are named when dropped. */
-const SLUICE_ONLY = /^(deadLetter\.|lateEvents\.|onBadRecord$|createMissingTopics$)/;
+const SLUICE_ONLY = /^(deadLetter\.|lateEvents\.|onBadRecord$|createMissingTopics$|exactlyOnce)/;
 
 /**
  * Settings Sluice's semantics assume, sent unless the session sets them: Sluice computes hour(), to_date(),
@@ -155,10 +155,17 @@ export class SparkConnectBackend {
       );
     }
     if (w.format === 'console') this.log("WARN format(\"console\") on Spark prints each batch to the Spark driver's output (its log), not here.");
+    if ((w.options.exactlyOnce ?? '').toLowerCase() === 'true') {
+      throw new ConnectUnsupportedError(
+        'The exactly-once Kafka sink (exactlyOnce=true)',
+        "Spark's Kafka sink writes at-least-once: it has no transactions, so a batch re-run after a failure is written again",
+        'On Spark, make the output idempotent downstream (a key per record and a compacted topic, or dedupe when reading); or run this query locally for exactly-once.',
+      );
+    }
     const dropped = Object.keys(w.options).filter((k) => SLUICE_ONLY.test(k));
     if (dropped.length) {
       this.log(
-        `WARN Spark does not know ${dropped.join(', ')}: these are Sluice engine options (dead letters, late events, topic creation), ` +
+        `WARN Spark does not know ${dropped.join(', ')}: these are Sluice engine options (dead letters, late events, topic creation, exactly-once), ` +
           'not sent to Spark. On Spark a record that cannot be decoded fails the query, and late rows are dropped (counted in stateOperators.numRowsDroppedByWatermark).',
       );
     }

@@ -134,7 +134,7 @@ export interface CompileContext {
   register?: boolean;
 }
 
-/** Compiles one plan; keeps what it learned from the registry for the whole plan. */
+/** One compilation of one plan (a fresh Compiler per action: what it registers or persists belongs to that run). */
 export class Compiler {
   /** The plan node whose expressions are being compiled (to_avro needs its input's types). Children are compiled one after another, so it is never shared. */
   private input: LogicalPlan | undefined;
@@ -431,9 +431,4 @@ function frameHeader(id: number): Buffer {
 
 function literalMap(m: Record<string, string>): Msg {
   return fn('map', ...Object.entries(m).flatMap(([k, v]) => [literal(k), literal(v)]));
-}
-
-/** Compiles a plan to a Spark Connect relation. */
-export async function compileRelation(plan: LogicalPlan, ctx: CompileContext): Promise<Msg> {
-  return new Compiler(ctx).relation(plan);
 }

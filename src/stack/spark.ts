@@ -11,10 +11,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StackError, alive, defaultStackDir, kill, portFree, processCommandLine, sluiceHome, waitFor, type Log } from './stack.js';
+import { StackError, alive, defaultStackDir, kill, portFree, processCommandLine, sluiceHome, tcpProbe, waitFor, type Log } from './stack.js';
 
 /** pyspark from PyPI: the Spark the local server runs. 3.5.x is what the Connect client speaks (connect/client.ts). */
 export const PYSPARK_VERSION = '3.5.9';
@@ -100,18 +99,7 @@ function launcherJar(sparkHome: string, log: Log): string {
 }
 
 /** True when a TCP connection to 127.0.0.1:port opens. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = createConnection({ host: '127.0.0.1', port });
-    const end = (ok: boolean): void => {
-      s.destroy();
-      done(ok);
-    };
-    s.setTimeout(2000, () => end(false));
-    s.once('connect', () => end(true));
-    s.once('error', () => end(false));
-  });
-}
+const listening = (port: number): Promise<boolean> => tcpProbe(port);
 
 function ownServer(dir: string, i: SparkConnectInfo | undefined): number | undefined {
   if (!i?.pid || !alive(i.pid)) return undefined;

@@ -618,20 +618,26 @@ function ownRedis(dir: string, r: RedisInfo | undefined): number | undefined {
   return cmd !== undefined && cmd.includes('redis-server') && cmd.includes(join(redisFolder(dir), 'redis.conf')) ? r.pid : undefined;
 }
 
-/** PING over RESP, without a client library: true when the server answers +PONG (not -LOADING while it reads its data). */
-function redisPing(port: number): Promise<boolean> {
-  return new Promise((resolvePing) => {
+/**
+ * Whether a server answers on 127.0.0.1:port within 2 s: the connection opens, and — with `hello` — the
+ * reply to what it sends passes its check.
+ */
+export function tcpProbe(port: number, hello?: { send: string; ok: (reply: Buffer) => boolean }): Promise<boolean> {
+  return new Promise((resolveProbe) => {
     const s = createConnection({ host: '127.0.0.1', port });
     const done = (ok: boolean): void => {
       s.destroy();
-      resolvePing(ok);
+      resolveProbe(ok);
     };
     s.setTimeout(2000, () => done(false));
-    s.once('connect', () => s.write('*1\r\n$4\r\nPING\r\n'));
-    s.once('data', (d) => done(d.toString('latin1').startsWith('+PONG')));
+    s.once('connect', () => (hello ? s.write(hello.send) : done(true)));
+    if (hello) s.once('data', (d) => done(hello.ok(d)));
     s.once('error', () => done(false));
   });
 }
+
+/** PING over RESP, without a client library: true when the server answers +PONG (not -LOADING while it reads its data). */
+const redisPing = (port: number): Promise<boolean> => tcpProbe(port, { send: '*1\r\n$4\r\nPING\r\n', ok: (d) => d.toString('latin1').startsWith('+PONG') });
 
 async function redisStatus(dir: string): Promise<{ redis?: NonNullable<StackStatus['redis']> }> {
   const r = readRedisInfo(dir);

@@ -109,8 +109,11 @@ describe('Spark Connect: compiling plans and expressions', () => {
     await remote.stop();
   });
 
-  it('a kafka sink without a checkpoint is refused with what to set, before connecting', async () => {
+  it('a kafka sink without a checkpoint, or asking for exactly-once, is refused with what to do, before connecting', async () => {
     const remote = new SluiceSession('remote', 'sc://127.0.0.1:1');
+    await expect(
+      events(remote).select(col('value')).writeStream.format('kafka').option('topic', 'x').option('checkpointLocation', '/cp').option('exactlyOnce', 'true').start(),
+    ).rejects.toThrow(/exactly-once Kafka sink \(exactlyOnce=true\) cannot run on Spark Connect.*at-least-once.*run this query locally/s);
     await expect(events(remote).select(col('value')).writeStream.format('kafka').option('topic', 'x').start()).rejects.toThrow(/needs a checkpoint on Spark too.*absolute path/s);
     await remote.stop();
   });
