@@ -158,6 +158,8 @@ export class RemoteStreamingQuery implements StreamingQuery {
       await this.failure(e);
     }
     await this.refresh(true);
+    // Batches ran: Spark's plan for the query now exists (explain() shows it).
+    await this.explainPlan().catch(() => '');
   }
 
   /** Stops the query on Spark. Sent even when the handle lost track of it, so it is not left running there. */
@@ -179,6 +181,7 @@ export class RemoteStreamingQuery implements StreamingQuery {
     return this.plan;
   }
 
+  /** Spark's plan as last fetched (at start, and after processAllAvailable()); `await explainPlan()` asks again. */
   explain(): string {
     return [`== Spark Connect ==`, `server: ${this.client.address}`, `query: ${this.name ?? ''} id=${this.id} runId=${this.runId}`, '', this.plan || "(await query.explainPlan() for Spark's plan)"].join('\n');
   }
