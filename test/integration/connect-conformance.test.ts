@@ -150,9 +150,13 @@ describe('the same query on Sluice and on Spark Connect', () => {
 
   it('a windowed count in append mode: only final windows, once', async () => {
     const t = await freshTopics('conf-win-append', 2);
-    const { local, remote } = await onBoth(windowed(t.input, 'append'), WINDOW_STEPS(t.input));
+    const { local, remote, queries } = await onBoth(windowed(t.input, 'append'), WINDOW_STEPS(t.input));
     expect(local).toEqual([win(0, 2), win(10, 1)].sort());
     expect(remote).toEqual(local);
+    // The remote handle's explain() is Spark's plan for the query once batches ran: its state store operators.
+    expect(queries[1]!.explain()).toMatch(/StateStoreSave/);
+    expect(queries[1]!.lastProgress?.eventTime.watermark).toBe(new Date(T0 + 22_000).toISOString());
+    expect(queries[0]!.lastProgress?.eventTime.watermark).toBe(new Date(T0 + 22_000).toISOString());
   });
 
   it('a windowed count in update mode: each batch’s changed windows', async () => {
