@@ -115,9 +115,18 @@ export class RemoteStreamingQuery implements StreamingQuery {
     for (const cb of this.onTerminated.splice(0)) cb();
   }
 
-  /** After a command failed: the query's own error if it stopped (Spark rethrows it from the command), else the command's. */
+  /**
+   * After a command failed: the query's own error if it stopped, else the command's. Spark rethrows the
+   * query's exception from processAllAvailable/awaitTermination while the query is still winding down, so
+   * its status may say active for a moment: asked again for up to 10 s.
+   */
   private async failure(e: unknown): Promise<never> {
+    const until = Date.now() + 10_000;
     await this.refresh(true);
+    while (this.isActive && Date.now() < until && e instanceof SparkConnectError && e.grpcCode !== 14) {
+      await new Promise((r) => setTimeout(r, 200));
+      await this.refresh(true);
+    }
     throw (!this.isActive && this.exception) || e;
   }
 
