@@ -61,6 +61,11 @@ class Builder {
 let active: SluiceSession | undefined;
 const remoteSessions = new Map<string, SluiceSession>();
 
+/** @internal The sessions builder().getOrCreate() made and that are not stopped: the local one, and one per remote address (`sluice run` waits for their queries). */
+export function builtSessions(): SluiceSession[] {
+  return [...(active ? [active] : []), ...remoteSessions.values()];
+}
+
 /** A temp view or memory-sink table, as `session.catalog.listTables()` lists it. */
 export interface TableInfo {
   readonly name: string;

@@ -4,7 +4,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import avro from 'avsc';
-import { SluiceSession } from '../api/session.js';
+import { SluiceSession, builtSessions } from '../api/session.js';
 import { connection } from '../config.js';
 import { produceEvents, sampleEvents, userEventSchema } from '../demo/events.js';
 import { demoPipeline } from '../demo/pipeline.js';
@@ -311,7 +311,13 @@ export function program(): Command {
       const line = o.status ? startStatusLine(session) : undefined;
       try {
         await import(pathToFileURL(path).href);
-        while (session.streams.active.length) await session.streams.awaitAnyTermination().finally(() => session.streams.resetTerminated());
+        // Until every query of the file has ended: its local ones, and those it started on Spark (a session
+        // with .remote()), whose process is elsewhere.
+        for (;;) {
+          const busy = builtSessions().filter((x) => x.streams.active.length);
+          if (!busy.length) break;
+          await Promise.race(busy.map((x) => x.streams.awaitAnyTermination().finally(() => x.streams.resetTerminated())));
+        }
       } finally {
         line?.stop();
         await monitor?.close();

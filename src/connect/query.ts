@@ -50,8 +50,8 @@ export class RemoteStreamingQuery implements StreamingQuery {
 
   private schedule(): void {
     if (!this.isActive) return;
+    // Not unref'd: like a local query's loop, an active remote query keeps the process alive (stop() ends it).
     this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), POLL_MS);
-    this.timer.unref();
   }
 
   /** Asks Spark for the query's status and progress now (the getters then return them); `all`: every progress Spark keeps. */

@@ -26,7 +26,7 @@ import { registryClient } from '../../src/serde/registry.js';
 import { frame } from '../../src/serde/wireformat.js';
 import { startSparkConnect, stopSparkConnect } from '../../src/stack/spark.js';
 import { freePort } from '../../src/stack/stack.js';
-import { bootstrapServers, freshTopics, kafka, produceRecords, registry } from './helpers.js';
+import { bootstrapServers, freshTopics, kafka, produceRecords, registry, startPipeline } from './helpers.js';
 
 let sparkDir: string;
 let remoteUrl: string;
@@ -390,6 +390,38 @@ describe('Avro through the registry on Spark', () => {
     const df = s.readStream.format('kafka').option('kafka.bootstrap.servers', bootstrapServers()).option('subscribe', t.input).load()
       .select(fromAvro(col('value'), { registry: registry(), subject: `${t.input}-value` }).alias('e'));
     await expect(toKafka(df.select(to_json(col('e')).alias('value')), t.output).start()).rejects.toThrow(/2 schema versions.*cannot run on Spark Connect.*\{ schemaId \}/s);
+  });
+});
+
+describe('sluice run with a query on Spark', () => {
+  it('waits until the query started on Spark has ended, then exits', async () => {
+    const t = await freshTopics('conf-run', 2);
+    await produceRecords(Array.from({ length: 50 }, (_, i) => ({ topic: t.input, key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) })));
+    const run = startPipeline('remote-copy-pipeline.ts', {
+      SLUICE_SPARK_CONNECT_URL: remoteUrl,
+      SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(),
+      IN: t.input,
+      OUT: t.output,
+      CHECKPOINT: checkpoint(),
+    });
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).toMatch(/started on Spark/);
+    // Read at once after the exit: the query had written everything before `sluice run` returned.
+    expect((await readTopic(kafka(), t.output)).map((r) => r.value!.toString()).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `v${i}`).sort());
+
+    // The same values read as registry Avro: not framed, so the query fails on Spark — and `sluice run` says so.
+    const id = await registryClient(registry()).register(`${t.input}-value`, JSON.stringify({ type: 'record', name: 'R', fields: [{ name: 'n', type: 'int' }] }));
+    const failing = startPipeline('remote-copy-pipeline.ts', {
+      SLUICE_SPARK_CONNECT_URL: remoteUrl,
+      SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(),
+      SLUICE_REGISTRY_URL: registry().url,
+      IN: t.input,
+      OUT: t.dlq,
+      CHECKPOINT: checkpoint(),
+      SCHEMA_ID: String(id),
+    });
+    expect(await failing.exited).not.toBe(0);
+    expect(failing.output()).toMatch(new RegExp(`failed on Spark.*not written with schema id ${id}`, 's'));
   });
 });
 
