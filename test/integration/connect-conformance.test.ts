@@ -243,6 +243,37 @@ describe('the same query on Sluice and on Spark Connect', () => {
     expect(r.remote).toEqual(r.local);
   });
 
+  it('a stream-stream left outer join: unmatched rows come out with nulls once the watermark says no match can come', async () => {
+    const left = await freshTopics('conf-lo-left', 2);
+    const right = await freshTopics('conf-lo-right', 2);
+    // Impressions ad1@1 s and ad2@2 s, a click for ad1@5 s (a match). Then ad3@40 s and a click ad9@45 s move the
+    // watermarks to 30 s and 35 s; the global one (min) is 30 s. A click for an impression at t must be in
+    // [t, t + 10 s], and clicks before the watermark are dropped, so an impression at t can still match only
+    // while t + 10 s ≥ 30 s: ad1 and ad2 leave state, ad2 with nulls (ad1 was matched). ad3 stays.
+    const steps = [
+      async () => {
+        await sendJson(left.input, [{ id: 'ad1', user: 'imp', at: 1 }, { id: 'ad2', user: 'imp', at: 2 }]);
+        await sendJson(right.input, [{ id: 'ad1', user: 'click', at: 5 }]);
+      },
+      async () => {
+        await sendJson(left.input, [{ id: 'ad3', user: 'imp', at: 40 }]);
+        await sendJson(right.input, [{ id: 'ad9', user: 'click', at: 45 }]);
+      },
+    ];
+    const r = await onBoth((s, out) => {
+      const imps = jsonEvents(s, left.input).select(col('id').alias('imp_ad'), col('ts').alias('imp_ts')).withWatermark('imp_ts', '10 seconds');
+      const clicks = jsonEvents(s, right.input).select(col('id').alias('click_ad'), col('ts').alias('click_ts')).withWatermark('click_ts', '10 seconds');
+      return toKafka(
+        imps
+          .join(clicks, expr('click_ad = imp_ad AND click_ts >= imp_ts AND click_ts <= imp_ts + interval 10 seconds'), 'left_outer')
+          .select(to_json(struct('imp_ad', 'click_ts')).alias('value')),
+        out,
+      );
+    }, steps);
+    expect(r.local).toEqual([`null|{"imp_ad":"ad1","click_ts":"2026-01-01T00:00:05.000Z"}`, `null|{"imp_ad":"ad2"}`]);
+    expect(r.remote).toEqual(r.local);
+  });
+
   it('a union of two streams, then session windows in append mode', async () => {
     const a = await freshTopics('conf-union-a', 2);
     const b = await freshTopics('conf-union-b', 2);
