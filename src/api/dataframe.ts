@@ -345,6 +345,8 @@ export class DataFrame {
   unpersist(): DataFrame {
     if (this.plan.kind !== 'cache') return this;
     delete this.plan.holder.rows;
+    // On Spark the cache is Spark's, matched by plan: release it there too (in the background; a failure is logged).
+    if (this.session.remote) void this.session.remote.unpersist(this.plan.child).catch((e: Error) => this.session.log(`WARN unpersist on Spark: ${e.message}`));
     return this.with(this.plan.child);
   }
 }

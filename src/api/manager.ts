@@ -79,11 +79,15 @@ export class StreamingQueryManager {
     return out;
   }
   /** @internal */
+  /** @internal Queries of this session that ended with an error (`sluice run` exits with the first). */
+  readonly failed: StreamingQuery[] = [];
+
   register(q: StreamingQuery): void {
     this.queries.set(q.id, q);
     q.whenTerminated(() => {
       this.queries.delete(q.id);
       this.lastTerminated = q;
+      if (q.exception) this.failed.push(q);
       const ws = this.terminatedWaiters;
       this.terminatedWaiters = [];
       for (const w of ws) w(q);

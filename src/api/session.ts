@@ -225,7 +225,7 @@ export class SluiceSession {
     if (active === this) active = undefined;
     if (this.remote) {
       this.remote.close();
-      remoteSessions.delete(this.remote.url);
+      if (remoteSessions.get(this.remote.url) === this) remoteSessions.delete(this.remote.url);
     }
   }
 }

@@ -318,6 +318,9 @@ export function program(): Command {
           if (!busy.length) break;
           await Promise.race(busy.map((x) => x.streams.awaitAnyTermination().finally(() => x.streams.resetTerminated())));
         }
+        // A query that failed while another was awaited (or before the wait) fails the run too.
+        const failed = builtSessions().flatMap((x) => x.streams.failed)[0];
+        if (failed?.exception) throw failed.exception;
       } finally {
         line?.stop();
         await monitor?.close();

@@ -48,6 +48,7 @@ import {
   fromEpochMicros,
 } from '../types/index.js';
 import type { Msg } from './client.js';
+import { sparkSchemaJson } from './types.js';
 
 function arrowType(t: DataType, field: string): ArrowType {
   if (t === StringType) return new Utf8();
@@ -89,7 +90,7 @@ export function localRelation(rows: Row[], schema: StructType): Msg {
     } else columns[f.name] = vec;
   }
   const table = new Table(columns);
-  return { data: Buffer.from(tableToIPC(table, 'stream')), schema: schema.simpleString() };
+  return { data: Buffer.from(tableToIPC(table, 'stream')), schema: sparkSchemaJson(schema) };
 }
 
 function fromArrowValue(v: unknown, type: ArrowType): unknown {

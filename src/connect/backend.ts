@@ -66,8 +66,20 @@ export class SparkConnectBackend {
     this.client = new SparkConnectClient(url);
   }
 
-  /** Checks the server's version (once), then sends `spark.*` settings set or changed since the last action. */
-  async connect(): Promise<string> {
+  /**
+   * Checks the server's version (once), then sends the `spark.*` settings set or changed since the last action
+   * — one at a time, as PySpark does, so a setting Spark will not change in a running session
+   * (spark.driver.memory, spark.sql.warehouse.dir) is reported and skipped, not fatal to the others. Calls are
+   * chained: two actions at once cannot run before the settings reached Spark.
+   */
+  connect(): Promise<string> {
+    const next = this.connecting.then(() => this.sync());
+    this.connecting = next.catch(() => {});
+    return next;
+  }
+  private connecting: Promise<unknown> = Promise.resolve();
+
+  private async sync(): Promise<string> {
     const version = await (this.ready ??= this.client.sparkVersion().catch((e: unknown) => {
       this.ready = undefined;
       throw e;
@@ -75,12 +87,38 @@ export class SparkConnectBackend {
     const wanted = { ...SESSION_DEFAULTS, ...Object.fromEntries(Object.entries(this.conf()).filter(([k]) => k.startsWith('spark.'))) };
     for (const [k, v] of Object.entries(wanted)) {
       if (this.sent.get(k) === v) continue;
-      this.sent.set(k, v);
-      // One at a time, as PySpark does: a setting Spark will not change in a running session
-      // (spark.driver.memory, spark.sql.warehouse.dir) is reported and skipped, not fatal to the others.
-      await this.client.setConf({ [k]: v }).catch((e: Error) => this.log(`WARN Spark did not take ${k}=${v}: ${e.message}`));
+      try {
+        await this.client.setConf({ [k]: v });
+        this.sent.set(k, v);
+      } catch (e) {
+        if (!(e instanceof SparkConnectError) || e.grpcCode === 14) throw this.lost(e);
+        this.log(`WARN Spark did not take ${k}=${v}: ${e.message}`);
+        // Refused for good (a static setting): not asked again. Another error: asked again at the next action.
+        if (/CANNOT_MODIFY_CONFIG|static/i.test(e.message)) this.sent.set(k, v);
+      }
     }
     return version;
+  }
+
+  /**
+   * The server did not answer: it may come back as a new process, with a new session for our session id that
+   * has none of our settings (Spark 3.5 creates it silently). Everything is sent again at the next action.
+   */
+  private lost(e: unknown): unknown {
+    this.sent.clear();
+    this.ready = undefined;
+    return e;
+  }
+
+  /** Runs an action; a server that stops answering makes the next action send the settings again. */
+  private async act<T>(run: () => Promise<T>): Promise<T> {
+    await this.connect();
+    try {
+      return await run();
+    } catch (e) {
+      if (e instanceof SparkConnectError && e.grpcCode === 14) throw this.lost(e);
+      throw e;
+    }
   }
 
   private compiler(register = false): Compiler {
@@ -98,24 +136,26 @@ export class SparkConnectBackend {
   }
 
   async collect(plan: LogicalPlan): Promise<Row[]> {
-    await this.connect();
-    const responses = await this.client.execute({ root: await this.relation(plan, true) });
-    return rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
+    return this.act(async () => rowsOf(await this.client.execute({ root: await this.relation(plan, true) })));
+  }
+
+  /** Releases what cache() asked Spark to keep for this plan. */
+  async unpersist(plan: LogicalPlan): Promise<void> {
+    await this.act(async () => this.client.analyze({ unpersist: { relation: await this.relation(plan), blocking: false } }));
   }
 
   /** The number of rows, counted by Spark (not by fetching them). */
   async count(plan: LogicalPlan): Promise<number> {
-    await this.connect();
-    const input = await this.relation(plan, true);
-    const counted = { aggregate: { input, group_type: 'GROUP_TYPE_GROUPBY', grouping_expressions: [], aggregate_expressions: [{ alias: { expr: { unresolved_function: { function_name: 'count', arguments: [{ literal: { integer: 1 } }] } }, name: ['count'] } }] } };
-    const responses = await this.client.execute({ root: counted });
-    const rows = rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
-    return Number(rows[0]?.count ?? 0);
+    return this.act(async () => {
+      const input = await this.relation(plan, true);
+      const count = { alias: { expr: { unresolved_function: { function_name: 'count', arguments: [{ literal: { integer: 1 } }] } }, name: ['count'] } };
+      const rows = rowsOf(await this.client.execute({ root: { aggregate: { input, group_type: 'GROUP_TYPE_GROUPBY', grouping_expressions: [], aggregate_expressions: [count] } } }));
+      return Number(rows[0]?.count ?? 0);
+    });
   }
 
   async schema(plan: LogicalPlan): Promise<StructType> {
-    await this.connect();
-    const r = await this.client.analyze({ schema: { plan: { root: await this.relation(plan) } } });
+    const r = await this.act(async () => this.client.analyze({ schema: { plan: { root: await this.relation(plan) } } }));
     const t = sluiceType((r.schema as Msg).schema as Msg);
     if (!(t instanceof StructType)) throw new SparkConnectError(`Spark answered a schema that is not a struct: ${t.simpleString()}`);
     return t;
@@ -123,19 +163,18 @@ export class SparkConnectBackend {
 
   /** Spark's plan for the DataFrame (`explain(mode)`: simple, extended, codegen, cost, formatted). */
   async explain(plan: LogicalPlan, mode = 'simple'): Promise<string> {
-    await this.connect();
-    const r = await this.client.analyze({ explain: { plan: { root: await this.relation(plan) }, explain_mode: `EXPLAIN_MODE_${mode.toUpperCase()}` } });
+    const r = await this.act(async () => this.client.analyze({ explain: { plan: { root: await this.relation(plan) }, explain_mode: `EXPLAIN_MODE_${mode.toUpperCase()}` } }));
     return String((r.explain as Msg).explain_string ?? '');
   }
 
   /** Spark's own show() text. */
   async showString(plan: LogicalPlan, numRows: number, truncate: boolean | number): Promise<string> {
-    await this.connect();
-    const input = await this.relation(plan);
-    const t = truncate === true ? 20 : truncate === false ? 0 : truncate;
-    const responses = await this.client.execute({ root: { show_string: { input, num_rows: numRows, truncate: t, vertical: false } } });
-    const rows = rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
-    return String(rows[0]?.show_string ?? '');
+    return this.act(async () => {
+      const input = await this.relation(plan, true);
+      const t = truncate === true ? 20 : truncate === false ? 0 : truncate;
+      const rows = rowsOf(await this.client.execute({ root: { show_string: { input, num_rows: numRows, truncate: t, vertical: false } } }));
+      return String(rows[0]?.show_string ?? '');
+    });
   }
 
   async startStream(plan: LogicalPlan, w: RemoteWriteSpec): Promise<RemoteStreamingQuery> {
@@ -177,7 +216,10 @@ export class SparkConnectBackend {
           '(an absolute path on its machine, or a hdfs:// / s3a:// URI) — one per query, kept across restarts.',
       );
     }
-    await this.connect();
+    return this.act(() => this.submit(plan, w, options));
+  }
+
+  private async submit(plan: LogicalPlan, w: RemoteWriteSpec, options: Record<string, string>): Promise<RemoteStreamingQuery> {
     const input = await this.relation(plan, true);
     const trigger =
       w.trigger.kind === 'availableNow'
@@ -210,6 +252,11 @@ export class SparkConnectBackend {
   close(): void {
     this.client.close();
   }
+}
+
+/** The rows of a plan's Arrow batches. */
+function rowsOf(responses: Msg[]): Row[] {
+  return rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
 }
 
 /** A Spark Connect DataType message (types.proto) as a Sluice type. */

@@ -41,7 +41,7 @@ function protoRoot(): string {
 
 type Unary = (req: Msg, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: Msg) => void) => void;
 interface ServiceClient extends grpc.Client {
-  ExecutePlan(req: Msg, md: grpc.Metadata): grpc.ClientReadableStream<Msg>;
+  ExecutePlan(req: Msg, md: grpc.Metadata, options: grpc.CallOptions): grpc.ClientReadableStream<Msg>;
   AnalyzePlan: Unary;
   Config: Unary;
 }
@@ -126,11 +126,12 @@ export class SparkConnectClient {
     return { session_id: this.sessionId, user_context: { user_id: this.userId }, client_type: 'sluice' };
   }
 
-  /** Runs a plan (`{ root: Relation }` or `{ command: Command }`) and returns every response. */
-  execute(plan: Msg): Promise<Msg[]> {
+  /** Runs a plan (`{ root: Relation }` or `{ command: Command }`) and returns every response; `deadlineMs` bounds the call. */
+  execute(plan: Msg, deadlineMs?: number): Promise<Msg[]> {
     return new Promise((resolve, reject) => {
       const out: Msg[] = [];
-      const call = this.stub.ExecutePlan({ ...this.base(), operation_id: randomUUID(), plan }, this.metadata);
+      const options = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+      const call = this.stub.ExecutePlan({ ...this.base(), operation_id: randomUUID(), plan }, this.metadata, options);
       call.on('data', (r: Msg) => out.push(r));
       call.on('error', (e: grpc.ServiceError) => reject(connectError(e, this.address)));
       call.on('end', () => resolve(out));

@@ -99,6 +99,9 @@ const SPECIAL: Record<string, Special> = {
   },
   session_window: async (e, c) => {
     const gap = e.options?.gapDuration;
+    if (gap === undefined) {
+      c.warn("session_window with a gap column: on Spark each row's gap is parsed by Spark's interval parser, which refuses Sluice's short units ('5s', '2 min'): write them as '5 seconds', '2 minutes', or the row's session is null there.");
+    }
     return fn('session_window', ...(await c.exprs(e.args)), ...(gap !== undefined ? [literal(sparkDuration(gap as string | number, 'gapDuration'))] : []));
   },
   get_item: async (e, c) => ({ unresolved_extract_value: { child: await c.expr(e.args[0]!), extraction: await c.expr(e.args[1]!) } }),
@@ -116,11 +119,14 @@ const SPECIAL: Record<string, Special> = {
 
 /**
  * Sluice's durations (`10 seconds`, `5s`, `2 min`, `1h`) as Spark's interval parser takes them. Spark refuses
- * the short units Sluice accepts ("invalid unit 'sec'"), so every duration goes as milliseconds.
+ * the short units Sluice accepts ("invalid unit 'sec'"), so every duration goes as microseconds.
  */
 export function sparkDuration(text: string | number, what: string): string {
-  return `${parseDuration(text, what)} milliseconds`;
+  return sparkMicros(parseDuration(text, what));
 }
+
+/** A duration in ms as whole microseconds (Spark's interval parser refuses a fraction on any unit but seconds). */
+const sparkMicros = (ms: number): string => `${Math.round(ms * 1000)} microseconds`;
 
 /** What compiling a query needs besides the plan. */
 export interface CompileContext {
@@ -141,6 +147,11 @@ export class Compiler {
   /** Relations under `cache()`: the backend asks Spark to persist them before running the plan. */
   readonly toPersist: Msg[] = [];
   constructor(private readonly ctx: CompileContext) {}
+
+  /** Tells the user something about how the plan runs on Spark. */
+  warn(line: string): void {
+    this.ctx.warn(line);
+  }
 
   /** Expressions in order (sequentially: see `input`). */
   async exprs(es: Expr[]): Promise<Msg[]> {
@@ -204,7 +215,7 @@ export class Compiler {
         };
       }
       case 'watermark':
-        return { with_watermark: { input: await this.relation(p.child), event_time: p.column, delay_threshold: `${p.delayMs} milliseconds` } };
+        return { with_watermark: { input: await this.relation(p.child), event_time: p.column, delay_threshold: sparkMicros(p.delayMs) } };
       case 'aggregate':
         return {
           aggregate: {
@@ -329,13 +340,21 @@ export class Compiler {
     if (o.mode === undefined || o.mode === 'DEADLETTER') {
       this.ctx.warn(
         'fromAvro: Spark has no dead-letter route. A record that cannot be decoded fails the query on Spark (from_avro mode FAILFAST); ' +
-          'locally it would go to the dead-letter destination. Pass mode: "PERMISSIVE" to get a null instead.',
+          'locally it would go to the dead-letter destination. With mode: "PERMISSIVE" Spark gives a struct of nulls for a body that does not decode.',
       );
     }
     const options = literalMap({ mode: permissive ? 'PERMISSIVE' : 'FAILFAST' });
+    const fail = (...parts: Msg[]): Msg => fn('raise_error', fn('concat', ...parts));
+    // A tombstone (null value) is not an Avro record. Locally it goes to the dead letters by default; Spark has
+    // none, so it fails the query, saying so — unless tombstones: 'keep' or PERMISSIVE make it a null struct.
+    const isValue = e.args[0]!.kind === 'col' && e.args[0]!.name === 'value';
+    const tombstone =
+      !isValue || o.tombstones === 'keep' || permissive
+        ? literal(null)
+        : fail(literal("fromAvro: a tombstone (a record with a null value) is not an Avro record, and Spark has no dead-letter route for it. Pass tombstones: 'keep' to read it as null."));
     if (!o.registry) {
       if (o.schema === undefined) throw new AnalysisError('fromAvro needs a reader schema: give { schema }, or { registry, subject } / { registry, schemaId }.');
-      return fn('from_avro', value, literal(typeof o.schema === 'string' ? o.schema : JSON.stringify(o.schema)), options);
+      return fn('from_avro', fn('when', fn('isnull', value), tombstone, value), literal(typeof o.schema === 'string' ? o.schema : JSON.stringify(o.schema)), options);
     }
     const client = registryClient(o.registry);
     let schema: { id: number; schema: string; schemaType?: string };
@@ -358,14 +377,6 @@ export class Compiler {
       this.ctx.warn('fromAvro: on Spark the records are decoded with the registry schema; the reader schema given in { schema } is not applied.');
     }
     const header = frameHeader(schema.id);
-    const fail = (...parts: Msg[]): Msg => fn('raise_error', fn('concat', ...parts));
-    // A tombstone (null value) is not an Avro record. Locally it goes to the dead letters by default; Spark has
-    // none, so it fails the query, saying so — unless tombstones: 'keep' or PERMISSIVE make it a null struct.
-    const isValue = e.args[0]!.kind === 'col' && e.args[0]!.name === 'value';
-    const tombstone =
-      !isValue || o.tombstones === 'keep' || permissive
-        ? literal(null)
-        : fail(literal("fromAvro: a tombstone (a record with a null value) is not an Avro record, and Spark has no dead-letter route for it. Pass tombstones: 'keep' to read it as null."));
     // Another schema id: Spark would decode it with this schema, wrongly. PERMISSIVE gives null, as an undecodable record does.
     const otherId = permissive
       ? literal(null)

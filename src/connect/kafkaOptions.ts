@@ -13,7 +13,7 @@ const SASL_MODULES: Record<string, string> = {
 };
 
 /** librdkafka names with no Java client setting of that name (the Java client would ignore them). */
-const LIBRDKAFKA_ONLY = /^kafka\.(ssl\.(ca|certificate|key)\.location|ssl\.key\.password|sasl\.(username|password|mechanisms)|enable\.ssl\.certificate\.verification|queue\.buffering\.max\.ms|statistics\.interval\.ms|socket\.keepalive\.enable)$/;
+const LIBRDKAFKA_ONLY = /^kafka\.(ssl\.(ca|certificate|key)\.location|sasl\.(username|password|mechanisms)|enable\.ssl\.certificate\.verification|queue\.buffering\.max\.ms|statistics\.interval\.ms|socket\.keepalive\.enable)$/;
 
 const jaasQuote = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
@@ -29,13 +29,18 @@ export function sparkKafkaOptions(options: Readonly<Record<string, string>>, war
     if (!module) throw new AnalysisError(`kafka.sasl.mechanism ${mechanism}: Sluice can write Spark's JAAS line for PLAIN and SCRAM-SHA-256/512 only; set kafka.sasl.jaas.config yourself.`);
     out['kafka.sasl.jaas.config'] = `${module} required username=${jaasQuote(user ?? '')} password=${jaasQuote(password ?? '')};`;
   }
+  // librdkafka turns host name checking off with `none`; the Java client with an empty value.
+  if (options['kafka.ssl.endpoint.identification.algorithm']?.toLowerCase() === 'none') out['kafka.ssl.endpoint.identification.algorithm'] = '';
+  // librdkafka's producer batching delay is the Java producer's linger.ms.
+  if (options['kafka.queue.buffering.max.ms'] && !options['kafka.linger.ms']) out['kafka.linger.ms'] = options['kafka.queue.buffering.max.ms'];
   const ca = options['kafka.ssl.ca.location'];
   if (ca && !options['kafka.ssl.truststore.location']) {
     // The Java client (Kafka 2.7+) reads a PEM CA file as a truststore.
     out['kafka.ssl.truststore.type'] = 'PEM';
     out['kafka.ssl.truststore.location'] = ca;
   }
-  const ignored = Object.keys(options).filter((k) => LIBRDKAFKA_ONLY.test(k) && !['kafka.sasl.username', 'kafka.sasl.password', 'kafka.sasl.mechanisms', 'kafka.ssl.ca.location'].includes(k));
+  const translated = ['kafka.sasl.username', 'kafka.sasl.password', 'kafka.sasl.mechanisms', 'kafka.ssl.ca.location', 'kafka.queue.buffering.max.ms'];
+  const ignored = Object.keys(options).filter((k) => LIBRDKAFKA_ONLY.test(k) && !translated.includes(k));
   if (ignored.length) {
     warn(`Spark's Kafka client (Java) has no setting ${ignored.join(', ')} (librdkafka names): not sent. Give the Java client's setting instead (e.g. kafka.ssl.keystore.* for a client certificate).`);
   }

@@ -11,21 +11,29 @@ import type { StreamingQuery } from '../exec/streamingQuery.js';
 import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
 
 const POLL_MS = 1000;
-/** How long the server may be unreachable before the handle gives the query up for lost (it may still run there). */
+/** How long the server may fail to answer before the handle gives the query up for lost (it may still run there). */
 const UNREACHABLE_MS = 60_000;
+/** A status or progress question that takes longer than this counts as no answer. */
+const POLL_DEADLINE_MS = 10_000;
 const PROGRESS_HISTORY = 100;
+
+/** Orders progress reports: by batch, then by time (a batch id repeats when a query restarts from its checkpoint). */
+const after = (a: StreamingQueryProgress, b: StreamingQueryProgress): boolean => a.batchId > b.batchId || (a.batchId === b.batchId && a.timestamp > b.timestamp);
 
 export class RemoteStreamingQuery implements StreamingQuery {
   recentProgress: StreamingQueryProgress[] = [];
   status: StreamingQueryStatus = { message: 'Initializing sources', isDataAvailable: false, isTriggerActive: false };
-  isActive = true;
   exception: Error | null = null;
   private plan = '';
   private readonly onTerminated: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
-  private refreshing: Promise<void> | undefined;
-  /** Since when the server has not answered (undefined while it does). */
-  private unreachableSince: number | undefined;
+  /** Every question to Spark about status and progress, one after another (no answer overtakes another). */
+  private fetching: Promise<void> = Promise.resolve();
+  /** Set once the query is known to have ended; resolves when its error is known and everyone was told. */
+  private termination: Promise<void> | undefined;
+  private ended = false;
+  /** Since when the server has failed to answer (undefined while it answers). */
+  private failingSince: number | undefined;
 
   constructor(
     private readonly client: SparkConnectClient,
@@ -38,81 +46,109 @@ export class RemoteStreamingQuery implements StreamingQuery {
     this.schedule();
   }
 
+  /** False once the query ended and its error (if any) is in `exception`. */
+  get isActive(): boolean {
+    return !this.ended;
+  }
+
   get lastProgress(): StreamingQueryProgress | null {
     return this.recentProgress[this.recentProgress.length - 1] ?? null;
   }
 
-  private async command(command: Msg): Promise<Msg> {
-    const responses = await this.client.execute({ command: { streaming_query_command: { query_id: { id: this.id, run_id: this.runId }, ...command } } });
+  private async command(command: Msg, deadlineMs?: number): Promise<Msg> {
+    const responses = await this.client.execute({ command: { streaming_query_command: { query_id: { id: this.id, run_id: this.runId }, ...command } } }, deadlineMs);
     const r = responses.find((x) => x.streaming_query_command_result)?.streaming_query_command_result as Msg | undefined;
     return r ?? {};
   }
 
   private schedule(): void {
-    if (!this.isActive) return;
+    if (this.termination) return;
     // Not unref'd: like a local query's loop, an active remote query keeps the process alive (stop() ends it).
-    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), POLL_MS);
+    this.timer = setTimeout(() => {
+      this.refresh()
+        .catch(() => {}) // a poll never throws into the event loop: its failures count toward UNREACHABLE_MS
+        .finally(() => this.schedule());
+    }, POLL_MS);
   }
 
   /** Asks Spark for the query's status and progress now (the getters then return them); `all`: every progress Spark keeps. */
   refresh(all = false): Promise<void> {
-    if (all) return (this.refreshing ?? Promise.resolve()).then(() => this.fetch(true));
-    return (this.refreshing ??= this.fetch(false).finally(() => (this.refreshing = undefined)));
+    const next = this.fetching.then(() => this.fetch(all));
+    this.fetching = next.catch(() => {});
+    return next;
   }
 
   private async fetch(all: boolean): Promise<void> {
+    if (this.termination) return this.termination;
     try {
-      const s = (await this.command({ status: true })).status as Msg | undefined;
+      const s = (await this.command({ status: true }, POLL_DEADLINE_MS)).status as Msg | undefined;
       if (s) {
         this.status = { message: String(s.status_message ?? ''), isDataAvailable: Boolean(s.is_data_available), isTriggerActive: Boolean(s.is_trigger_active) };
       }
-      // Each poll asks for the last progress only; the whole history after commands (processAllAvailable, stop, …).
-      const p = (await this.command(all ? { recent_progress: true } : { last_progress: true })).recent_progress as Msg | undefined;
-      this.absorb(((p?.recent_progress_json as string[] | undefined) ?? []).map(progressOf), all);
-      this.unreachableSince = undefined;
-      if (s && !s.is_active) await this.terminated();
+      // A poll asks for the last progress only; the whole history after commands, at the end, and when the last
+      // one skipped batches (several ran between two polls).
+      let reports = await this.progress(all);
+      const newest = reports[reports.length - 1];
+      const known = this.lastProgress;
+      if (!all && newest && newest.batchId > (known ? known.batchId + 1 : 0)) reports = await this.progress(true);
+      this.absorb(reports);
+      this.failingSince = undefined;
+      if (s && !s.is_active) {
+        if (!all) this.absorb(await this.progress(true));
+        await this.terminate(true);
+      }
     } catch (e) {
       if (!(e instanceof SparkConnectError)) throw e;
-      if (e.grpcCode === 14) {
-        // The server did not answer: a restart, a network blip or a long GC pause. Only after a minute of
-        // silence is the query given up for lost (it may still be running there).
-        this.unreachableSince ??= Date.now();
-        if (Date.now() - this.unreachableSince > UNREACHABLE_MS) {
-          this.exception ??= new StreamingQueryException(`Query ${this.name ?? this.id}: the Spark Connect server has not answered for a minute (${e.message}). The query may still run on Spark.`);
-          await this.terminated(false);
-        }
-      } else if (/not found|QUERY_NOT_FOUND|STREAMING_QUERY_NOT_FOUND/i.test(e.message)) {
-        // The server no longer knows the query (it was restarted): it is not running there any more.
-        this.exception ??= new StreamingQueryException(`Query ${this.name ?? this.id} is not known to the Spark Connect server any more (was it restarted?): ${e.message}`);
-        await this.terminated(false);
+      if (/not found|NOT_FOUND|Run id mismatch/i.test(e.message)) {
+        // The server no longer runs this run of the query (the server or the query was restarted).
+        this.exception ??= new StreamingQueryException(`Query ${this.name ?? this.id} (run ${this.runId}) is not running on the Spark Connect server any more: ${e.message}`);
+        await this.terminate(false);
+        return;
       }
+      // No answer, or an error: a restart, a network blip, a long GC pause. Only after a minute of failing is
+      // the query given up for lost (it may still be running there).
+      this.failingSince ??= Date.now();
+      if (Date.now() - this.failingSince > UNREACHABLE_MS) {
+        this.exception ??= new StreamingQueryException(
+          `Query ${this.name ?? this.id}: the Spark Connect server has not answered about it for a minute (${e.message}). The query may still run on Spark.`,
+        );
+        await this.terminate(false);
+        return;
+      }
+      throw e;
     }
   }
 
-  /** New progress reports, in batch order, each told to the listeners once. */
-  private absorb(reports: StreamingQueryProgress[], all: boolean): void {
-    const seen = new Set(this.recentProgress.map((p) => `${p.batchId}|${p.timestamp}`));
-    const fresh = reports.filter((p) => !seen.has(`${p.batchId}|${p.timestamp}`));
-    if (all) this.recentProgress = [...reports];
-    else this.recentProgress.push(...fresh);
+  private async progress(all: boolean): Promise<StreamingQueryProgress[]> {
+    const p = (await this.command(all ? { recent_progress: true } : { last_progress: true }, POLL_DEADLINE_MS)).recent_progress as Msg | undefined;
+    return ((p?.recent_progress_json as string[] | undefined) ?? []).map(progressOf);
+  }
+
+  /** Progress reports newer than the newest held, in batch order, each told to the listeners once. */
+  private absorb(reports: StreamingQueryProgress[]): void {
+    const known = this.lastProgress;
+    const fresh = reports.filter((p) => !known || after(p, known)).sort((a, b) => (after(a, b) ? 1 : after(b, a) ? -1 : 0));
+    this.recentProgress.push(...fresh);
     if (this.recentProgress.length > PROGRESS_HISTORY) this.recentProgress.splice(0, this.recentProgress.length - PROGRESS_HISTORY);
     for (const p of fresh) for (const l of this.listeners()) l.onQueryProgress?.({ progress: p });
   }
 
-  private async terminated(askWhy = true): Promise<void> {
-    if (!this.isActive) return;
-    this.isActive = false;
-    clearTimeout(this.timer);
-    if (askWhy) {
-      const ex = (await this.command({ exception: true }).catch(() => ({}) as Msg)).exception as Msg | undefined;
-      if (ex?.exception_message) {
-        this.exception = new StreamingQueryException(
-          `Query ${this.name ?? this.id} failed on Spark${ex.error_class ? ` [${String(ex.error_class)}]` : ''}: ${String(ex.exception_message)}`,
-        );
+  /** The query ended: once, whoever sees it first; everyone else waits for the same outcome. */
+  private terminate(askWhy: boolean): Promise<void> {
+    return (this.termination ??= (async () => {
+      clearTimeout(this.timer);
+      if (askWhy) {
+        const ex = (await this.command({ exception: true }, POLL_DEADLINE_MS).catch(() => ({}) as Msg)).exception as Msg | undefined;
+        if (ex?.exception_message) {
+          this.exception = new StreamingQueryException(
+            `Query ${this.name ?? this.id} failed on Spark${ex.error_class ? ` [${String(ex.error_class)}]` : ''}: ${String(ex.exception_message)}`,
+          );
+        }
       }
-    }
-    for (const l of this.listeners()) l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
-    for (const cb of this.onTerminated.splice(0)) cb();
+      this.ended = true;
+      for (const l of this.listeners()) l.onQueryTerminated?.({ id: this.id, runId: this.runId, exception: this.exception ? this.exception.message : null });
+      for (const cb of this.onTerminated.splice(0)) cb();
+    })());
   }
 
   /**
@@ -122,24 +158,27 @@ export class RemoteStreamingQuery implements StreamingQuery {
    */
   private async failure(e: unknown): Promise<never> {
     const until = Date.now() + 10_000;
-    await this.refresh(true);
-    while (this.isActive && Date.now() < until && e instanceof SparkConnectError && e.grpcCode !== 14) {
+    await this.refresh(true).catch(() => {});
+    while (!this.termination && Date.now() < until && e instanceof SparkConnectError && e.grpcCode !== 14) {
       await new Promise((r) => setTimeout(r, 200));
-      await this.refresh(true);
+      await this.refresh(true).catch(() => {});
     }
-    throw (!this.isActive && this.exception) || e;
+    await this.termination;
+    throw (this.ended && this.exception) || e;
   }
 
   async awaitTermination(timeoutMs?: number): Promise<boolean> {
-    if (!this.isActive) {
+    if (this.termination) {
+      await this.termination;
       if (this.exception) throw this.exception;
       return true;
     }
     // Spark refuses a timeout of 0 ("Timeout has to be positive"); locally it means "look now".
     if (timeoutMs !== undefined && timeoutMs <= 0) {
-      await this.refresh();
-      if (!this.isActive && this.exception) throw this.exception;
-      return !this.isActive;
+      await this.refresh().catch(() => {});
+      await this.termination;
+      if (this.ended && this.exception) throw this.exception;
+      return this.ended;
     }
     let done: boolean;
     try {
@@ -149,15 +188,16 @@ export class RemoteStreamingQuery implements StreamingQuery {
       return this.failure(e);
     }
     if (done) {
-      await this.refresh(true);
-      await this.terminated();
+      await this.refresh(true).catch(() => {});
+      await this.terminate(true);
       if (this.exception) throw this.exception;
     }
     return done;
   }
 
   async processAllAvailable(): Promise<void> {
-    if (!this.isActive) {
+    if (this.termination) {
+      await this.termination;
       if (this.exception) throw this.exception;
       return;
     }
@@ -171,16 +211,19 @@ export class RemoteStreamingQuery implements StreamingQuery {
     await this.explainPlan().catch(() => '');
   }
 
-  /** Stops the query on Spark. Sent even when the handle lost track of it, so it is not left running there. */
+  /**
+   * Stops the query on Spark, and resolves once Spark has. Sent even when the handle lost track of the query,
+   * so it is not left running there; a server that does not answer is an error while the query may still run.
+   */
   async stop(): Promise<void> {
     try {
       await this.command({ stop: true });
     } catch (e) {
-      // Already gone from the server, or the server is gone: nothing left to stop.
-      if (this.isActive && !(e instanceof SparkConnectError && (e.grpcCode === 14 || /not found/i.test(e.message)))) throw e;
+      const gone = e instanceof SparkConnectError && /not found|NOT_FOUND|Run id mismatch/i.test(e.message);
+      if (!gone && !this.termination) throw e;
     }
     await this.refresh(true).catch(() => {});
-    await this.terminated();
+    await this.terminate(true);
   }
 
   /** Spark's plan for the query (its last batch's, once one ran): `explain(true)` on Spark. */
@@ -205,7 +248,7 @@ export class RemoteStreamingQuery implements StreamingQuery {
 
   /** Kafka sources: the latest offsets Spark saw minus where the last batch ended, summed. */
   async lag(): Promise<number | undefined> {
-    await this.refresh();
+    await this.refresh().catch(() => {});
     let total: number | undefined;
     for (const s of (this.lastProgress?.sources ?? []) as Array<{ endOffset?: unknown; latestOffset?: unknown }>) {
       const end = parseOffsets(s.endOffset);
@@ -217,7 +260,7 @@ export class RemoteStreamingQuery implements StreamingQuery {
   }
 
   whenTerminated(cb: () => void): void {
-    if (!this.isActive) cb();
+    if (this.ended) cb();
     else this.onTerminated.push(cb);
   }
 }

@@ -8,9 +8,12 @@ import { ArrayType, DataType, DecimalType, MapType, StructType } from '../types/
 
 const quote = (name: string): string => `\`${name.replace(/`/g, '``')}\``;
 
-/** Spark's DDL type string, field names quoted: `struct<\`a b\`:int>`. */
+/**
+ * Spark's DDL type string, field names quoted: `struct<\`a b\`:int>`. Fields are left nullable: Spark refuses
+ * to cast a nullable field to a NOT NULL one, and nullable is what Sluice's parsed types say anyway.
+ */
 export function sparkDdl(t: DataType): string {
-  if (t instanceof StructType) return `struct<${t.fields.map((f) => `${quote(f.name)}:${sparkDdl(f.dataType)}${f.nullable ? '' : ' NOT NULL'}`).join(',')}>`;
+  if (t instanceof StructType) return `struct<${t.fields.map((f) => `${quote(f.name)}:${sparkDdl(f.dataType)}`).join(',')}>`;
   if (t instanceof ArrayType) return `array<${sparkDdl(t.elementType)}>`;
   if (t instanceof MapType) return `map<${sparkDdl(t.keyType)},${sparkDdl(t.valueType)}>`;
   return t.simpleString();

@@ -38,12 +38,13 @@ describe('Spark Connect: compiling plans and expressions', () => {
     const agg = r.aggregate as Msg;
     expect(agg.group_type).toBe('GROUP_TYPE_GROUPBY');
     // window(ts, '1 minute'): Sluice keeps the durations in options; Spark takes window, slide and start as
-    // arguments — in milliseconds, since Spark's interval parser refuses short units Sluice accepts ('5s', '2 min').
-    expect(agg.grouping_expressions).toEqual([fn('window', attr('ts'), literal('60000 milliseconds'), literal('60000 milliseconds'), literal('0 milliseconds'))]);
+    // arguments — in microseconds, since Spark's interval parser refuses short units Sluice accepts ('5s', '2 min')
+    // and a fraction on any unit but seconds.
+    expect(agg.grouping_expressions).toEqual([fn('window', attr('ts'), literal('60000000 microseconds'), literal('60000000 microseconds'), literal('0 microseconds'))]);
     // count('*') is count(1), as Spark names it.
     expect(agg.aggregate_expressions).toEqual([{ alias: { expr: fn('count', { literal: { integer: 1 } }), name: ['n'] } }]);
     const wm = (agg.input as Msg).with_watermark as Msg;
-    expect(wm).toMatchObject({ event_time: 'ts', delay_threshold: '10000 milliseconds' });
+    expect(wm).toMatchObject({ event_time: 'ts', delay_threshold: '10000000 microseconds' });
     const filter = (wm.input as Msg).filter as Msg;
     expect(filter.condition).toEqual(fn('isnotnull', attr('key')));
     const read = ((((filter.input as Msg).project as Msg).input as Msg).read) as Msg;
@@ -62,6 +63,9 @@ describe('Spark Connect: compiling plans and expressions', () => {
     expect(await c.expr(col('a').cast('bigint').expr)).toEqual({ cast: { expr: attr('a'), type_str: 'bigint' } });
     // Struct field names are quoted: Spark's parser refuses `user-id` or `a b` unquoted.
     expect(await c.expr(col('a').cast('struct<`user-id`: int, `a b`: string>').expr)).toEqual({ cast: { expr: attr('a'), type_str: 'struct<`user-id`:int,`a b`:string>' } });
+    // A watermark delay with a fraction of a millisecond still parses on Spark: whole microseconds.
+    const wm = (await compile(events(s).withWatermark('timestamp', '1.5 ms'))).with_watermark as Msg;
+    expect(wm.delay_threshold).toBe('1500 microseconds');
   });
 
   it('literals are typed as Sluice types them: whole numbers int (long past 32 bits), other numbers double, dates as µs timestamps', () => {
@@ -181,7 +185,10 @@ describe('Spark Connect: rows as Arrow', () => {
       { id: null, big: null, name: null, t: null, d: null, x: null, ok: null, b: null },
     ];
     const rel = localRelation(rows, schema);
-    expect(rel.schema).toBe('struct<id:int,big:bigint,name:string,t:timestamp,d:date,x:double,ok:boolean,b:binary>');
+    // The schema as Spark's JSON (a column name with a space or a dash would not parse as `struct<…>`).
+    expect(JSON.parse(rel.schema as string).fields.map((f: { name: string; type: string }) => `${f.name}:${f.type}`)).toEqual([
+      'id:integer', 'big:long', 'name:string', 't:timestamp', 'd:date', 'x:double', 'ok:boolean', 'b:binary',
+    ]);
     const back = rowsFromArrow([rel.data as Uint8Array]);
     expect(back).toEqual(rows);
     expect((back[0]!.t as MicrosDate).microsOfMilli).toBe(456);
