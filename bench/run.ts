@@ -236,7 +236,7 @@ async function main(): Promise<void> {
  * maxOffsetsPerTrigger — one batch of N — in its own process, so its peak RSS is the query's.
  */
 async function backlogSuite(): Promise<void> {
-  const { dir, info, close } = await privateStack(note);
+  const { info, close } = await privateStack(note);
   const conf = { 'bootstrap.servers': info.bootstrapServers };
   try {
     const admin = new KafkaAdmin(conf);

@@ -78,10 +78,10 @@ export class StreamingQueryManager {
     }
     return out;
   }
-  /** @internal */
   /** @internal Queries of this session that ended with an error (`sluice run` exits with the first). */
   readonly failed: StreamingQuery[] = [];
 
+  /** @internal */
   register(q: StreamingQuery): void {
     this.queries.set(q.id, q);
     q.whenTerminated(() => {

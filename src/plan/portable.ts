@@ -12,7 +12,6 @@ import {
   ArrayType,
   DataType,
   Decimal,
-  DecimalType,
   MapType,
   MicrosDate,
   StructField,

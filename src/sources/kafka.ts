@@ -10,7 +10,7 @@ import {
   IsolationLevel, KafkaAdmin, KafkaConfig, KafkaError, PartitionOffsets, RangeReader, TopicPartition, isolationOf, kafkaConfigFromOptions,
   type KafkaMessage,
 } from '../kafka/client.js';
-import { ArrayType, BinaryType, IntegerType, LongType, Row, StringType, StructType, TimestampType } from '../types/index.js';
+import { Row, StructType } from '../types/index.js';
 import { CHUNK_ROWS, type ReadLimit, type Source, type SourceInspection } from './source.js';
 
 
