@@ -19,3 +19,12 @@ def local_session(app, driver_memory, partitions, conf):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def vm_hwm_mb(pid):
+    """A process's peak resident memory (VmHWM) in MB, from /proc: the JVM's, for the peers' peakRssMB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    return None

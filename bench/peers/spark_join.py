@@ -47,7 +47,7 @@ PROVIDERS = {
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 t_jvm = time.perf_counter()
-from local_spark import local_session  # noqa: E402
+from local_spark import local_session, vm_hwm_mb  # noqa: E402
 from pyspark.sql.functions import expr  # noqa: E402
 
 spark = local_session(
@@ -97,14 +97,6 @@ seconds = time.perf_counter() - t0
 progress = q.recentProgress
 if q.exception():
     raise RuntimeError(str(q.exception()))
-
-
-def vm_hwm_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    return None
 
 
 jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()

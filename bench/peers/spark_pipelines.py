@@ -58,7 +58,7 @@ if not args.resolve_only:
 
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 t_jvm = time.perf_counter()
-from local_spark import local_session  # noqa: E402
+from local_spark import local_session, vm_hwm_mb  # noqa: E402
 from pyspark.sql.avro.functions import from_avro, to_avro  # noqa: E402
 from pyspark.sql.functions import (  # noqa: E402
     avg,
@@ -170,14 +170,6 @@ def jvm_cpu_seconds():
 def driver_cpu_seconds():
     t = os.times()
     return t.user + t.system
-
-
-def vm_hwm_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    return None
 
 
 query = (
