@@ -54,6 +54,6 @@ export { readTopic, AckedProducer } from './kafka/client.js';
 export { produceEvents, sampleEvents, userEventSchema, type ProduceOptions } from './demo/events.js';
 // The local stack, for lessons and tests that start a server of their own (Redis) on a free 127.0.0.1 port.
 export { startRedis, stopRedis, freePort } from './stack/stack.js';
-export { SparkConnectClient, SparkConnectError, SUPPORTED_SPARK, parseConnectUrl } from './connect/client.js';
-export { ConnectUnsupportedError } from './connect/compile.js';
+export { ConnectUnsupportedError, SparkConnectError, SUPPORTED_SPARK, parseConnectUrl } from './connect/base.js';
+export type { SparkConnectClient } from './connect/client.js';
 export { RemoteStreamingQuery } from './connect/query.js';

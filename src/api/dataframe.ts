@@ -6,7 +6,7 @@
  */
 import { Column, ColumnLike, Expr, colExpr } from '../expr/column.js';
 import { avg, count, max, min, sum } from '../expr/aggregates.js';
-import { ConnectUnsupportedError } from '../connect/compile.js';
+import { ConnectUnsupportedError } from '../connect/base.js';
 import { AnalysisError, EvalContext } from '../expr/compile.js';
 import { collectRows } from '../exec/planRunner.js';
 import { parseJoinType } from '../plan/join.js';

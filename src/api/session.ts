@@ -8,7 +8,7 @@ import { DataFrame } from './dataframe.js';
 import { StreamingQueryManager } from './manager.js';
 import { DataFrameReader, DataStreamReader } from './reader.js';
 import { SparkConnectBackend } from '../connect/backend.js';
-import { parseConnectUrl } from '../connect/client.js';
+import { parseConnectUrl } from '../connect/base.js';
 
 export class RuntimeConfig {
   private readonly values = new Map<string, string>();

@@ -47,7 +47,7 @@ import {
   epochMicros,
   fromEpochMicros,
 } from '../types/index.js';
-import type { Msg } from './client.js';
+import type { Msg } from './base.js';
 import { sparkSchemaJson } from './types.js';
 
 function arrowType(t: DataType, field: string): ArrowType {

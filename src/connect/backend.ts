@@ -26,9 +26,9 @@ import {
   StructType,
   TimestampType,
 } from '../types/index.js';
-import { rowsFromArrow } from './arrow.js';
-import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
-import { Compiler, ConnectUnsupportedError } from './compile.js';
+import { ConnectUnsupportedError, SparkConnectError, parseConnectUrl, type Msg } from './base.js';
+import type { SparkConnectClient } from './client.js';
+import type { Compiler } from './compile.js';
 import { sparkKafkaOptions } from './kafkaOptions.js';
 import { RemoteStreamingQuery } from './query.js';
 import type { StreamingQueryListener } from '../exec/progress.js';
@@ -51,8 +51,15 @@ const SLUICE_ONLY = /^(deadLetter\.|lateEvents\.|onBadRecord$|createMissingTopic
  */
 const SESSION_DEFAULTS: Record<string, string> = { 'spark.sql.session.timeZone': 'UTC', 'spark.sql.ansi.enabled': 'false' };
 
+/** What an action needs: gRPC with Spark's protos, the compiler, Arrow. */
+interface Loaded {
+  client: SparkConnectClient;
+  compiler(ctx: ConstructorParameters<typeof Compiler>[0]): Compiler;
+  rows(responses: Msg[]): Row[];
+}
+
 export class SparkConnectBackend {
-  readonly client: SparkConnectClient;
+  private loaded: Promise<Loaded> | undefined;
   private ready: Promise<string> | undefined;
   /** The `spark.*` values Spark has (or refused), so a setting changed later is sent before the next action. */
   private readonly sent = new Map<string, string>();
@@ -63,7 +70,20 @@ export class SparkConnectBackend {
     private readonly log: (line: string) => void,
     private readonly listeners: () => StreamingQueryListener[] = () => [],
   ) {
-    this.client = new SparkConnectClient(url);
+    parseConnectUrl(url); // a malformed address fails when the session is made
+  }
+
+  /**
+   * gRPC, Spark's protos, Arrow and the compiler are loaded at the session's first action, not when Sluice is
+   * imported: a program that never runs on Spark does not pay for them (about half of `import 'sluice'`).
+   */
+  private load(): Promise<Loaded> {
+    return (this.loaded ??= Promise.all([import('./client.js'), import('./compile.js'), import('./arrow.js')]).then(([client, compile, arrow]) => ({
+      client: new client.SparkConnectClient(this.url),
+      compiler: (ctx) => new compile.Compiler(ctx),
+      // The rows of a plan's Arrow batches.
+      rows: (responses) => arrow.rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : []))),
+    })));
   }
 
   /**
@@ -80,7 +100,8 @@ export class SparkConnectBackend {
   private connecting: Promise<unknown> = Promise.resolve();
 
   private async sync(): Promise<string> {
-    const version = await (this.ready ??= this.client.sparkVersion().catch((e: unknown) => {
+    const { client } = await this.load();
+    const version = await (this.ready ??= client.sparkVersion().catch((e: unknown) => {
       this.ready = undefined;
       throw e;
     }));
@@ -88,7 +109,7 @@ export class SparkConnectBackend {
     for (const [k, v] of Object.entries(wanted)) {
       if (this.sent.get(k) === v) continue;
       try {
-        await this.client.setConf({ [k]: v });
+        await client.setConf({ [k]: v });
         this.sent.set(k, v);
       } catch (e) {
         if (!(e instanceof SparkConnectError) || e.grpcCode === 14) throw this.lost(e);
@@ -111,51 +132,48 @@ export class SparkConnectBackend {
   }
 
   /** Runs an action; a server that stops answering makes the next action send the settings again. */
-  private async act<T>(run: () => Promise<T>): Promise<T> {
+  private async act<T>(run: (l: Loaded) => Promise<T>): Promise<T> {
     await this.connect();
+    const l = await this.load();
     try {
-      return await run();
+      return await run(l);
     } catch (e) {
       if (e instanceof SparkConnectError && e.grpcCode === 14) throw this.lost(e);
       throw e;
     }
   }
 
-  private compiler(register = false): Compiler {
-    return new Compiler({ warn: (l) => this.log(`WARN ${l}`), register });
-  }
-
   /** The Spark Connect relation for a plan (what would be sent); with `run`, ready to run: schemas registered, cached parts persisted. */
-  async relation(plan: LogicalPlan, run = false): Promise<Msg> {
-    const c = this.compiler(run);
+  private async relation(l: Loaded, plan: LogicalPlan, run = false): Promise<Msg> {
+    const c = l.compiler({ warn: (line) => this.log(`WARN ${line}`), register: run });
     const rel = await c.relation(plan);
     if (run) {
-      for (const cached of c.toPersist) await this.client.analyze({ persist: { relation: cached } });
+      for (const cached of c.toPersist) await l.client.analyze({ persist: { relation: cached } });
     }
     return rel;
   }
 
   async collect(plan: LogicalPlan): Promise<Row[]> {
-    return this.act(async () => rowsOf(await this.client.execute({ root: await this.relation(plan, true) })));
+    return this.act(async (l) => l.rows(await l.client.execute({ root: await this.relation(l, plan, true) })));
   }
 
   /** Releases what cache() asked Spark to keep for this plan. */
   async unpersist(plan: LogicalPlan): Promise<void> {
-    await this.act(async () => this.client.analyze({ unpersist: { relation: await this.relation(plan), blocking: false } }));
+    await this.act(async (l) => l.client.analyze({ unpersist: { relation: await this.relation(l, plan), blocking: false } }));
   }
 
   /** The number of rows, counted by Spark (not by fetching them). */
   async count(plan: LogicalPlan): Promise<number> {
-    return this.act(async () => {
-      const input = await this.relation(plan, true);
+    return this.act(async (l) => {
+      const input = await this.relation(l, plan, true);
       const count = { alias: { expr: { unresolved_function: { function_name: 'count', arguments: [{ literal: { integer: 1 } }] } }, name: ['count'] } };
-      const rows = rowsOf(await this.client.execute({ root: { aggregate: { input, group_type: 'GROUP_TYPE_GROUPBY', grouping_expressions: [], aggregate_expressions: [count] } } }));
+      const rows = l.rows(await l.client.execute({ root: { aggregate: { input, group_type: 'GROUP_TYPE_GROUPBY', grouping_expressions: [], aggregate_expressions: [count] } } }));
       return Number(rows[0]?.count ?? 0);
     });
   }
 
   async schema(plan: LogicalPlan): Promise<StructType> {
-    const r = await this.act(async () => this.client.analyze({ schema: { plan: { root: await this.relation(plan) } } }));
+    const r = await this.act(async (l) => l.client.analyze({ schema: { plan: { root: await this.relation(l, plan) } } }));
     const t = sluiceType((r.schema as Msg).schema as Msg);
     if (!(t instanceof StructType)) throw new SparkConnectError(`Spark answered a schema that is not a struct: ${t.simpleString()}`);
     return t;
@@ -163,16 +181,16 @@ export class SparkConnectBackend {
 
   /** Spark's plan for the DataFrame (`explain(mode)`: simple, extended, codegen, cost, formatted). */
   async explain(plan: LogicalPlan, mode = 'simple'): Promise<string> {
-    const r = await this.act(async () => this.client.analyze({ explain: { plan: { root: await this.relation(plan) }, explain_mode: `EXPLAIN_MODE_${mode.toUpperCase()}` } }));
+    const r = await this.act(async (l) => l.client.analyze({ explain: { plan: { root: await this.relation(l, plan) }, explain_mode: `EXPLAIN_MODE_${mode.toUpperCase()}` } }));
     return String((r.explain as Msg).explain_string ?? '');
   }
 
   /** Spark's own show() text. */
   async showString(plan: LogicalPlan, numRows: number, truncate: boolean | number): Promise<string> {
-    return this.act(async () => {
-      const input = await this.relation(plan, true);
+    return this.act(async (l) => {
+      const input = await this.relation(l, plan, true);
       const t = truncate === true ? 20 : truncate === false ? 0 : truncate;
-      const rows = rowsOf(await this.client.execute({ root: { show_string: { input, num_rows: numRows, truncate: t, vertical: false } } }));
+      const rows = l.rows(await l.client.execute({ root: { show_string: { input, num_rows: numRows, truncate: t, vertical: false } } }));
       return String(rows[0]?.show_string ?? '');
     });
   }
@@ -216,11 +234,11 @@ export class SparkConnectBackend {
           '(an absolute path on its machine, or a hdfs:// / s3a:// URI) — one per query, kept across restarts.',
       );
     }
-    return this.act(() => this.submit(plan, w, options));
+    return this.act((l) => this.submit(l, plan, w, options));
   }
 
-  private async submit(plan: LogicalPlan, w: RemoteWriteSpec, options: Record<string, string>): Promise<RemoteStreamingQuery> {
-    const input = await this.relation(plan, true);
+  private async submit(l: Loaded, plan: LogicalPlan, w: RemoteWriteSpec, options: Record<string, string>): Promise<RemoteStreamingQuery> {
+    const input = await this.relation(l, plan, true);
     const trigger =
       w.trigger.kind === 'availableNow'
         ? { available_now: true }
@@ -229,7 +247,7 @@ export class SparkConnectBackend {
           : w.trigger.intervalMs > 0
             ? { processing_time_interval: `${w.trigger.intervalMs} milliseconds` }
             : {};
-    const responses = await this.client.execute({
+    const responses = await l.client.execute({
       command: {
         write_stream_operation_start: {
           input,
@@ -244,19 +262,14 @@ export class SparkConnectBackend {
     const started = responses.find((r) => r.write_stream_operation_start_result)?.write_stream_operation_start_result as Msg | undefined;
     const id = started?.query_id as Msg | undefined;
     if (!id) throw new SparkConnectError('Spark Connect did not return the started query id.');
-    const q = new RemoteStreamingQuery(this.client, String(id.id), String(id.run_id), started?.name ? String(started.name) : (w.queryName ?? null), this.listeners);
+    const q = new RemoteStreamingQuery(l.client, String(id.id), String(id.run_id), started?.name ? String(started.name) : (w.queryName ?? null), this.listeners);
     await q.explainPlan().catch(() => '');
     return q;
   }
 
   close(): void {
-    this.client.close();
+    void this.loaded?.then((l) => l.client.close(), () => {});
   }
-}
-
-/** The rows of a plan's Arrow batches. */
-function rowsOf(responses: Msg[]): Row[] {
-  return rowsFromArrow(responses.flatMap((r) => (r.arrow_batch ? [(r.arrow_batch as Msg).data as Uint8Array] : [])));
 }
 
 /** A Spark Connect DataType message (types.proto) as a Sluice type. */

@@ -10,24 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-
-/** The Spark versions this client is built and tested against: the protos are 3.5's. */
-export const SUPPORTED_SPARK = { min: '3.5.0', below: '3.6.0', protos: '3.5.7' } as const;
-
-/** A message in the protos' field names. */
-export type Msg = Record<string, unknown>;
-
-/** An error the Spark Connect server returned, with Spark's error class when it gave one. */
-export class SparkConnectError extends Error {
-  constructor(
-    message: string,
-    readonly errorClass?: string,
-    readonly grpcCode?: number,
-  ) {
-    super(message);
-    this.name = 'SparkConnectError';
-  }
-}
+import { SUPPORTED_SPARK, SparkConnectError, parseConnectUrl, type Msg } from './base.js';
 
 function protoRoot(): string {
   // dist/src/connect → repo root, or src/connect under tsx/vitest.
@@ -61,30 +44,6 @@ function service(): NonNullable<typeof serviceCtor> {
     serviceCtor = pkg.spark.connect.SparkConnectService;
   }
   return serviceCtor;
-}
-
-/** `sc://host:port[/;param=value;…]`, as Spark's connection string: `token`, `use_ssl`, `user_id`, `session_id`. */
-export interface ConnectUrl {
-  host: string;
-  port: number;
-  params: Record<string, string>;
-}
-
-export function parseConnectUrl(url: string): ConnectUrl {
-  const m = /^sc:\/\/([^/:;]+|\[[^\]]+\])(?::(\d+))?\/?(;.*)?$/.exec(url.trim());
-  if (!m) {
-    throw new SparkConnectError(
-      `"${url}" is not a Spark Connect address. Write sc://host:port (port 15002 by default), e.g. sc://127.0.0.1:15002, ` +
-        'with parameters after a slash: sc://host:15002/;token=…;use_ssl=true.',
-    );
-  }
-  const params: Record<string, string> = {};
-  for (const part of (m[3] ?? '').split(';').filter(Boolean)) {
-    const eq = part.indexOf('=');
-    if (eq < 0) throw new SparkConnectError(`Spark Connect address ${url}: parameter "${part}" has no value (write name=value).`);
-    params[part.slice(0, eq)] = decodeURIComponent(part.slice(eq + 1));
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 15002, params };
 }
 
 /** The message of a gRPC error from Spark: the server's text, with its error class if any. */

@@ -25,17 +25,9 @@ import { CalendarInterval } from '../expr/interval.js';
 import { Decimal, DataType, StructType, epochMicros } from '../types/index.js';
 import { parseDuration } from '../util/duration.js';
 import { localRelation } from './arrow.js';
-import type { Msg } from './client.js';
+import { ConnectUnsupportedError, type Msg } from './base.js';
 import { sparkKafkaOptions } from './kafkaOptions.js';
 import { sparkDdl, sparkSchemaJson } from './types.js';
-
-/** A query Spark Connect cannot run: what, why, and what to use instead. */
-export class ConnectUnsupportedError extends AnalysisError {
-  constructor(what: string, why: string, instead: string) {
-    super(`${what} cannot run on Spark Connect: ${why}. ${instead}`);
-    this.name = 'ConnectUnsupportedError';
-  }
-}
 
 /** Spark's own names for Sluice's binary operators, as its Connect planner resolves them. */
 const BINARY: Record<BinaryOp, string> = {

@@ -8,7 +8,8 @@ import type { DiagnosisSnapshot, Finding } from '../exec/diagnose.js';
 import { StreamingQueryException } from '../exec/microBatch.js';
 import type { StreamingQueryListener, StreamingQueryProgress, StreamingQueryStatus } from '../exec/progress.js';
 import type { StreamingQuery } from '../exec/streamingQuery.js';
-import { SparkConnectClient, SparkConnectError, type Msg } from './client.js';
+import { SparkConnectError, type Msg } from './base.js';
+import type { SparkConnectClient } from './client.js';
 
 const POLL_MS = 1000;
 /** How long the server may fail to answer before the handle gives the query up for lost (it may still run there). */

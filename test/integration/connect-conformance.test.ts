@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataFrame } from '../../src/api/dataframe.js';
 import type { DataStreamWriter } from '../../src/api/writer.js';
-import { ConnectUnsupportedError } from '../../src/connect/compile.js';
+import { ConnectUnsupportedError } from '../../src/connect/base.js';
 import { demoPipeline } from '../../src/demo/pipeline.js';
 import { produceEvents } from '../../src/demo/events.js';
 import avro from 'avsc';

@@ -10,8 +10,9 @@ import { SluiceSession } from '../../src/api/session.js';
 import { GroupStateTimeout } from '../../src/index.js';
 import { rowsFromArrow, localRelation } from '../../src/connect/arrow.js';
 import { sluiceType } from '../../src/connect/backend.js';
-import { parseConnectUrl, SparkConnectError, type Msg } from '../../src/connect/client.js';
-import { Compiler, ConnectUnsupportedError, literal } from '../../src/connect/compile.js';
+import { parseConnectUrl, SparkConnectError, type Msg } from '../../src/connect/base.js';
+import { ConnectUnsupportedError } from '../../src/connect/base.js';
+import { Compiler, literal } from '../../src/connect/compile.js';
 import { col, count, when, window } from '../../src/index.js';
 import { MicrosDate, parseSchema } from '../../src/types/index.js';
 

@@ -7,7 +7,8 @@
  * hard to reproduce on demand.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { SparkConnectError, type Msg, type SparkConnectClient } from '../../src/connect/client.js';
+import { SparkConnectError, type Msg } from '../../src/connect/base.js';
+import type { SparkConnectClient } from '../../src/connect/client.js';
 import { RemoteStreamingQuery } from '../../src/connect/query.js';
 import type { StreamingQueryListener } from '../../src/exec/progress.js';
 
