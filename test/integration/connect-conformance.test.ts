@@ -1,6 +1,6 @@
 /**
  * One DataFrame program, two backends: Sluice in this process, and Apache Spark 3.5.9 through Spark Connect
- * (a real server started here with `startSparkConnect`, local[2], on 127.0.0.1). Each case builds its query
+ * (a real server started for this file by `sparkConnectForTests`, local[2], on 127.0.0.1). Each case builds its query
  * with the same function for both, over the same input topics, feeds the input in steps and waits for both
  * queries after each step (processAllAvailable, so both see the same batch boundaries), then compares what
  * each wrote to its own output topic, record by record (as a multiset: Kafka partitioning and the order of
@@ -10,10 +10,10 @@
  * Besides agreeing with each other, the outputs are checked against what was worked out by hand for the
  * windowed cases (reasoning next to them), so a case where both engines were wrong the same way still fails.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DataFrame } from '../../src/api/dataframe.js';
 import type { DataStreamWriter } from '../../src/api/writer.js';
 import { ConnectUnsupportedError } from '../../src/connect/base.js';
@@ -24,27 +24,13 @@ import { SluiceSession, col, count, expr, fromAvro, from_json, max, session_wind
 import { readTopic } from '../../src/kafka/client.js';
 import { registryClient } from '../../src/serde/registry.js';
 import { frame } from '../../src/serde/wireformat.js';
-import { startSparkConnect, stopSparkConnect } from '../../src/stack/spark.js';
-import { freePort } from '../../src/stack/stack.js';
-import { bootstrapServers, freshTopics, kafka, produceRecords, registry, startPipeline } from './helpers.js';
+import { bootstrapServers, freshTopics, kafka, produceRecords, registry, sparkConnectForTests, startPipeline } from './helpers.js';
 
-let sparkDir: string;
-let remoteUrl: string;
-
-beforeAll(async () => {
-  sparkDir = mkdtempSync(join(tmpdir(), 'sluice-spark-connect-'));
-  const info = await startSparkConnect({ dir: sparkDir, port: await freePort(), log: (l) => process.stderr.write(`[spark] ${l}\n`) });
-  remoteUrl = info.url;
-}, 900_000);
-
-afterAll(async () => {
-  await stopSparkConnect({ dir: sparkDir, log: () => {} });
-  rmSync(sparkDir, { recursive: true, force: true });
-});
+const sparkConnectUrl = sparkConnectForTests();
 
 const logs: string[] = [];
 function session(remote: boolean): SluiceSession {
-  const s = remote ? SluiceSession.builder().remote(remoteUrl).getOrCreate() : new SluiceSession('conformance');
+  const s = remote ? SluiceSession.builder().remote(sparkConnectUrl()).getOrCreate() : new SluiceSession('conformance');
   s.out = () => {};
   s.log = (l) => void logs.push(l);
   return s;
@@ -433,7 +419,7 @@ describe('sluice run with a query on Spark', () => {
     const t = await freshTopics('conf-run', 2);
     await produceRecords(Array.from({ length: 50 }, (_, i) => ({ topic: t.input, key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) })));
     const run = startPipeline('remote-copy-pipeline.ts', {
-      SLUICE_SPARK_CONNECT_URL: remoteUrl,
+      SLUICE_SPARK_CONNECT_URL: sparkConnectUrl(),
       SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(),
       IN: t.input,
       OUT: t.output,
@@ -447,7 +433,7 @@ describe('sluice run with a query on Spark', () => {
     // The same values read as registry Avro: not framed, so the query fails on Spark — and `sluice run` says so.
     const id = await registryClient(registry()).register(`${t.input}-value`, JSON.stringify({ type: 'record', name: 'R', fields: [{ name: 'n', type: 'int' }] }));
     const failing = startPipeline('remote-copy-pipeline.ts', {
-      SLUICE_SPARK_CONNECT_URL: remoteUrl,
+      SLUICE_SPARK_CONNECT_URL: sparkConnectUrl(),
       SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(),
       SLUICE_REGISTRY_URL: registry().url,
       IN: t.input,

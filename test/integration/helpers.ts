@@ -1,16 +1,18 @@
 /** Shared helpers for integration tests on the real stack started by globalSetup. */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import avro from 'avsc';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import type { DataFrame } from '../../src/api/dataframe.js';
 import { SluiceSession } from '../../src/api/session.js';
 import { generateEvents, GeneratorOptions, UserEvent } from '../../src/demo/events.js';
 import { AckedProducer, KafkaAdmin, KafkaRecord, OutgoingRecord, readTopic } from '../../src/kafka/client.js';
 import { registryClient } from '../../src/serde/registry.js';
 import { unframe } from '../../src/serde/wireformat.js';
+import { startSparkConnect, stopSparkConnect } from '../../src/stack/spark.js';
+import { freePort } from '../../src/stack/stack.js';
 
 export const bootstrapServers = (): string => inject('bootstrapServers');
 export const registry = (): { url: string } => ({ url: inject('registryUrl') });
@@ -117,4 +119,26 @@ export async function readSettled(conf: Parameters<typeof readTopic>[0], topic: 
     admin.disconnect();
   }
   return readTopic(conf, topic);
+}
+
+/**
+ * A Spark Connect server (Spark 3.5, local[2]) of this test file's own, on a free 127.0.0.1 port: started
+ * before its tests, stopped and removed after them. Returns its address (`sc://…`), known once started.
+ */
+export function sparkConnectForTests(): () => string {
+  let dir: string | undefined;
+  let url: string | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-spark-connect-'));
+    url = (await startSparkConnect({ dir, port: await freePort(), log: (l) => process.stderr.write(`[spark] ${l}\n`) })).url;
+  }, 900_000);
+  afterAll(async () => {
+    if (!dir) return;
+    await stopSparkConnect({ dir, log: () => {} });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
+    if (!url) throw new Error('The Spark Connect server is not started yet: call the getter inside a test.');
+    return url;
+  };
 }

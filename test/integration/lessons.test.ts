@@ -3,25 +3,11 @@
  * check cell fails this test. The rendered Markdown in docs/lessons must be current with the sources.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSparkConnect, stopSparkConnect } from '../../src/stack/spark.js';
-import { freePort } from '../../src/stack/stack.js';
-import { bootstrapServers, registry } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bootstrapServers, registry, sparkConnectForTests } from './helpers.js';
 
 // Lesson 13 runs its pipeline on Spark Connect too: a server of its own, on a free 127.0.0.1 port.
-let sparkDir: string;
-let sparkConnectUrl: string;
-beforeAll(async () => {
-  sparkDir = mkdtempSync(join(tmpdir(), 'sluice-lessons-spark-'));
-  sparkConnectUrl = (await startSparkConnect({ dir: sparkDir, port: await freePort(), log: (l) => process.stderr.write(`[spark] ${l}\n`) })).url;
-}, 900_000);
-afterAll(async () => {
-  await stopSparkConnect({ dir: sparkDir, log: () => {} });
-  rmSync(sparkDir, { recursive: true, force: true });
-});
+const sparkConnectUrl = sparkConnectForTests();
 
 const root = new URL('../..', import.meta.url).pathname;
 
@@ -30,7 +16,7 @@ describe('lessons', () => {
     const r = spawnSync('python3', ['scripts/lessons.py', 'run'], {
       cwd: root,
       encoding: 'utf8',
-      env: { ...process.env, SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(), SLUICE_REGISTRY_URL: registry().url, SLUICE_SPARK_CONNECT_URL: sparkConnectUrl },
+      env: { ...process.env, SLUICE_BOOTSTRAP_SERVERS: bootstrapServers(), SLUICE_REGISTRY_URL: registry().url, SLUICE_SPARK_CONNECT_URL: sparkConnectUrl() },
       timeout: 600_000,
     });
     console.log(r.stdout);
