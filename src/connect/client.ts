@@ -6,20 +6,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { packageRoot } from '../util/packageRoot.js';
 import { SUPPORTED_SPARK, SparkConnectError, parseConnectUrl, type Msg } from './base.js';
 
 function protoRoot(): string {
-  // dist/src/connect → repo root, or src/connect under tsx/vitest.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'proto', 'spark', 'connect', 'base.proto'))) return join(dir, 'proto');
-    dir = dirname(dir);
-  }
-  throw new Error('Spark Connect protos not found (proto/spark/connect/*.proto in the sluice package): reinstall sluice.');
+  const dir = join(packageRoot(), 'proto');
+  if (!existsSync(join(dir, 'spark', 'connect', 'base.proto'))) throw new Error(`Spark Connect protos not found in ${dir} (proto/spark/connect/*.proto of the sluice package): reinstall sluice.`);
+  return dir;
 }
 
 type Unary = (req: Msg, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: Msg) => void) => void;

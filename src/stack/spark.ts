@@ -11,8 +11,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { packageRoot } from '../util/packageRoot.js';
 import { StackError, alive, defaultStackDir, kill, portFree, processCommandLine, sluiceHome, tcpProbe, waitFor, type Log } from './stack.js';
 
 /** pyspark from PyPI: the Spark the local server runs. 3.5.x is what the Connect client speaks (connect/client.ts). */
@@ -70,13 +70,9 @@ function javaTool(name: 'javac' | 'jar'): string {
 }
 
 function launcherSource(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, 'spark', 'LoopbackConnectServer.java');
-    if (existsSync(p)) return p;
-    dir = dirname(dir);
-  }
-  throw new StackError('spark/LoopbackConnectServer.java is missing from the sluice package: reinstall sluice.');
+  const p = join(packageRoot(), 'spark', 'LoopbackConnectServer.java');
+  if (!existsSync(p)) throw new StackError(`${p} is missing from the sluice package: reinstall sluice.`);
+  return p;
 }
 
 /** The launcher jar, built once per source version into ~/.cache/sluice/spark-connect. */

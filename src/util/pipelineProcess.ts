@@ -3,9 +3,8 @@
  * pipeline is going to be killed (a fault point, SLUICE_FAULT) and must not take the notebook with it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from './packageRoot.js';
 
 export interface PipelineRun {
   /** The signal that ended the process (SIGKILL from a fault point), or null. */
@@ -13,15 +12,6 @@ export interface PipelineRun {
   code: number | null;
   /** What it printed, stdout and stderr in the order written, one entry per line, redacted (below). */
   lines: string[];
-}
-
-/** The Sluice package's folder (where bin/sluice.js is), found upwards from this module in src/ or dist/src/. */
-function packageRoot(): string {
-  for (let d = dirname(fileURLToPath(import.meta.url)); ; d = dirname(d)) {
-    const pkg = join(d, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'sluice') return d;
-    if (dirname(d) === d) throw new Error('The sluice package folder (with bin/sluice.js) was not found above this module.');
-  }
 }
 
 /**
